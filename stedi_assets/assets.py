@@ -1,0 +1,168 @@
+"""The eight zone tables as software-defined assets.
+
+Each asset computes its table with the configured engine, runs the table's
+checks on the result, and hands the table to the IO manager for publishing
+only if no blocking check failed: a table that breaks a privacy contract is
+never published, and Dagster skips everything downstream of it.
+"""
+
+from collections.abc import Iterator, Mapping
+
+import narwhals as nw
+from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, Output, TableColumn, asset
+from dagster import TableSchema as DagsterTableSchema
+
+from stedi_assets import rules
+from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
+from stedi_assets.engines import LandingRead
+from stedi_assets.profiles import expected_rows
+from stedi_assets.resources import StediLakehouse
+from stedi_assets.schemas import TABLES
+
+def column_schema(table: str) -> DagsterTableSchema:
+    return DagsterTableSchema(
+        columns=[TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
+    )
+
+def _materialize(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    table: str,
+    frame: nw.LazyFrame,
+    inputs: Mapping[str, nw.LazyFrame],
+    records_read: int | None = None,
+) -> Iterator[Output | AssetCheckResult]:
+    engine = lakehouse.get_engine()
+    held = engine.hold(frame)
+    try:
+        check_input = CheckInput(
+            table=table,
+            frame=held,
+            inputs=inputs,
+            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer),
+            same_customer=lakehouse.same_customer,
+            records_read=records_read,
+        )
+        results = [(check, check.run(check_input)) for check in CHECKS[table]]
+        blocked = [c.name for c, r in results if c.blocking and not r.passed]
+        if blocked:
+            context.log.error(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}")
+        else:
+            rows = row_count(held)
+            metadata = {
+                "dagster/row_count": MetadataValue.int(rows),
+                "dagster/column_schema": column_schema(table),
+                "engine": engine.name,
+            }
+            if records_read is not None:
+                metadata["records_read"] = MetadataValue.int(records_read)
+                metadata["duplicate_records_dropped"] = MetadataValue.int(records_read - rows)
+            yield Output(held, metadata=metadata)
+        for _, result in results:
+            yield result
+    finally:
+        engine.release(held)
+
+def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
+    landing: LandingRead = lakehouse.read_landing(feed)
+    context.log.info(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s)")
+    yield from _materialize(
+        context, lakehouse, f"{feed}_landing", rules.landing_records(landing.records), {}, landing.records_read
+    )
+
+_ASSET_OPTIONS = dict(output_required=False, kinds={"parquet"})
+
+@asset(check_specs=check_specs("customer_landing"), **_ASSET_OPTIONS)
+def customer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+    """One row per distinct customer record delivered to the landing zone."""
+    yield from _landing(context, lakehouse, "customer")
+
+@asset(check_specs=check_specs("accelerometer_landing"), **_ASSET_OPTIONS)
+def accelerometer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+    """One row per distinct accelerometer reading delivered to the landing zone."""
+    yield from _landing(context, lakehouse, "accelerometer")
+
+@asset(check_specs=check_specs("step_trainer_landing"), **_ASSET_OPTIONS)
+def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+    """One row per distinct step-trainer reading delivered to the landing zone."""
+    yield from _landing(context, lakehouse, "step_trainer")
+
+@asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
+def customer_trusted(context: AssetExecutionContext, lakehouse: StediLakehouse, customer_landing: nw.LazyFrame):
+    """One row per customer (email) whose current record consents to research."""
+    yield from _materialize(
+        context, lakehouse, "customer_trusted", rules.customer_trusted(customer_landing),
+        {"customer_landing": customer_landing},
+    )
+
+@asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
+def accelerometer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    accelerometer_landing: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
+):
+    """One row per accelerometer reading of a customer in customer_trusted."""
+    yield from _materialize(
+        context, lakehouse, "accelerometer_trusted",
+        rules.accelerometer_trusted(accelerometer_landing, customer_trusted),
+        {"accelerometer_landing": accelerometer_landing, "customer_trusted": customer_trusted},
+    )
+
+@asset(check_specs=check_specs("customer_curated"), **_ASSET_OPTIONS)
+def customer_curated(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    customer_trusted: nw.LazyFrame,
+    accelerometer_trusted: nw.LazyFrame,
+):
+    """One row per consenting customer who has accelerometer readings."""
+    yield from _materialize(
+        context, lakehouse, "customer_curated", rules.customer_curated(customer_trusted, accelerometer_trusted),
+        {"customer_trusted": customer_trusted, "accelerometer_trusted": accelerometer_trusted},
+    )
+
+@asset(check_specs=check_specs("step_trainer_trusted"), **_ASSET_OPTIONS)
+def step_trainer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    step_trainer_landing: nw.LazyFrame,
+    customer_curated: nw.LazyFrame,
+):
+    """One row per step-trainer reading of a device that belongs to a curated customer."""
+    yield from _materialize(
+        context, lakehouse, "step_trainer_trusted", rules.step_trainer_trusted(step_trainer_landing, customer_curated),
+        {"step_trainer_landing": step_trainer_landing, "customer_curated": customer_curated},
+    )
+
+@asset(check_specs=check_specs("machine_learning_curated"), **_ASSET_OPTIONS)
+def machine_learning_curated(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    step_trainer_trusted: nw.LazyFrame,
+    accelerometer_trusted: nw.LazyFrame,
+    customer_curated: nw.LazyFrame,
+):
+    """One row per step-trainer reading paired with an accelerometer reading taken at the same time."""
+    yield from _materialize(
+        context, lakehouse, "machine_learning_curated",
+        rules.machine_learning_curated(
+            step_trainer_trusted, accelerometer_trusted, customer_curated, same_customer=lakehouse.same_customer
+        ),
+        {
+            "step_trainer_trusted": step_trainer_trusted,
+            "accelerometer_trusted": accelerometer_trusted,
+            "customer_curated": customer_curated,
+        },
+    )
+
+ZONE_ASSETS = [
+    customer_landing,
+    accelerometer_landing,
+    step_trainer_landing,
+    customer_trusted,
+    accelerometer_trusted,
+    customer_curated,
+    step_trainer_trusted,
+    machine_learning_curated,
+]

@@ -1,0 +1,322 @@
+"""The asset checks of every table, evaluated on the computed table before it is published.
+
+Privacy checks are blocking ERROR checks: a table that fails one is not
+published and nothing downstream runs. Values that identify a person never go
+into check metadata as they are; samples of emails are masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import narwhals as nw
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+
+from stedi_assets import rules
+from stedi_assets.schemas import RESEARCH_CONSENT, TABLES
+
+ERROR = AssetCheckSeverity.ERROR
+WARN = AssetCheckSeverity.WARN
+_SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """What a check looks at: the computed table and the upstream tables it came from."""
+
+    table: str
+    frame: nw.LazyFrame
+    inputs: Mapping[str, nw.LazyFrame] = field(default_factory=dict)
+    expected_rows: int | None = None
+    same_customer: bool = False
+    records_read: int | None = None
+    """Landing tables: records read from the feed's files before duplicates were dropped."""
+
+
+Outcome = tuple[bool, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    evaluate: Callable[[CheckInput], Outcome]
+    severity: AssetCheckSeverity = ERROR
+    blocking: bool = False
+
+    def spec(self, table: str) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=table, description=self.description, blocking=self.blocking)
+
+    def run(self, check_input: CheckInput) -> AssetCheckResult:
+        passed, metadata = self.evaluate(check_input)
+        return AssetCheckResult(
+            check_name=self.name, passed=passed, severity=self.severity, metadata=metadata
+        )
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def row_count(frame: nw.LazyFrame) -> int:
+    return int(frame.select(nw.len()).collect().item())
+
+
+def mask_email(value: str | None) -> str:
+    """``Santosh.Clayton@test.com`` -> ``Sa***@test.com``: enough to find the record, not to read it."""
+    if value is None:
+        return "<null>"
+    local, _, domain = value.partition("@")
+    return f"{local[:2]}***@{domain}" if domain else f"{value[:2]}***"
+
+
+def _sample(frame: nw.LazyFrame, column: str, mask: bool = False) -> str:
+    values = frame.select(column).head(_SAMPLE_SIZE).collect()[column].to_list()
+    return ", ".join(mask_email(v) if mask else str(v) for v in values)
+
+
+def _rows_outside(frame: nw.LazyFrame, column: str, reference: nw.LazyFrame, reference_column: str) -> nw.LazyFrame:
+    """Rows of ``frame`` whose ``column`` value does not occur in ``reference``."""
+    allowed = reference.select(nw.col(reference_column).alias(column)).unique()
+    return frame.join(allowed, on=column, how="anti")
+
+
+# -- row count -------------------------------------------------------------------
+
+
+def _upper_bound(ci: CheckInput) -> tuple[int | None, str]:
+    """The most rows the table's rule can produce from its upstream tables."""
+    inputs = ci.inputs
+    if ci.table.endswith("_landing"):
+        return ci.records_read, "records read from the landing files"
+    if ci.table == "customer_trusted":
+        emails = inputs["customer_landing"].select(nw.col("email").n_unique()).collect().item()
+        return int(emails), "distinct emails in customer_landing"
+    if ci.table == "accelerometer_trusted":
+        return row_count(inputs["accelerometer_landing"]), "rows of accelerometer_landing"
+    if ci.table == "customer_curated":
+        return row_count(inputs["customer_trusted"]), "rows of customer_trusted"
+    if ci.table == "step_trainer_trusted":
+        return row_count(inputs["step_trainer_landing"]), "rows of step_trainer_landing"
+    if ci.table == "machine_learning_curated":
+        steps = inputs["step_trainer_trusted"].group_by("sensorReadingTime").agg(nw.len().alias("steps"))
+        readings = (
+            inputs["accelerometer_trusted"]
+            .group_by("timestamp")
+            .agg(nw.len().alias("readings"))
+            .rename({"timestamp": "sensorReadingTime"})
+        )
+        pairs = steps.join(readings, on="sensorReadingTime").select(
+            (nw.col("steps") * nw.col("readings")).sum().alias("pairs")
+        )
+        return int(pairs.collect().item() or 0), "step readings x accelerometer readings per shared time"
+    raise KeyError(ci.table)
+
+
+def check_row_count(ci: CheckInput) -> Outcome:
+    rows = row_count(ci.frame)
+    bound, bound_meaning = _upper_bound(ci)
+    problems = []
+    if rows == 0:
+        problems.append("table is empty")
+    if bound is not None and rows > bound:
+        problems.append(f"{rows} rows exceed the {bound} {bound_meaning}")
+    if ci.expected_rows is not None and rows != ci.expected_rows:
+        problems.append(f"{rows} rows, profile expects {ci.expected_rows}")
+    metadata: dict[str, object] = {"rows": rows, "upper_bound": bound if bound is not None else -1}
+    if ci.expected_rows is not None:
+        metadata["expected_rows"] = ci.expected_rows
+    if problems:
+        metadata["problem"] = "; ".join(problems)
+    return not problems, metadata
+
+
+# -- schema -----------------------------------------------------------------------
+
+
+def check_schema(ci: CheckInput) -> Outcome:
+    declared = TABLES[ci.table].narwhals_schema
+    actual = ci.frame.collect_schema()
+    missing = [c for c in declared if c not in actual]
+    unexpected = [c for c in actual if c not in declared]
+    wrong_type = [f"{c}: {actual[c]} (declared {declared[c]})" for c in declared if c in actual and actual[c] != declared[c]]
+    order_differs = not missing and not unexpected and list(actual) != list(declared)
+    passed = not (missing or unexpected or wrong_type or order_differs)
+    metadata: dict[str, object] = {"columns": ", ".join(f"{c} {t}" for c, t in actual.items())}
+    if not passed:
+        metadata.update(
+            missing=", ".join(missing), unexpected=", ".join(unexpected), wrong_type="; ".join(wrong_type),
+            order_differs=order_differs,
+        )
+    return passed, metadata
+
+
+# -- privacy ------------------------------------------------------------------------
+
+
+def check_consenting_customers(ci: CheckInput) -> Outcome:
+    """Every customer has research consent, now: also in their most recent record."""
+    without_consent = ci.frame.filter(nw.col(RESEARCH_CONSENT).is_null())
+    metadata: dict[str, object] = {"rows_without_consent": row_count(without_consent)}
+    offending = [without_consent]
+    if "customer_landing" in ci.inputs:
+        current = rules.current_customer_records(ci.inputs["customer_landing"])
+        withdrawn = ci.frame.join(
+            current.filter(nw.col(RESEARCH_CONSENT).is_null()).select("email"), on="email", how="semi"
+        )
+        metadata["rows_whose_current_record_has_no_consent"] = row_count(withdrawn)
+        offending.append(withdrawn)
+    if "customer_trusted" in ci.inputs:
+        outside = _rows_outside(ci.frame, "email", ci.inputs["customer_trusted"], "email")
+        metadata["rows_not_in_customer_trusted"] = row_count(outside)
+        offending.append(outside)
+    passed = all(v == 0 for v in metadata.values())
+    if not passed:
+        metadata["sample_emails"] = "; ".join(_sample(f, "email", mask=True) for f in offending if row_count(f))
+    return passed, metadata
+
+
+def check_consenting_readings(ci: CheckInput) -> Outcome:
+    outside = _rows_outside(ci.frame, "user", ci.inputs["customer_trusted"], "email")
+    rows = row_count(outside)
+    metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
+    if rows:
+        metadata["sample_users"] = _sample(outside.select("user").unique(), "user", mask=True)
+    return rows == 0, metadata
+
+
+def check_unique_customers(ci: CheckInput) -> Outcome:
+    duplicated = ci.frame.group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
+    emails = row_count(duplicated)
+    metadata: dict[str, object] = {"customers_more_than_once": emails}
+    if emails:
+        metadata["sample_emails"] = _sample(duplicated, "email", mask=True)
+    return emails == 0, metadata
+
+
+def check_curated_devices(ci: CheckInput) -> Outcome:
+    outside = _rows_outside(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    rows = row_count(outside)
+    metadata: dict[str, object] = {"readings_of_other_devices": rows}
+    if rows:
+        metadata["sample_serial_numbers"] = _sample(outside.select("serialNumber").unique(), "serialNumber")
+    return rows == 0, metadata
+
+
+_PERSONAL_IDENTIFIERS = frozenset(
+    column.name.lower() for table in TABLES.values() for column in table.columns if column.pii
+)
+
+
+def check_no_personal_identifiers(ci: CheckInput) -> Outcome:
+    found = [c for c in ci.frame.collect_schema() if c.lower() in _PERSONAL_IDENTIFIERS]
+    return not found, {"identifier_columns": ", ".join(found) or "none"}
+
+
+def check_traceable(ci: CheckInput) -> Outcome:
+    """Every row's device belongs to a curated customer and its reading to a consenting one."""
+    devices = _rows_outside(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    readings = _rows_outside(ci.frame, "timestamp", ci.inputs["accelerometer_trusted"], "timestamp")
+    metadata: dict[str, object] = {
+        "rows_of_uncurated_devices": row_count(devices),
+        "rows_without_trusted_reading": row_count(readings),
+    }
+    return all(v == 0 for v in metadata.values()), metadata
+
+
+def check_cross_customer_pairs(ci: CheckInput) -> Outcome:
+    """Rows pairing one customer's step reading with another customer's accelerometer reading."""
+    pairs = rules.simultaneous_readings(ci.inputs["step_trainer_trusted"], ci.inputs["accelerometer_trusted"])
+    if ci.same_customer:
+        pairs = pairs.join(rules.device_owners(ci.inputs["customer_curated"]), on=["serialNumber", "user"], how="semi")
+    crossed = row_count(rules.cross_customer_pairs(pairs, rules.device_owners(ci.inputs["customer_curated"])))
+    total = row_count(ci.frame)
+    return crossed == 0, {
+        "cross_customer_rows": crossed,
+        "rows": total,
+        "share": MetadataValue.float(crossed / total if total else 0.0),
+        "hint": "set ml_join=same_customer (STEDI_ML_JOIN) to pair readings of the same customer only",
+    }
+
+
+# -- registry -------------------------------------------------------------------------
+
+ROW_COUNT = Check(
+    "row_count",
+    "Row count matches the data-set profile; without one: non-empty and no more rows than the rule allows.",
+    check_row_count,
+)
+SCHEMA = Check("schema", "Columns and types are exactly the declared ones.", check_schema, blocking=True)
+
+CHECKS: dict[str, tuple[Check, ...]] = {
+    "customer_landing": (ROW_COUNT, SCHEMA),
+    "accelerometer_landing": (ROW_COUNT, SCHEMA),
+    "step_trainer_landing": (ROW_COUNT, SCHEMA),
+    "customer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "consenting_customers_only",
+            "Privacy: only customers whose current record has research consent.",
+            check_consenting_customers,
+            blocking=True,
+        ),
+    ),
+    "accelerometer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "consenting_readings_only",
+            "Privacy: only readings whose user is a customer in customer_trusted.",
+            check_consenting_readings,
+            blocking=True,
+        ),
+    ),
+    "customer_curated": (
+        ROW_COUNT,
+        SCHEMA,
+        Check("unique_customers", "Privacy: no customer (email) appears twice.", check_unique_customers, blocking=True),
+        Check(
+            "consenting_customers_only",
+            "Privacy: only customers of customer_trusted, all with research consent.",
+            check_consenting_customers,
+            blocking=True,
+        ),
+    ),
+    "step_trainer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "curated_devices_only",
+            "Privacy: only readings of devices that belong to customers in customer_curated.",
+            check_curated_devices,
+            blocking=True,
+        ),
+    ),
+    "machine_learning_curated": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "no_personal_identifiers",
+            "Privacy: no column identifies a person (name, email, phone, birthday, user).",
+            check_no_personal_identifiers,
+            blocking=True,
+        ),
+        Check(
+            "traceable_to_consenting_customers",
+            "Privacy: every row's device is a curated customer's and its reading a trusted one.",
+            check_traceable,
+            blocking=True,
+        ),
+        Check(
+            "cross_customer_pairs",
+            "Rows pairing one customer's step reading with another customer's accelerometer reading.",
+            check_cross_customer_pairs,
+            severity=WARN,
+        ),
+    ),
+}
+
+
+def check_specs(table: str) -> list[AssetCheckSpec]:
+    return [check.spec(table) for check in CHECKS[table]]

@@ -1,0 +1,213 @@
+"""The lakehouse resource, its IO manager, and the one place the environment is read.
+
+Layout under the lakehouse root (a local folder or ``s3://bucket/prefix``)::
+
+    {lakehouse}/{zone}/{table}/_manifest.json       the published version
+    {lakehouse}/{zone}/{table}/{version}/part-*.parquet
+
+A table is written into a new version folder and published by replacing its
+manifest in one atomic operation (a rename locally, a single PUT on S3), so
+a reader sees the old or the new version, never a half-written one. The
+previous version is kept for readers still scanning it; older ones are deleted.
+"""
+
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import narwhals as nw
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    EnvVar,
+    InputContext,
+    OutputContext,
+    ResourceDependency,
+)
+from pydantic import Field, PrivateAttr
+
+from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
+from stedi_assets.profiles import PROFILE_NAMES
+from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
+
+MANIFEST = "_manifest.json"
+DEFAULT_LANDING_URI = "data/landing"
+DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
+ML_JOINS = ("time", "same_customer")
+
+
+class LandingError(RuntimeError):
+    """The landing zone cannot be read; the message names the URI."""
+
+
+class TableNotPublishedError(RuntimeError):
+    """A table was read before any version of it was published."""
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    uri: str
+    version: str
+    files: list[str]
+    rows: int
+    columns: dict[str, str]
+
+
+class StediLakehouse(ConfigurableResource):
+    """Where the landing feeds are, where the zone tables go, and which engine computes them."""
+
+    landing_uri: str = Field(description="Root of the raw feeds: {landing}/{feed}/*.json. Local path or s3://.")
+    lakehouse_uri: str = Field(description="Root of the zone tables: {lakehouse}/{zone}/{table}/. Local path or s3://.")
+    profile: str = Field(
+        default="",
+        description=f"Data-set profile for the row-count checks ({', '.join(PROFILE_NAMES)}); empty for none.",
+    )
+    engine: str = Field(default="polars", description=f"Engine that computes the tables: {' or '.join(ENGINE_NAMES)}.")
+    ml_join: str = Field(
+        default="time",
+        description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
+    )
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    # -- engine and storage --------------------------------------------------
+
+    def get_engine(self) -> Engine:
+        if self._engine is None:
+            if self.engine == "polars":
+                from stedi_assets.engines.polars_engine import PolarsEngine
+
+                self._engine = PolarsEngine()
+            else:
+                raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
+        return self._engine
+
+    def store_for(self, uri: str) -> Store:
+        if is_s3_uri(uri):
+            raise EngineError(f"{uri}: S3 storage is not configured in this build")
+        return LocalStore()
+
+    @property
+    def same_customer(self) -> bool:
+        if self.ml_join not in ML_JOINS:
+            raise ValueError(f"unknown ml_join {self.ml_join!r}; choose one of: {', '.join(ML_JOINS)}")
+        return self.ml_join == "same_customer"
+
+    # -- landing ---------------------------------------------------------------
+
+    def feed_uri(self, feed: str) -> str:
+        return join_uri(normalize_uri(self.landing_uri), feed)
+
+    def landing_files(self, feed: str) -> list[str]:
+        uri = self.feed_uri(feed)
+        files = [f for f in self.store_for(uri).list_files(uri) if _is_feed_file(f)]
+        if not files:
+            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json)")
+        return files
+
+    def read_landing(self, feed: str) -> LandingRead:
+        files = self.landing_files(feed)
+        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+
+    # -- tables ----------------------------------------------------------------
+
+    def table_uri(self, asset_path: list[str]) -> str:
+        # The whole asset key goes into the path, so two tables never share a folder.
+        table = TABLES[asset_path[-1]]
+        return join_uri(normalize_uri(self.lakehouse_uri), table.zone, *asset_path)
+
+    def read_manifest(self, asset_path: list[str]) -> dict[str, Any] | None:
+        uri = join_uri(self.table_uri(asset_path), MANIFEST)
+        store = self.store_for(uri)
+        if not store.exists(uri):
+            return None
+        return json.loads(store.read_bytes(uri))
+
+    def read_table(self, asset_path: list[str]) -> nw.LazyFrame:
+        manifest = self.read_manifest(asset_path)
+        if manifest is None:
+            raise TableNotPublishedError(
+                f"{self.table_uri(asset_path)}: table {asset_path[-1]} has not been published yet; materialize it first"
+            )
+        return self.get_engine().scan(manifest["files"], TABLES[asset_path[-1]], self.store_for(manifest["files"][0]))
+
+    def publish(self, asset_path: list[str], frame: nw.LazyFrame, run_id: str) -> PublishedTable:
+        """Write ``frame`` as a new version of the table, then make it the published one."""
+        table_uri = self.table_uri(asset_path)
+        store = self.store_for(table_uri)
+        version = f"v{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
+        version_uri = join_uri(table_uri, version)
+        previous = self.read_manifest(asset_path)
+        try:
+            files = self.get_engine().write(frame, version_uri, store)
+        except BaseException:
+            store.delete_prefix(version_uri)
+            raise
+        rows = int(frame.select(nw.len()).collect().item())
+        columns = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
+        manifest = {
+            "table": asset_path[-1],
+            "version": version,
+            "files": files,
+            "rows": rows,
+            "columns": columns,
+            "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "run_id": run_id,
+        }
+        store.write_bytes(join_uri(table_uri, MANIFEST), json.dumps(manifest, indent=2).encode())
+        self._delete_old_versions(store, table_uri, keep={version, previous["version"] if previous else ""})
+        return PublishedTable(table_uri, version, files, rows, columns)
+
+    def _delete_old_versions(self, store: Store, table_uri: str, keep: set[str]) -> None:
+        prefix = table_uri.rstrip("/") + "/"
+        versions = {
+            f[len(prefix):].split("/", 1)[0] for f in store.list_files(table_uri) if f.startswith(prefix)
+        }
+        for version in versions - keep:
+            if version.startswith("v") and "/" not in version and version != MANIFEST:
+                store.delete_prefix(join_uri(table_uri, version))
+
+
+def _is_feed_file(uri: str) -> bool:
+    name = uri.rsplit("/", 1)[-1]
+    return not name.startswith((".", "_")) and name.lower().endswith(".json")
+
+
+class LakehouseIOManager(ConfigurableIOManager):
+    """Stores each zone table as Parquet in the lakehouse and hands it downstream as a lazy frame."""
+
+    lakehouse: ResourceDependency[StediLakehouse]
+
+    def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
+        published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id)
+        context.add_output_metadata({"uri": published.uri, "version": published.version})
+
+    def load_input(self, context: InputContext) -> nw.LazyFrame:
+        return self.lakehouse.read_table(list(context.asset_key.path))
+
+
+def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resources for this environment; the only place STEDI_* variables are read.
+
+    A variable that is set is passed as an EnvVar, so the UI shows its name
+    rather than its value and it is resolved when a run starts.
+    """
+    environ = os.environ if environ is None else environ
+
+    def setting(variable: str, default: str) -> str:
+        return EnvVar(variable) if environ.get(variable) else default
+
+    lakehouse = StediLakehouse(
+        landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
+        lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
+        profile=setting("STEDI_PROFILE", ""),
+        engine=setting("STEDI_ENGINE", "polars"),
+        ml_join=setting("STEDI_ML_JOIN", "time"),
+    )
+    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
