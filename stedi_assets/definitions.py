@@ -20,11 +20,17 @@ stedi_job = define_asset_job(
     description="Materialize every zone table and run every check.",
 )
 
-defs = Definitions(
-    assets=zone_assets,
-    jobs=[stedi_job],
-    resources=build_resources(),
-    # One process for the whole run: a process per step costs about 1.7 s of
-    # Python and Dagster start-up each, more than the tables take to compute.
-    executor=in_process_executor,
-)
+
+def build_definitions() -> Definitions:
+    """The code location, with resources configured from the current environment."""
+    return Definitions(
+        assets=zone_assets,
+        jobs=[stedi_job],
+        resources=build_resources(),
+        # One process for the whole run: a process per step pays Python and
+        # Dagster start-up each time, more than the tables take to compute.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,174 @@
+"""The ``stedi`` command: run the pipeline headless, write simulated landing data.
+
+    stedi run        materialize every table, run every check, print a summary
+    stedi simulate   write a simulated landing zone
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from stedi_assets.schemas import TABLES
+
+# Command-line options and the environment variables they set. The resources
+# read the environment in one place (resources.build_resources); an option
+# only overrides the variable for this process.
+_SETTINGS = {
+    "landing": "STEDI_LANDING_URI",
+    "lakehouse": "STEDI_LAKEHOUSE_URI",
+    "profile": "STEDI_PROFILE",
+    "engine": "STEDI_ENGINE",
+    "ml_join": "STEDI_ML_JOIN",
+}
+
+
+@dataclass
+class TableSummary:
+    rows: int | None = None
+    passed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (check, severity, detail)
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
+    parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    parser.add_argument("--profile", help="data-set profile for the row-count checks (default: $STEDI_PROFILE)")
+    parser.add_argument("--engine", help="polars or spark (default: $STEDI_ENGINE or polars)")
+    parser.add_argument("--ml-join", dest="ml_join", help="time or same_customer (default: $STEDI_ML_JOIN or time)")
+
+
+def _apply_settings(args: argparse.Namespace) -> None:
+    for option, variable in _SETTINGS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[variable] = value
+
+
+def _landing_is_empty(lakehouse) -> bool:
+    from stedi_assets.storage import join_uri
+
+    store = lakehouse.store_for(lakehouse.landing_uri)
+    return not any(
+        store.list_files(join_uri(lakehouse.feed_uri(feed))) for feed in ("customer", "accelerometer", "step_trainer")
+    )
+
+
+def write_simulated_landing(landing_uri: str, customers: int, seed: int) -> int:
+    """Write the simulator's feeds under ``landing_uri``; return how many files were written."""
+    from stedi_assets.resources import build_resources
+    from stedi_assets.simulate import simulate_landing
+    from stedi_assets.storage import join_uri
+
+    lakehouse = build_resources()["lakehouse"]
+    store = lakehouse.store_for(landing_uri)
+    files = simulate_landing(customers=customers, seed=seed)
+    for relative, data in files.items():
+        store.write_bytes(join_uri(landing_uri, relative), data)
+    return len(files)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from stedi_assets.definitions import build_definitions
+    from stedi_assets.resources import DEFAULT_LANDING_URI
+    from stedi_assets.storage import normalize_uri
+
+    _apply_settings(args)
+    definitions = build_definitions()
+    lakehouse = definitions.resources["lakehouse"]
+    landing_uri = normalize_uri(os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
+    if not os.environ.get("STEDI_LANDING_URI") and _landing_is_empty(lakehouse):
+        from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+
+        count = write_simulated_landing(landing_uri, DEFAULT_CUSTOMERS, DEFAULT_SEED)
+        print(f"The landing zone {landing_uri} is empty: wrote {count} files of simulated STEDI data there.")
+        if not os.environ.get("STEDI_PROFILE"):
+            os.environ["STEDI_PROFILE"] = "simulated"
+            definitions = build_definitions()
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    job = definitions.resolve_job_def("stedi_job")
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+
+    summaries = {name: TableSummary() for name in TABLES}
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.path[-1]
+        rows = event.materialization.metadata.get("dagster/row_count")
+        summaries[name].rows = rows.value if rows is not None else None
+    for evaluation in result.get_asset_check_evaluations():
+        summary = summaries[evaluation.asset_key.path[-1]]
+        if evaluation.passed:
+            summary.passed.append(evaluation.check_name)
+        else:
+            detail = ", ".join(f"{k}={v.value}" for k, v in evaluation.metadata.items() if k != "hint")
+            summary.failed.append((evaluation.check_name, evaluation.severity.value, detail))
+    print(_format_summary(summaries))
+
+    errors = [f for s in summaries.values() for f in s.failed if f[1] == "ERROR"]
+    failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+    if failure is not None and not errors:
+        print(f"error: step {failure.step_key} failed: {_failure_message(failure)}", file=sys.stderr)
+    if errors or not result.success:
+        print(f"FAILED: {len(errors)} ERROR check(s) failed" if errors else "FAILED: the run did not succeed", file=sys.stderr)
+        return 1
+    print("OK: every table published, no ERROR check failed.")
+    return 0
+
+
+def _failure_message(event) -> str:
+    error = event.event_specific_data.error
+    # The innermost cause is the one-line error raised by this package.
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1]
+
+
+def _format_summary(summaries: dict[str, TableSummary]) -> str:
+    lines = [f"{'table':<26} {'rows':>12}  checks"]
+    for name, summary in summaries.items():
+        rows = f"{summary.rows:,}" if summary.rows is not None else "not published"
+        total = len(summary.passed) + len(summary.failed)
+        lines.append(f"{name:<26} {rows:>12}  {len(summary.passed)}/{total} passed")
+        for check, severity, detail in summary.failed:
+            lines.append(f"{'':<26} {'':>12}  {severity} {check}: {detail}")
+    return "\n".join(lines)
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from stedi_assets.resources import DEFAULT_LANDING_URI
+    from stedi_assets.storage import normalize_uri
+
+    _apply_settings(args)
+    landing_uri = normalize_uri(args.out or os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
+    count = write_simulated_landing(landing_uri, args.customers, args.seed)
+    print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="materialize every table and run every check")
+    _add_settings(run_parser)
+    run_parser.set_defaults(handler=run)
+    simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
+    simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
+    simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
+    simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    simulate_parser.set_defaults(handler=simulate)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except Exception as error:  # one readable line, not a stack trace
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Fixtures shared by every test: the real STEDI data set and lakehouses in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from dagster import ExecuteInProcessResult, materialize
+
+from stedi_assets.definitions import zone_assets
+from stedi_assets.resources import LakehouseIOManager, StediLakehouse
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def reference_landing() -> Path:
+    """The real STEDI landing data, read in place beside the repository (never copied into it)."""
+    return Path(os.environ.get("STEDI_REFERENCE_LANDING", REPOSITORY.parent / "shared" / "stedi" / "landing"))
+
+
+@pytest.fixture(scope="session")
+def stedi_landing() -> Path:
+    path = reference_landing()
+    if not (path / "customer").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the real STEDI data set is missing at {path}; CI must run the acceptance tests")
+        pytest.skip(f"the real STEDI data set is not at {path}")
+    return path
+
+
+def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:
+    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
+
+
+def materialize_all(lakehouse: StediLakehouse, selection: str | None = None) -> ExecuteInProcessResult:
+    return materialize(zone_assets, resources=resources_for(lakehouse), selection=selection, raise_on_error=False)
+
+
+@pytest.fixture
+def make_lakehouse(tmp_path: Path) -> Callable[..., StediLakehouse]:
+    def make(landing: Path | str, **settings: str) -> StediLakehouse:
+        settings.setdefault("lakehouse_uri", str(tmp_path / "lakehouse"))
+        return StediLakehouse(landing_uri=str(landing), **settings)
+
+    return make
+
+
+def check_outcomes(result: ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    """(table, check) -> passed, for every check evaluated in ``result``."""
+    return {(e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def published_rows(result: ExecuteInProcessResult) -> dict[str, int]:
+    return {
+        e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+    }
