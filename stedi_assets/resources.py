@@ -73,6 +73,12 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    spark_master: str = Field(
+        default="local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Spark engine: spark.* settings passed to the session as they are."
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
 
@@ -84,6 +90,11 @@ class StediLakehouse(ConfigurableResource):
                 from stedi_assets.engines.polars_engine import PolarsEngine
 
                 self._engine = PolarsEngine()
+            elif self.engine == "spark":
+                # Imported only when chosen: pyspark is an optional extra.
+                from stedi_assets.engines.spark_engine import SparkEngine
+
+                self._engine = SparkEngine(self.spark_master, self.spark_conf)
             else:
                 raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
         return self._engine
@@ -192,6 +203,18 @@ class LakehouseIOManager(ConfigurableIOManager):
         return self.lakehouse.read_table(list(context.asset_key.path))
 
 
+def parse_spark_conf(text: str) -> dict[str, str]:
+    """``spark.a=1,spark.b=2`` as a dict; every key must be a ``spark.*`` setting."""
+    conf = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key.startswith("spark."):
+            raise ValueError(f"STEDI_SPARK_CONF: {item!r} is not a spark.*=value setting")
+        conf[key] = value.strip()
+    return conf
+
+
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resources for this environment; the only place STEDI_* variables are read.
 
@@ -209,5 +232,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
+        spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
     )
     return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
