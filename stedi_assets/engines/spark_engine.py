@@ -53,6 +53,7 @@ SPARK_TYPES: dict[str, T.DataType] = {
 _LINE = "value"
 _FILE = "__file"
 _FIELDS = "__fields"
+_MISMATCH = "__mismatch"
 
 _session_lock = threading.Lock()
 _session: SparkSession | None = None
@@ -163,20 +164,30 @@ def _first_line(error: BaseException) -> str:
 
 
 # -- landing JSON ------------------------------------------------------------------
+#
+# Spark's JSON reader matches a declared schema's field names with case, so a
+# feed that spells ``timeStamp`` would read as null; and with inferred schemas
+# it refuses a feed holding both ``timeStamp`` and ``timestamp``. So the
+# landing read takes two passes over the lines:
+#   1. parse each line into a map of field name -> raw text, and collect the
+#      spellings of the field names (plus the record count, and whether some
+#      line is not a JSON object);
+#   2. parse each line into a struct of every spelling found (text values),
+#      merge the spellings of each declared column (first non-null wins, as
+#      the Polars engine's coalesce) and cast to the declared type, failing
+#      on the first value that does not cast.
+# Casting from the JSON text gives the Polars engine's casts: 1 reads as a
+# double, 1.0 as a bigint, a number as a string.
+
+_TEXT_MAP = T.MapType(T.StringType(), T.StringType())
 
 
-def _field(name: str) -> SparkColumn:
-    """The value of a JSON field, its name compared without case.
-
-    Spark's JSON reader matches a declared schema's names with case, so a feed
-    spelling ``timeStamp`` would read as null. Each line is parsed into a map
-    of field name to raw text instead, and the declared name is looked up in
-    it without case; when one record holds several spellings the first
-    non-null value wins, as the Polars engine's coalesce does.
-    """
-    lowered = name.lower()
-    matches = F.map_filter(_FIELDS, lambda key, value: (F.lower(key) == F.lit(lowered)) & value.isNotNull())
-    return F.try_element_at(F.map_values(matches), F.lit(1))
+def _merged(fields: Sequence[str]) -> SparkColumn:
+    """The text of one declared column: the first non-null of the fields that spell it."""
+    values = [F.col(_FIELDS).getField(name) for name in fields]
+    if not values:
+        return F.lit(None).cast("string")
+    return F.coalesce(*values) if len(values) > 1 else values[0]
 
 
 def _typed(raw: SparkColumn, column: Column) -> SparkColumn:
@@ -194,6 +205,7 @@ class SparkEngine:
     def __init__(self, master: str = "local[*]", conf: Mapping[str, str] | None = None) -> None:
         self.master = master
         self.conf = dict(conf or {})
+        self._landing_records: list[DataFrame] = []
 
     @property
     def session(self) -> SparkSession:
@@ -205,48 +217,54 @@ class SparkEngine:
             .select(F.col("_metadata.file_path").alias(_FILE), _LINE)
             .filter(F.trim(_LINE) != "")
         )
-        parsed = lines.select(
-            _FILE, _LINE, F.from_json(_LINE, T.MapType(T.StringType(), T.StringType())).alias(_FIELDS)
-        )
-        raw = {c.name: _field(c.name) for c in feed.columns}
-        typed = {c.name: _typed(raw[c.name], c) for c in feed.columns}
-        records_read = self._validate(parsed, feed, raw, typed, files)
-        records = parsed.select([typed[c.name].alias(c.name) for c in feed.columns])
-        return LandingRead(nw.from_native(records), records_read, tuple(files))
-
-    def _validate(
-        self,
-        parsed: DataFrame,
-        feed: TableSchema,
-        raw: Mapping[str, SparkColumn],
-        typed: Mapping[str, SparkColumn],
-        files: Sequence[str],
-    ) -> int:
-        """Count the records, and fail on the first file with a line that is not a record of ``feed``.
-
-        One pass over the files answers both, so validation costs no extra read.
-        """
-        not_json = F.col(_FIELDS).isNull()
-        mismatches = [
-            F.when(raw[c.name].isNotNull() & typed[c.name].isNull(), F.lit(c.name)) for c in feed.columns
-        ]
-        mismatch = F.coalesce(*mismatches)
-        summary = parsed.select(
+        fields = F.from_json(_LINE, _TEXT_MAP)
+        survey = lines.select(
             F.count(F.lit(1)).alias("records"),
-            F.min(F.when(not_json, F.col(_FILE))).alias("not_json_file"),
-            F.min(F.when(mismatch.isNotNull(), F.struct(F.col(_FILE), mismatch, F.col(_LINE)))).alias("mismatch"),
+            F.min(F.when(fields.isNull(), F.col(_FILE))).alias("not_json_file"),
+            F.array_distinct(F.flatten(F.collect_set(F.map_keys(fields)))).alias("spellings"),
         ).first()
-        if summary["not_json_file"] is not None:
-            source = _source(summary["not_json_file"], files)
+        if survey["not_json_file"] is not None:
+            source = _source(survey["not_json_file"], files)
             raise EngineError(f"{source}: not valid newline-delimited JSON (a line is not a JSON object)")
-        if summary["mismatch"] is not None:
-            source, column, line = summary["mismatch"]
+
+        spellings: dict[str, list[str]] = {}
+        for name in survey["spellings"] or []:
+            spellings.setdefault(name.lower(), []).append(name)
+        found = sorted({s for names in spellings.values() for s in names})
+        as_text = T.StructType([T.StructField(name, T.StringType()) for name in found])
+        # The JSON parser matches these names with case; Spark's analyzer would
+        # not tell timeStamp from timestamp, so the struct's fields are renamed
+        # by position before they are referred to.
+        positional = T.StructType([T.StructField(f"f{i}", T.StringType()) for i in range(len(found))])
+        parsed = lines.select(_FILE, _LINE, F.from_json(_LINE, as_text).cast(positional).alias(_FIELDS))
+        position = {name: f"f{i}" for i, name in enumerate(found)}
+        raw = {c.name: _merged([position[s] for s in spellings.get(c.name.lower(), [])]) for c in feed.columns}
+        # (column, text) of the first value of a record that does not cast to its column's type.
+        mismatches = [
+            F.when(raw[c.name].isNotNull() & _typed(raw[c.name], c).isNull(), F.struct(F.lit(c.name).alias("column"), raw[c.name].alias("text")))
+            for c in feed.columns
+        ]
+        typed = parsed.select(
+            _FILE,
+            *[_typed(raw[c.name], c).alias(c.name) for c in feed.columns],
+            F.coalesce(*mismatches).alias(_MISMATCH),
+        )
+        # Kept for the rule that follows (landing_records), so the files are parsed twice, not three times.
+        typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
+        self._landing_records.append(typed)
+        # One pass over every record: it fills the cache, and finds the first bad value if any.
+        mismatch = typed.select(
+            F.min(F.when(F.col(_MISMATCH).isNotNull(), F.struct(_FILE, _MISMATCH))).alias("first")
+        ).first()["first"]
+        if mismatch is not None:
+            source, (column, text) = mismatch
             declared = next(c.type for c in feed.columns if c.name == column)
             raise EngineError(
                 f"{_source(source, files)}: values do not match the {feed.name} schema "
-                f"(field {column} is not a {declared} in {line[:120]})"
+                f"({column} {text[:40]!r} is not a {declared})"
             )
-        return int(summary["records"])
+        records = typed.select(*feed.column_names)
+        return LandingRead(nw.from_native(records), int(survey["records"]), tuple(files))
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         struct = spark_schema(schema)
@@ -261,6 +279,10 @@ class SparkEngine:
 
     def release(self, frame: nw.LazyFrame) -> None:
         frame.to_native().unpersist(blocking=False)
+        # Landing records were kept only to compute the landing table, now written.
+        for records in self._landing_records:
+            records.unpersist(blocking=False)
+        self._landing_records.clear()
 
     def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
         # Spark creates the folder itself and refuses to write into an existing
