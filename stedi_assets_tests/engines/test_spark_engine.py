@@ -1,0 +1,251 @@
+"""The Spark engine on small hand-made landing zones and frames.
+
+Covers: field names matched without case, one-line errors for bad landing
+files and for a machine without Java, the zone rules' tie-breaking on Spark,
+checks failing on violating Spark-backed data (directly, and through a run
+with a deliberately broken rule), empty tables, the session's settings, and
+the STEDI_SPARK_* settings. Not covered here: the real data set (see
+test_spark_parity), clusters and S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import narwhals as nw
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from stedi_assets import rules
+from stedi_assets.checks import CheckInput, check_consenting_readings, check_unique_customers
+from stedi_assets.engines import EngineError
+from stedi_assets.engines.polars_engine import PolarsEngine
+from stedi_assets.resources import build_resources, parse_spark_conf
+from stedi_assets.schemas import FEED_SCHEMAS, TABLES
+from stedi_assets.storage import LocalStore
+from stedi_assets_tests.conftest import check_outcomes, materialize_all
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def write_lines(path: Path, records: list[dict | str]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return str(path)
+
+
+def as_polars(frame: nw.LazyFrame) -> pl.DataFrame:
+    native = frame.to_native()
+    collected = native.collect() if isinstance(native, pl.LazyFrame) else pl.from_arrow(native.toArrow())
+    return collected.sort(collected.columns, nulls_last=True)
+
+
+def customer(email: str, updated: int, consent: int | None, **other: object) -> dict:
+    record = {
+        "customerName": email.split("@")[0], "email": email, "phone": "8015551212", "birthDay": "1900-01-01",
+        "serialNumber": f"sn-{email}", "registrationDate": 1, "lastUpdateDate": updated,
+        "shareWithResearchAsOfDate": consent, "shareWithPublicAsOfDate": None, "shareWithFriendsAsOfDate": None,
+    }
+    return record | other
+
+
+def spark_frame(spark, table: str, rows: list[dict]) -> nw.LazyFrame:
+    from stedi_assets.engines.spark_engine import spark_schema
+
+    schema = TABLES[table]
+    return nw.from_native(spark.createDataFrame([tuple(r.get(c) for c in schema.column_names) for r in rows], spark_schema(schema)))
+
+
+# -- landing JSON ----------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_field_names_match_without_case(spark, tmp_path):
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    files = [
+        write_lines(tmp_path / "a.json", [{"user": "a@x.com", "timeStamp": 1, "x": 1.0, "y": 0, "z": -1.0}]),
+        write_lines(tmp_path / "b.json", [
+            {"user": "b@x.com", "timestamp": 2, "x": 0.5, "y": 1.0, "z": 0.0},
+            {"User": "c@x.com", "TIMESTAMP": 3.0, "x": "2"},  # several spellings, a whole number as 3.0, a number as text
+            "",
+        ]),
+    ]
+    feed = FEED_SCHEMAS["accelerometer"]
+
+    spark_read = SparkEngine().read_landing(feed, files, LocalStore())
+    polars_read = PolarsEngine().read_landing(feed, files, LocalStore())
+
+    assert spark_read.records_read == polars_read.records_read == 3
+    assert as_polars(spark_read.records)["timestamp"].to_list() == [1, 2, 3]
+    assert_frame_equal(as_polars(spark_read.records), as_polars(polars_read.records))
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"user": "a@x.com", "timestamp": 1', "not valid newline-delimited JSON"),
+        ('[1, 2]', "not valid newline-delimited JSON"),
+        ('{"user": "a@x.com", "timestamp": "yesterday"}', "values do not match the accelerometer_landing schema (timestamp 'yesterday' is not a bigint)"),
+    ],
+)
+def test_bad_landing_file_is_one_line_naming_it(spark, tmp_path, line, message):
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": 1}])
+    bad = write_lines(tmp_path / "bad.json", [{"user": "b@x.com", "timestamp": 2}, line])
+
+    with pytest.raises(EngineError) as raised:
+        SparkEngine().read_landing(FEED_SCHEMAS["accelerometer"], [good, bad], LocalStore())
+    assert str(raised.value).startswith(f"{bad}: {message}")
+    assert "\n" not in str(raised.value)
+
+
+# -- rules -----------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_current_customer_record_ties_resolve_alike(spark):
+    rows = [
+        # Latest record wins, whatever the order of delivery.
+        customer("late@x.com", 3, 100), customer("late@x.com", 5, None), customer("late@x.com", 4, 100),
+        # A tie on lastUpdateDate goes to the record without consent.
+        customer("tie@x.com", 7, 100), customer("tie@x.com", 7, None),
+        # A full tie on consent is decided by the other columns (nulls included), the same on both engines.
+        customer("other@x.com", 9, 100, phone=None), customer("other@x.com", 9, 100, phone="1"),
+        customer("other@x.com", 9, 100, registrationDate=None),
+        customer("solo@x.com", 1, 50),
+    ]
+    on_spark = rules.current_customer_records(spark_frame(spark, "customer_landing", rows))
+    on_polars = rules.current_customer_records(nw.from_native(pl.LazyFrame(rows, schema=TABLES["customer_landing"].polars_schema)))
+
+    current = as_polars(on_spark)
+    assert_frame_equal(current, as_polars(on_polars))
+    assert dict(zip(current["email"], current["shareWithResearchAsOfDate"])) == {
+        "late@x.com": None, "tie@x.com": None, "other@x.com": 100, "solo@x.com": 50,
+    }
+    assert as_polars(rules.customer_trusted(spark_frame(spark, "customer_landing", rows)))["email"].to_list() == [
+        "other@x.com", "solo@x.com",
+    ]
+
+
+# -- checks on violating data --------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_checks_fail_on_violating_spark_frames(spark):
+    trusted = spark_frame(spark, "customer_trusted", [customer("yes@x.com", 1, 10)])
+    readings = spark_frame(spark, "accelerometer_trusted", [
+        {"user": "yes@x.com", "timestamp": 1}, {"user": "no@x.com", "timestamp": 2},
+    ])
+    passed, metadata = check_consenting_readings(
+        CheckInput("accelerometer_trusted", readings, {"customer_trusted": trusted})
+    )
+    assert not passed
+    assert metadata == {"readings_of_non_consenting_users": 1, "sample_users": "no***@x.com"}
+
+    twice = spark_frame(spark, "customer_curated", [customer("twice@x.com", 1, 10), customer("twice@x.com", 2, 10)])
+    passed, metadata = check_unique_customers(CheckInput("customer_curated", twice))
+    assert not passed
+    assert metadata == {"customers_more_than_once": 1, "sample_emails": "tw***@x.com"}
+
+
+@pytest.fixture
+def small_landing(tmp_path) -> Path:
+    landing = tmp_path / "landing"
+    write_lines(landing / "customer" / "customer-1.json", [
+        customer("yes@x.com", 1, 10), customer("no@x.com", 1, None),
+    ])
+    write_lines(landing / "accelerometer" / "accelerometer-1.json", [
+        {"user": "yes@x.com", "timeStamp": 1, "x": 0.0, "y": 0.0, "z": 0.0},
+        {"user": "no@x.com", "timeStamp": 2, "x": 0.0, "y": 0.0, "z": 0.0},
+    ])
+    write_lines(landing / "step_trainer" / "step_trainer-1.json", [
+        {"sensorReadingTime": 1, "serialNumber": "sn-yes@x.com", "distanceFromObject": 200},
+    ])
+    return landing
+
+
+@pytest.mark.spark
+def test_broken_rule_is_stopped_by_the_privacy_check(spark, small_landing, make_lakehouse, monkeypatch, tmp_path):
+    # A rule that lets every reading through, the non-consenting customer's too.
+    monkeypatch.setattr(rules, "accelerometer_trusted", lambda landing, trusted: landing)
+    lakehouse = make_lakehouse(small_landing, engine="spark")
+
+    result = materialize_all(lakehouse, selection="*accelerometer_trusted")
+
+    assert not result.success
+    outcomes = check_outcomes(result)
+    assert outcomes[("accelerometer_trusted", "consenting_readings_only")] is False
+    assert outcomes[("customer_trusted", "consenting_customers_only")] is True
+    assert lakehouse.read_manifest(["customer_trusted"]) is not None
+    assert lakehouse.read_manifest(["accelerometer_trusted"]) is None  # never published
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_empty_table_round_trip(spark, tmp_path):
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    engine = SparkEngine()
+    schema = TABLES["customer_curated"]
+    files = engine.write(spark_frame(spark, "customer_curated", []), str(tmp_path / "v1"), LocalStore())
+
+    assert files
+    assert pl.read_parquet(files).schema == schema.polars_schema
+    assert engine.scan(files, schema, LocalStore()).select(nw.len()).collect().item() == 0
+
+
+# -- session and settings -------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_session_is_shared_and_quiet(spark):
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    assert SparkEngine("local[*]", {"spark.sql.shuffle.partitions": "3"}).session is spark
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.ui.enabled") == "false"
+    assert conf.get("spark.sql.shuffle.partitions") == str(2 * os.cpu_count())
+    assert "spark-log4j2.properties" in conf.get("spark.driver.extraJavaOptions")
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("java_home", [None, "/nonexistent-jdk"])
+def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
+    environment = {"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(REPOSITORY), "HOME": str(tmp_path)}
+    if java_home:
+        environment["JAVA_HOME"] = java_home
+    completed = subprocess.run(
+        [sys.executable, "-m", "stedi_assets.cli", "run", "--engine", "spark",
+         "--landing", str(small_landing), "--lakehouse", str(tmp_path / "lakehouse")],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=300,
+    )
+    assert completed.returncode == 1
+    summary = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(summary) == 1
+    assert summary[0].endswith("EngineError: the Spark engine needs Java 17+ ('java' not found on PATH / JAVA_HOME)")
+    # The JVM was never started: no Java stack trace, no py4j.
+    assert "org.apache" not in completed.stderr and "py4j" not in completed.stderr.lower()
+    assert not (tmp_path / "lakehouse").exists() or not list((tmp_path / "lakehouse").rglob("_manifest.json"))
+
+
+def test_spark_settings_from_the_environment():
+    lakehouse = build_resources({
+        "STEDI_ENGINE": "spark",
+        "STEDI_SPARK_MASTER": "spark://cluster:7077",
+        "STEDI_SPARK_CONF": "spark.sql.shuffle.partitions=4, spark.driver.memory=2g",
+    })["lakehouse"]
+    assert lakehouse.spark_conf == {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
+    assert build_resources({})["lakehouse"].spark_conf == {}
+    assert parse_spark_conf("spark.a=x=y") == {"spark.a": "x=y"}
+    with pytest.raises(ValueError, match="'driver.memory=2g' is not a spark"):
+        parse_spark_conf("driver.memory=2g")
