@@ -125,6 +125,11 @@ def session_settings(master: str, conf: Mapping[str, str]) -> dict[str, str]:
         # one machine; two per core keeps both cores busy.
         settings["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 1))
     settings.update(conf)
+    if "spark.driver.extraJavaOptions" in conf:
+        # Keep the quiet logging unless the given options choose their own.
+        options = conf["spark.driver.extraJavaOptions"]
+        if "log4j2.configurationFile" not in options:
+            settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {options}"
     return settings
 
 
@@ -166,20 +171,21 @@ def _first_line(error: BaseException) -> str:
 # -- landing JSON ------------------------------------------------------------------
 #
 # Spark's JSON reader matches a declared schema's field names with case, so a
-# feed that spells ``timeStamp`` would read as null; and with inferred schemas
-# it refuses a feed holding both ``timeStamp`` and ``timestamp``. So the
-# landing read takes two passes over the lines:
-#   1. parse each line into a map of field name -> raw text, and collect the
-#      spellings of the field names (plus the record count, and whether some
-#      line is not a JSON object);
-#   2. parse each line into a struct of every spelling found (text values),
-#      merge the spellings of each declared column (first non-null wins, as
-#      the Polars engine's coalesce) and cast to the declared type, failing
-#      on the first value that does not cast.
+# feed that spells ``timeStamp`` would read as null; and with schema inference
+# in its usual case-insensitive mode it refuses a feed holding both
+# ``timeStamp`` and ``timestamp``. So the landing read takes two passes:
+#   1. infer the schema with case-sensitive names: the field spellings found
+#      (Spark's inference is its cheapest full pass over JSON);
+#   2. parse each line into a struct of every spelling (text values), merge
+#      the spellings of each declared column (first non-null wins, as the
+#      Polars engine's coalesce) and cast to the declared type. The same pass
+#      counts the records, finds the first line that is not a JSON object or
+#      holds a value that does not cast, and fills the cache that the
+#      landing table is then computed from.
 # Casting from the JSON text gives the Polars engine's casts: 1 reads as a
 # double, 1.0 as a bigint, a number as a string.
 
-_TEXT_MAP = T.MapType(T.StringType(), T.StringType())
+_CORRUPT = "__corrupt_record"
 
 
 def _merged(fields: Sequence[str]) -> SparkColumn:
@@ -212,59 +218,77 @@ class SparkEngine:
         return spark_session(self.master, self.conf)
 
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
-        lines = (
-            self.session.read.text([spark_uri(f) for f in files])
-            .select(F.col("_metadata.file_path").alias(_FILE), _LINE)
-            .filter(F.trim(_LINE) != "")
-        )
-        fields = F.from_json(_LINE, _TEXT_MAP)
-        survey = lines.select(
-            F.count(F.lit(1)).alias("records"),
-            F.min(F.when(fields.isNull(), F.col(_FILE))).alias("not_json_file"),
-            F.array_distinct(F.flatten(F.collect_set(F.map_keys(fields)))).alias("spellings"),
-        ).first()
-        if survey["not_json_file"] is not None:
-            source = _source(survey["not_json_file"], files)
-            raise EngineError(f"{source}: not valid newline-delimited JSON (a line is not a JSON object)")
-
+        uris = [spark_uri(f) for f in files]
         spellings: dict[str, list[str]] = {}
-        for name in survey["spellings"] or []:
+        for name in self._field_names(uris):
             spellings.setdefault(name.lower(), []).append(name)
-        found = sorted({s for names in spellings.values() for s in names})
-        as_text = T.StructType([T.StructField(name, T.StringType()) for name in found])
+        found = sorted({name for names in spellings.values() for name in names})
+
+        as_text = T.StructType([T.StructField(name, T.StringType()) for name in [*found, _CORRUPT]])
         # The JSON parser matches these names with case; Spark's analyzer would
         # not tell timeStamp from timestamp, so the struct's fields are renamed
         # by position before they are referred to.
-        positional = T.StructType([T.StructField(f"f{i}", T.StringType()) for i in range(len(found))])
-        parsed = lines.select(_FILE, _LINE, F.from_json(_LINE, as_text).cast(positional).alias(_FIELDS))
+        positional = T.StructType(
+            [T.StructField(f"f{i}", T.StringType()) for i in range(len(found))] + [T.StructField(_CORRUPT, T.StringType())]
+        )
+        lines = (
+            self.session.read.text(uris)
+            .select(F.col("_metadata.file_path").alias(_FILE), _LINE)
+            .filter(F.trim(_LINE) != "")
+        )
+        parsed = lines.select(
+            _FILE,
+            F.from_json(_LINE, as_text, {"columnNameOfCorruptRecord": _CORRUPT}).cast(positional).alias(_FIELDS),
+        )
         position = {name: f"f{i}" for i, name in enumerate(found)}
         raw = {c.name: _merged([position[s] for s in spellings.get(c.name.lower(), [])]) for c in feed.columns}
         # (column, text) of the first value of a record that does not cast to its column's type.
         mismatches = [
-            F.when(raw[c.name].isNotNull() & _typed(raw[c.name], c).isNull(), F.struct(F.lit(c.name).alias("column"), raw[c.name].alias("text")))
+            F.when(
+                raw[c.name].isNotNull() & _typed(raw[c.name], c).isNull(),
+                F.struct(F.lit(c.name).alias("column"), raw[c.name].alias("text")),
+            )
             for c in feed.columns
         ]
         typed = parsed.select(
             _FILE,
             *[_typed(raw[c.name], c).alias(c.name) for c in feed.columns],
+            F.col(_FIELDS).getField(_CORRUPT).isNotNull().alias(_CORRUPT),
             F.coalesce(*mismatches).alias(_MISMATCH),
         )
-        # Kept for the rule that follows (landing_records), so the files are parsed twice, not three times.
+        # Kept for the rule that follows (landing_records): the files are parsed once more, not twice.
         typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
         self._landing_records.append(typed)
-        # One pass over every record: it fills the cache, and finds the first bad value if any.
-        mismatch = typed.select(
-            F.min(F.when(F.col(_MISMATCH).isNotNull(), F.struct(_FILE, _MISMATCH))).alias("first")
-        ).first()["first"]
-        if mismatch is not None:
-            source, (column, text) = mismatch
+        summary = typed.select(
+            F.count(F.lit(1)).alias("records"),
+            F.min(F.when(F.col(_CORRUPT), F.col(_FILE))).alias("not_json"),
+            F.min(F.when(F.col(_MISMATCH).isNotNull(), F.struct(_FILE, _MISMATCH))).alias("mismatch"),
+        ).first()
+        if summary["not_json"] is not None:
+            source = _source(summary["not_json"], files)
+            raise EngineError(f"{source}: not valid newline-delimited JSON (a line is not a JSON object)")
+        if summary["mismatch"] is not None:
+            source, (column, text) = summary["mismatch"]
             declared = next(c.type for c in feed.columns if c.name == column)
             raise EngineError(
                 f"{_source(source, files)}: values do not match the {feed.name} schema "
                 f"({column} {text[:40]!r} is not a {declared})"
             )
         records = typed.select(*feed.column_names)
-        return LandingRead(nw.from_native(records), int(survey["records"]), tuple(files))
+        return LandingRead(nw.from_native(records), int(summary["records"]), tuple(files))
+
+    def _field_names(self, uris: Sequence[str]) -> list[str]:
+        """Every field name of the JSON records, each spelling of a name separately."""
+        conf = self.session.conf
+        case_sensitive = conf.get("spark.sql.caseSensitive")
+        # Only for the inference; the engine runs one step at a time, so nothing else sees the setting.
+        conf.set("spark.sql.caseSensitive", "true")
+        try:
+            inferred = self.session.read.option("primitivesAsString", "true").json(list(uris)).schema
+        finally:
+            conf.set("spark.sql.caseSensitive", case_sensitive)
+        # Inference names the column of unparsable lines _corrupt_record; the second pass reports those lines.
+        return [name for name in inferred.fieldNames() if name != "_corrupt_record"]
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         struct = spark_schema(schema)
