@@ -2,6 +2,8 @@
 
     stedi run        materialize every table, run every check, print a summary
     stedi simulate   write a simulated landing zone
+    stedi query SQL  run a read-only SQL query over the published tables
+    stedi ddl        print CREATE EXTERNAL TABLE statements for Athena / Glue
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _SETTINGS = {
     "profile": "STEDI_PROFILE",
     "engine": "STEDI_ENGINE",
     "ml_join": "STEDI_ML_JOIN",
+    "glue_database": "STEDI_GLUE_DATABASE",
 }
 
 
@@ -39,6 +42,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="data-set profile for the row-count checks (default: $STEDI_PROFILE)")
     parser.add_argument("--engine", help="polars or spark (default: $STEDI_ENGINE or polars)")
     parser.add_argument("--ml-join", dest="ml_join", help="time or same_customer (default: $STEDI_ML_JOIN or time)")
+    parser.add_argument("--glue-database", dest="glue_database", help="also publish every table to this Glue database (default: $STEDI_GLUE_DATABASE)")
 
 
 def _apply_settings(args: argparse.Namespace) -> None:
@@ -142,16 +146,52 @@ def simulate(args: argparse.Namespace) -> int:
     from stedi_assets.resources import DEFAULT_LANDING_URI
     from stedi_assets.storage import normalize_uri
 
+    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+
     _apply_settings(args)
     landing_uri = normalize_uri(args.out or os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
-    count = write_simulated_landing(landing_uri, args.customers, args.seed)
+    customers = DEFAULT_CUSTOMERS if args.customers is None else args.customers
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    count = write_simulated_landing(landing_uri, customers, seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+def _configured_lakehouse(args: argparse.Namespace):
+    """The lakehouse resource as configured by the options and the environment, EnvVars resolved."""
+    from stedi_assets.resources import build_resources
 
+    _apply_settings(args)
+    return build_resources()["lakehouse"].process_config_and_initialize()
+
+
+def query(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from stedi_assets.query import query as run_query
+
+    result = run_query(args.sql, _configured_lakehouse(args))
+    if args.format == "csv":
+        sys.stdout.write(result.write_csv())
+    elif args.format == "json":
+        sys.stdout.write(result.write_json() + "\n")
+    else:
+        rows = result.height if args.max_rows < 0 else args.max_rows
+        with pl.Config(tbl_rows=rows, tbl_cols=-1, tbl_width_chars=10_000, fmt_str_lengths=200, tbl_hide_dataframe_shape=True):
+            print(result)
+        print(f"({result.height:,} row{'s' if result.height != 1 else ''})")
+    return 0
+
+
+def ddl(args: argparse.Namespace) -> int:
+    from stedi_assets.catalog import athena_ddl
+
+    lakehouse = _configured_lakehouse(args)
+    print(athena_ddl(lakehouse, database=args.database or lakehouse.glue_database or "stedi"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialize every table and run every check")
@@ -159,9 +199,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
     simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
-    simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
-    simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    simulate_parser.add_argument("--customers", type=int, default=None)
+    simulate_parser.add_argument("--seed", type=int, default=None)
     simulate_parser.set_defaults(handler=simulate)
+    query_parser = commands.add_parser("query", help="run a read-only SQL query over the published tables")
+    query_parser.add_argument("sql", help='one SELECT/WITH/DESCRIBE/SHOW/EXPLAIN statement, e.g. "SELECT COUNT(*) FROM customer_trusted"')
+    query_parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)")
+    query_parser.add_argument("--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)")
+    query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    query_parser.set_defaults(handler=query)
+    ddl_parser = commands.add_parser("ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog")
+    ddl_parser.add_argument("--database", help="database name (default: $STEDI_GLUE_DATABASE or stedi)")
+    ddl_parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
+    ddl_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    ddl_parser.set_defaults(handler=ddl)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

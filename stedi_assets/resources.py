@@ -73,6 +73,10 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    glue_database: str = Field(
+        default="",
+        description="Glue Data Catalog database to register every published table in; empty for none.",
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
 
@@ -187,6 +191,11 @@ class LakehouseIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
         published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id)
         context.add_output_metadata({"uri": published.uri, "version": published.version})
+        if self.lakehouse.glue_database:
+            from stedi_assets.catalog import publish_to_glue
+
+            glue_table = publish_to_glue(self.lakehouse, context.asset_key.path[-1], published)
+            context.add_output_metadata({"glue_table": glue_table})
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         return self.lakehouse.read_table(list(context.asset_key.path))
@@ -209,5 +218,6 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        glue_database=setting("STEDI_GLUE_DATABASE", ""),
     )
     return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
