@@ -137,17 +137,18 @@ def glue_table_input(table: TableSchema, location: str, version: str) -> dict[st
 
 
 def glue_client(lakehouse: StediLakehouse):
-    """A Glue client with the lakehouse store's AWS settings (region, endpoint, keys) where it has them.
+    """A Glue client with the lakehouse store's AWS region and credentials where it has them.
 
-    Settings the store does not carry come from the usual AWS chain
-    (``AWS_REGION``, ``AWS_ENDPOINT_URL``, profile, role), as for any boto3 client.
+    The endpoint, and any setting the store does not carry, come from the
+    usual AWS chain (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_GLUE``,
+    ``AWS_REGION``, profile, role), as for any boto3 client. The store's S3
+    endpoint is not reused: an S3-compatible server is not a Glue catalog.
     """
     import boto3
 
     options = lakehouse.store_for(lakehouse.lakehouse_uri).storage_options or {}
     settings = {
         "region_name": options.get("aws_region"),
-        "endpoint_url": options.get("aws_endpoint_url"),
         "aws_access_key_id": options.get("aws_access_key_id"),
         "aws_secret_access_key": options.get("aws_secret_access_key"),
         "aws_session_token": options.get("aws_session_token"),

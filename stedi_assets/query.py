@@ -126,6 +126,8 @@ def s3_filesystem(storage_options: Mapping[str, str]) -> pafs.S3FileSystem:
             settings["endpoint_override"] = endpoint
             if str(option("aws_allow_http", "allow_http")).lower() == "true":
                 settings["scheme"] = "http"
+    if str(option("aws_skip_signature", "skip_signature")).lower() == "true":
+        settings["anonymous"] = True
     if str(option("aws_virtual_hosted_style_request", "virtual_hosted_style_request")).lower() == "true":
         settings["force_virtual_addressing"] = True
     return pafs.S3FileSystem(**settings)
