@@ -99,19 +99,20 @@ def landing_json_ddl(database: str, feed: str, location: str) -> str:
 def athena_ddl(lakehouse: StediLakehouse, database: str = "stedi") -> str:
     """Statements that register the raw landing feeds and every published zone table."""
     database = database_name(database)
+    notes = []  # leading comments: what the statements below leave out, and why
+    if not is_s3_uri(lakehouse.table_uri([next(iter(TABLES))])):
+        notes.append("-- Athena reads only s3:// locations: generate this DDL for a lakehouse on S3.")
     statements = [f"CREATE DATABASE IF NOT EXISTS `{database}`;"]
     for feed in FEED_SCHEMAS:
         statements.append(landing_json_ddl(database, feed, catalog_uri(lakehouse.feed_uri(feed))))
     for name, table in TABLES.items():
         location = published_location(lakehouse, name)
         if location is None:
-            statements.append(f"-- {name}: not published yet at {lakehouse.table_uri([name])}; run `stedi run` first.")
+            notes.append(f"-- {name}: not published yet at {lakehouse.table_uri([name])}; run `stedi run` first.")
             continue
         version, folder = location
         statements.append(parquet_table_ddl(database, table, folder, version))
-    if not is_s3_uri(lakehouse.table_uri([next(iter(TABLES))])):
-        statements.insert(0, "-- Athena reads only s3:// locations: generate this DDL for a lakehouse on S3.")
-    return "\n\n".join(statements)
+    return "\n\n".join(["\n".join(notes), *statements] if notes else statements)
 
 
 # -- Glue Data Catalog -------------------------------------------------------------

@@ -42,7 +42,11 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="data-set profile for the row-count checks (default: $STEDI_PROFILE)")
     parser.add_argument("--engine", help="polars or spark (default: $STEDI_ENGINE or polars)")
     parser.add_argument("--ml-join", dest="ml_join", help="time or same_customer (default: $STEDI_ML_JOIN or time)")
-    parser.add_argument("--glue-database", dest="glue_database", help="also publish every table to this Glue database (default: $STEDI_GLUE_DATABASE)")
+    parser.add_argument(
+        "--glue-database",
+        dest="glue_database",
+        help="also register every published table in this Glue database (default: $STEDI_GLUE_DATABASE)",
+    )
 
 
 def _apply_settings(args: argparse.Namespace) -> None:
@@ -177,7 +181,16 @@ def query(args: argparse.Namespace) -> int:
         sys.stdout.write(result.write_json() + "\n")
     else:
         rows = result.height if args.max_rows < 0 else args.max_rows
-        with pl.Config(tbl_rows=rows, tbl_cols=-1, tbl_width_chars=10_000, fmt_str_lengths=200, tbl_hide_dataframe_shape=True):
+        table_style = pl.Config(
+            tbl_rows=rows,
+            tbl_cols=-1,
+            tbl_width_chars=10_000,
+            fmt_str_lengths=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            tbl_hide_dtype_separator=True,
+        )
+        with table_style:
             print(result)
         print(f"({result.height:,} row{'s' if result.height != 1 else ''})")
     return 0
@@ -203,12 +216,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate_parser.add_argument("--seed", type=int, default=None)
     simulate_parser.set_defaults(handler=simulate)
     query_parser = commands.add_parser("query", help="run a read-only SQL query over the published tables")
-    query_parser.add_argument("sql", help='one SELECT/WITH/DESCRIBE/SHOW/EXPLAIN statement, e.g. "SELECT COUNT(*) FROM customer_trusted"')
-    query_parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)")
-    query_parser.add_argument("--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)")
+    query_parser.add_argument(
+        "sql", help='one SELECT/WITH/DESCRIBE/SHOW/EXPLAIN statement, e.g. "SELECT COUNT(*) FROM customer_trusted"'
+    )
+    query_parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)"
+    )
+    query_parser.add_argument(
+        "--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)"
+    )
     query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     query_parser.set_defaults(handler=query)
-    ddl_parser = commands.add_parser("ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog")
+    ddl_parser = commands.add_parser(
+        "ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog"
+    )
     ddl_parser.add_argument("--database", help="database name (default: $STEDI_GLUE_DATABASE or stedi)")
     ddl_parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
     ddl_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
