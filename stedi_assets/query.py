@@ -181,14 +181,17 @@ def connect(lakehouse: StediLakehouse) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def query(sql: str, lakehouse: StediLakehouse) -> pl.DataFrame:
+def query(sql: str, lakehouse: StediLakehouse | str) -> pl.DataFrame:
     """Run one read-only SQL statement over the published tables of ``lakehouse``.
 
-    Table names are the asset names; column names are case-insensitive, as in
-    Athena. Raises :class:`QueryError` with a one-line message when the
-    statement is not a read or the engine rejects it.
+    ``lakehouse`` is the configured resource, or just the URI of a local
+    lakehouse. Table names are the asset names; column names are
+    case-insensitive, as in Athena. Raises :class:`QueryError` with a
+    one-line message when the statement is not a read or the engine rejects it.
     """
     check_read_only(sql)
+    if isinstance(lakehouse, str):
+        lakehouse = StediLakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
     connection = connect(lakehouse)
     try:
         relation = connection.sql(sql)

@@ -71,9 +71,13 @@ def test_reference_counts_through_the_command(stedi, table):
 
 
 def test_reference_queries_verbatim(lakehouse):
-    assert query("SELECT COUNT(*) FROM customer_landing", lakehouse).item() == 956
-    assert query("SELECT COUNT(*) FROM machine_learning_curated", lakehouse).item() == 43_681
-    assert query("select count(*) from accelerometer_trusted", lakehouse).item() == 40_981
+    expected = STEDI_REFERENCE
+    assert query("SELECT COUNT(*) FROM customer_landing", lakehouse).item() == expected["customer_landing"]
+    assert query("SELECT COUNT(*) FROM machine_learning_curated", lakehouse).item() == expected["machine_learning_curated"]
+    assert query("select count(*) from accelerometer_trusted", lakehouse).item() == expected["accelerometer_trusted"]
+    # A bare URI will do for a local lakehouse.
+    by_uri = query("SELECT COUNT(*) FROM step_trainer_trusted", lakehouse.lakehouse_uri)
+    assert by_uri.item() == expected["step_trainer_trusted"]
 
     no_consent = query("SELECT * FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL", lakehouse)
     assert no_consent.height == 0
