@@ -145,6 +145,9 @@ def scaled_landing(work: pathlib.Path, source: pathlib.Path, factor: int) -> pat
     size_mb = sum(path.stat().st_size for path in written) / 1e6
     print(f"built {landing} ({size_mb:,.0f} MB) in {time.perf_counter() - started:.1f} s", flush=True)
     stamp.write_text(json.dumps(description))
+    # Flush the new files to disk now, so that writing them back does not slow
+    # down the first measured run.
+    os.sync()
     return landing
 
 
