@@ -95,6 +95,7 @@ class SimulatedFeeds:
     customer: list[Record]
     accelerometer: list[Record]
     step_trainer: list[Record]
+    last_reading_ms: int
 
 
 @dataclasses.dataclass
@@ -172,7 +173,8 @@ def _customer_record(
     return record
 
 
-def _assign_accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]:
+def _accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]:
+    """One to three readings of the person's phone at each instant their device read."""
     counts, weights = zip(*_READINGS_PER_INSTANT)
     readings: list[Record] = []
     times = list(person.reading_times_ms)
@@ -231,8 +233,9 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
         updated_ms = registered_ms
         if index < redelivery_count:
             kind = _REDELIVERY_KINDS[index]
-            # The first record is the older one except in a tie, where both
-            # carry the same lastUpdateDate and only consent differs.
+            # The re-delivered record is the newer one, except in a tie where
+            # both carry the same lastUpdateDate and the one without research
+            # consent must win.
             later_ms = registered_ms if kind == "tie" else registered_ms + rng.randint(60_000, 70_000)
             first_consents = {**consents, _RESEARCH: kind == "withdrawn"}
             second_consents = {**consents, _RESEARCH: kind != "withdrawn"}
@@ -275,7 +278,7 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
     accelerometer: list[Record] = []
     for person in delivery_order:
         if person.uses_phone_app:
-            accelerometer.extend(_assign_accelerometer_readings(rng, person))
+            accelerometer.extend(_accelerometer_readings(rng, person))
     rng.shuffle(delivery_order)
     step_trainer: list[Record] = [
         {
@@ -286,7 +289,8 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
         for person in delivery_order
         for instant in person.reading_times_ms
     ]
-    return SimulatedFeeds(customer_records + redelivered, accelerometer, step_trainer)
+    last_reading_ms = max(max(p.reading_times_ms) for p in people)
+    return SimulatedFeeds(customer_records + redelivered, accelerometer, step_trainer, last_reading_ms)
 
 
 def _ndjson(records: list[Record], separators: tuple[str, str]) -> bytes:
@@ -296,12 +300,8 @@ def _ndjson(records: list[Record], separators: tuple[str, str]) -> bytes:
 def simulate_landing(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED) -> dict[str, bytes]:
     """Landing-zone files (relative path -> NDJSON bytes) for ``customers`` customers."""
     feeds = generate_feeds(customers, seed)
-    last_ms = max(
-        max(int(r["timestamp"]) for r in feeds.accelerometer),  # type: ignore[call-overload]
-        max(int(r["sensorReadingTime"]) for r in feeds.step_trainer),  # type: ignore[call-overload]
-    )
     # Files are named after their delivery instant, a little after the last reading.
-    delivered_ms = last_ms + 600_000
+    delivered_ms = feeds.last_reading_ms + 600_000
     files = {
         # The real customer feed is written with spaces after separators, the
         # sensor feeds without.
