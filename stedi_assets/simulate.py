@@ -37,15 +37,15 @@ DEFAULT_SEED = 20230806
 # ``simulated`` data-set profile checks a lakehouse built from it against these.
 DEFAULT_COUNTS: dict[str, int] = {
     "customer_landing": 203,
-    "accelerometer_landing": 16_858,
+    "accelerometer_landing": 16_914,
     "step_trainer_landing": 6_120,
     "customer_trusted": 103,
-    "accelerometer_trusted": 8_342,
+    "accelerometer_trusted": 8_380,
     "customer_curated": 99,
     "step_trainer_trusted": 2_970,
-    "machine_learning_curated": 8_375,
-    "machine_learning_curated_same_customer": 8_342,
-    "cross_customer_pairs": 33,
+    "machine_learning_curated": 8_415,
+    "machine_learning_curated_same_customer": 8_380,
+    "cross_customer_pairs": 35,
 }
 
 # All instants are fixed offsets from this one (2023-08-03 18:13:20 UTC), never
@@ -173,6 +173,9 @@ def _customer_record(
     return record
 
 
+_AXIS_VALUES = [(float(x), float(y), float(z)) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)]
+
+
 def _accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]:
     """One to three readings of the person's phone at each instant their device read."""
     counts, weights = zip(*_READINGS_PER_INSTANT)
@@ -180,16 +183,10 @@ def _accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]
     times = list(person.reading_times_ms)
     rng.shuffle(times)
     for instant in times:
-        for _ in range(rng.choices(counts, weights)[0]):
-            readings.append(
-                {
-                    "user": person.email,
-                    "timestamp": instant,
-                    "x": float(rng.randint(-1, 1)),
-                    "y": float(rng.randint(-1, 1)),
-                    "z": float(rng.randint(-1, 1)),
-                }
-            )
+        # Readings of one instant differ, as in the real feed: an identical
+        # record would be a duplicate delivery, which the landing zone drops.
+        for x, y, z in rng.sample(_AXIS_VALUES, rng.choices(counts, weights)[0]):
+            readings.append({"user": person.email, "timestamp": instant, "x": x, "y": y, "z": z})
     return readings
 
 
