@@ -7,6 +7,7 @@ build_resources; it does not judge the prose.
 from __future__ import annotations
 
 import inspect
+import re
 
 from stedi_assets import resources
 from stedi_assets.checks import CHECKS
@@ -31,7 +32,7 @@ def test_every_check_is_documented():
 
 def test_every_setting_is_documented():
     source = inspect.getsource(resources.build_resources)
-    variables = {word.strip('"(),') for word in source.split() if word.strip('"(),').startswith("STEDI_")}
+    variables = set(re.findall(r'"(STEDI_[A-Z_]*[A-Z])"', source))
     assert variables, "build_resources reads no STEDI_ variable?"
     for variable in variables:
         assert f"`{variable}`" in README, variable
