@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class TableSummary:
     rows: int | None = None
     passed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (check, severity, detail)
+    error: str | None = None
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +102,14 @@ def run(args: argparse.Namespace) -> int:
             definitions = build_definitions()
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("stedi_job")
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # The summary below reports failures in one line each; Dagster's own log
+    # (with stack traces) is there with --verbose.
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
 
     summaries = {name: TableSummary() for name in TABLES}
     for event in result.get_asset_materialization_events():
@@ -114,14 +123,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             detail = ", ".join(f"{k}={v.value}" for k, v in evaluation.metadata.items() if k != "hint")
             summary.failed.append((evaluation.check_name, evaluation.severity.value, detail))
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    for failure in failures:
+        summaries[failure.step_key].error = _failure_message(failure)
     print(_format_summary(summaries))
 
     errors = [f for s in summaries.values() for f in s.failed if f[1] == "ERROR"]
-    failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-    if failure is not None and not errors:
-        print(f"error: step {failure.step_key} failed: {_failure_message(failure)}", file=sys.stderr)
+    for failure in failures:
+        if failure.step_key not in {name for name, s in summaries.items() if s.failed}:
+            print(f"error: {failure.step_key}: {_failure_message(failure)}", file=sys.stderr)
     if errors or not result.success:
-        print(f"FAILED: {len(errors)} ERROR check(s) failed" if errors else "FAILED: the run did not succeed", file=sys.stderr)
+        what = f"{len(errors)} ERROR check(s) failed" if errors else f"{len(failures)} step(s) failed"
+        print(f"FAILED: {what}", file=sys.stderr)
         return 1
     print("OK: every table published, no ERROR check failed.")
     return 0
@@ -129,18 +142,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _failure_message(event) -> str:
     error = event.event_specific_data.error
-    # The innermost cause is the one-line error raised by this package.
+    # The innermost cause is the error raised by this package; its last line is the message.
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1]
+    message = error.message.strip().splitlines()[-1]
+    return re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", message)
 
 
 def _format_summary(summaries: dict[str, TableSummary]) -> str:
     lines = [f"{'table':<26} {'rows':>12}  checks"]
     for name, summary in summaries.items():
-        rows = f"{summary.rows:,}" if summary.rows is not None else "not published"
+        rows = f"{summary.rows:,}" if summary.rows is not None else "-"
         total = len(summary.passed) + len(summary.failed)
-        lines.append(f"{name:<26} {rows:>12}  {len(summary.passed)}/{total} passed")
+        if total:
+            status = f"{len(summary.passed)}/{total} passed"
+        else:
+            status = "failed" if summary.error else "not run"
+        if total and summary.rows is None:
+            status += ", not published"
+        lines.append(f"{name:<26} {rows:>12}  {status}")
         for check, severity, detail in summary.failed:
             lines.append(f"{'':<26} {'':>12}  {severity} {check}: {detail}")
     return "\n".join(lines)
@@ -150,13 +170,9 @@ def simulate(args: argparse.Namespace) -> int:
     from stedi_assets.resources import DEFAULT_LANDING_URI
     from stedi_assets.storage import normalize_uri
 
-    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
-
     _apply_settings(args)
     landing_uri = normalize_uri(args.out or os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
-    customers = DEFAULT_CUSTOMERS if args.customers is None else args.customers
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    count = write_simulated_landing(landing_uri, customers, seed)
+    count = write_simulated_landing(landing_uri, args.customers, args.seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
 
@@ -224,15 +240,18 @@ def ddl(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+
     parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialize every table and run every check")
     _add_settings(run_parser)
+    run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
     simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
-    simulate_parser.add_argument("--customers", type=int, default=None)
-    simulate_parser.add_argument("--seed", type=int, default=None)
+    simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
+    simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     simulate_parser.set_defaults(handler=simulate)
     query_parser = commands.add_parser("query", help="run a read-only SQL query over the published tables")
     query_parser.add_argument(

@@ -24,10 +24,8 @@ STEDI_REFERENCE = {
 
 
 def _profiles() -> dict[str, Mapping[str, int]]:
-    try:
-        from stedi_assets.simulate import DEFAULT_COUNTS
-    except ImportError:  # MERGE-TODO
-        DEFAULT_COUNTS = {}
+    from stedi_assets.simulate import DEFAULT_COUNTS
+
     return {"stedi-reference": STEDI_REFERENCE, "simulated": DEFAULT_COUNTS}
 
 

@@ -22,12 +22,13 @@ from typing import Any
 
 import narwhals as nw
 from dagster import (
-    ConfigurableIOManager,
     ConfigurableResource,
     EnvVar,
+    InitResourceContext,
     InputContext,
+    IOManager,
     OutputContext,
-    ResourceDependency,
+    io_manager,
 )
 from pydantic import Field, PrivateAttr
 
@@ -183,10 +184,11 @@ def _is_feed_file(uri: str) -> bool:
     return not name.startswith((".", "_")) and name.lower().endswith(".json")
 
 
-class LakehouseIOManager(ConfigurableIOManager):
+class LakehouseIOManager(IOManager):
     """Stores each zone table as Parquet in the lakehouse and hands it downstream as a lazy frame."""
 
-    lakehouse: ResourceDependency[StediLakehouse]
+    def __init__(self, lakehouse: StediLakehouse):
+        self.lakehouse = lakehouse
 
     def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
         published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id)
@@ -199,6 +201,16 @@ class LakehouseIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         return self.lakehouse.read_table(list(context.asset_key.path))
+
+
+@io_manager(required_resource_keys={"lakehouse"})
+def lakehouse_io_manager(init_context: InitResourceContext) -> LakehouseIOManager:
+    """The IO manager on the run's ``lakehouse`` resource.
+
+    It takes the lakehouse as a resource key rather than a nested resource, so
+    that configuring ``lakehouse`` in the launchpad configures storage too.
+    """
+    return LakehouseIOManager(init_context.resources.lakehouse)
 
 
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -220,4 +232,4 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         ml_join=setting("STEDI_ML_JOIN", "time"),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
     )
-    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}

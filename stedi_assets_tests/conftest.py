@@ -10,7 +10,7 @@ import pytest
 from dagster import ExecuteInProcessResult, materialize
 
 from stedi_assets.definitions import zone_assets
-from stedi_assets.resources import LakehouseIOManager, StediLakehouse
+from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def stedi_landing() -> Path:
 
 
 def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:
-    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 
 
 def materialize_all(lakehouse: StediLakehouse, selection: str | None = None) -> ExecuteInProcessResult:

@@ -1,0 +1,1 @@
+"""Benchmark scripts for the STEDI lakehouse; run them as ``python -m benchmarks.<name>``."""
