@@ -11,6 +11,7 @@ import polars as pl
 from stedi_assets.engines import EngineError, LandingRead
 from stedi_assets.schemas import TableSchema
 from stedi_assets.storage import Store, join_uri
+from stedi_assets.storage_s3 import object_store_errors
 
 
 def conform_to_schema(raw: pl.DataFrame, schema: TableSchema, source: str) -> pl.DataFrame:
@@ -68,7 +69,8 @@ class PolarsEngine:
 
     def hold(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         native = frame.to_native()
-        collected = native.collect() if isinstance(native, pl.LazyFrame) else native
+        with object_store_errors():
+            collected = native.collect() if isinstance(native, pl.LazyFrame) else native
         return nw.from_native(collected.lazy())
 
     def release(self, frame: nw.LazyFrame) -> None:
@@ -77,5 +79,6 @@ class PolarsEngine:
     def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
         store.prepare_directory(directory_uri)
         path = join_uri(directory_uri, "part-00000.parquet")
-        frame.to_native().sink_parquet(path, storage_options=store.storage_options)
+        with object_store_errors(path):
+            frame.to_native().sink_parquet(path, storage_options=store.storage_options)
         return [path]
