@@ -102,7 +102,9 @@ class StediLakehouse(ConfigurableResource):
             if self._s3_store is None:
                 from stedi_assets.storage_s3 import S3Store
 
-                self._s3_store = S3Store.from_resource(self.s3 or S3Resource(max_attempts=DEFAULT_S3_MAX_ATTEMPTS))
+                s3 = self.s3 or S3Resource(max_attempts=DEFAULT_S3_MAX_ATTEMPTS)
+                # Resolves the EnvVars when called outside a run (the stedi command).
+                self._s3_store = S3Store.from_resource(s3.process_config_and_initialize())
             return self._s3_store
         return LocalStore()
 
