@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,10 @@ def _failure_message(event) -> str:
     # The innermost cause is the one-line error raised by this package.
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1]
+    message = error.message.strip()
+    # The message starts with the exception's qualified class name; the line says enough without it.
+    message = re.sub(rf"^(?:\w+\.)*{re.escape(error.cls_name)}: ", "", message) if error.cls_name else message
+    return message.splitlines()[-1]
 
 
 def _format_summary(summaries: dict[str, TableSummary]) -> str:

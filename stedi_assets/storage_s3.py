@@ -113,7 +113,9 @@ def describe_object_store_error(error: BaseException) -> tuple[str | None, str] 
     url = re.search(r"Error performing \w+ (\S+)", text)
     endpoint = f"{urlparse(url.group(1)).scheme}://{urlparse(url.group(1)).netloc}" if url else "the S3 endpoint"
     if any(marker in text for marker in _CONNECT_FAILURES):
-        return uri, f"cannot connect to {endpoint} ({text.strip().splitlines()[-1].strip()})"
+        # The chain's last line is the socket error, numbered: "2: Connection refused (os error 111)".
+        cause = re.sub(r"^\d+:\s*", "", text.strip().splitlines()[-1].strip())
+        return uri, f"cannot connect to {endpoint} ({cause})"
     return uri, text.strip().splitlines()[0]
 
 
@@ -127,7 +129,8 @@ def object_store_errors(uri: str | None = None) -> Iterator[None]:
         if described is None:
             raise
         named, phrase = described
-        raise StorageError(f"{named or uri or 'object store'}: {phrase}") from None
+        # The caller's URI first: the path in Polars' message can be another file of the same query.
+        raise StorageError(f"{uri or named or 'object store'}: {phrase}") from None
 
 
 def _is_aws_endpoint(endpoint: str) -> bool:

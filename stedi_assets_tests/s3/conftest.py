@@ -33,6 +33,10 @@ class LocalS3Server:
         self._server: ThreadedMotoServer | None = None
 
     @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -58,7 +62,7 @@ def s3_server() -> Iterator[LocalS3Server]:
     server = LocalS3Server()
     server.start()
     yield server
-    if server._server is not None:
+    if server.running:
         server.stop()
 
 
