@@ -92,45 +92,49 @@ _OBJECT_STORE_PATH = re.compile(r"\(path: ([^)\s]+)\)")
 _CONNECT_FAILURES = ("Connection refused", "tcp connect error", "error sending request", "timed out", "dns error")
 
 
-def describe_object_store_error(error: BaseException) -> tuple[str | None, str] | None:
-    """(URI if the message names one, readable phrase) for a Polars object-store failure.
+def describe_object_store_error(error: BaseException, uri: str | None = None) -> str | None:
+    """One line for a Polars object-store failure on ``uri``, or None if ``error`` is not one.
 
     Polars reports S3 failures as OSError subclasses whose message is a
     multi-line chain ending in the HTTP or socket error; the S3 error code is
-    in the XML body when the server answered.
+    in the XML body when the server answered. Without ``uri``, the path named
+    in the message is used.
     """
     if not isinstance(error, OSError):
         return None
     text = str(error)
-    if "object-store error" not in text and "object_store" not in text:
+    if "object-store error" not in text:
         return None
-    path = _OBJECT_STORE_PATH.search(text)
-    uri = path.group(1) if path else None
+    if uri is None:
+        named = _OBJECT_STORE_PATH.search(text)
+        uri = named.group(1) if named else "object store"
     code = _XML_CODE.search(text)
     if code:
-        bucket = split_s3_uri(uri)[1] if uri and uri.startswith(("s3://", "s3a://")) else ""
-        return uri, describe_s3_code(code.group(1), bucket)
+        bucket = urlparse(uri).netloc if uri.startswith(("s3://", "s3a://")) else ""
+        return f"{uri}: {describe_s3_code(code.group(1), bucket)}"
     url = re.search(r"Error performing \w+ (\S+)", text)
     endpoint = f"{urlparse(url.group(1)).scheme}://{urlparse(url.group(1)).netloc}" if url else "the S3 endpoint"
     if any(marker in text for marker in _CONNECT_FAILURES):
         # The chain's last line is the socket error, numbered: "2: Connection refused (os error 111)".
         cause = re.sub(r"^\d+:\s*", "", text.strip().splitlines()[-1].strip())
-        return uri, f"cannot connect to {endpoint} ({cause})"
-    return uri, text.strip().splitlines()[0]
+        return f"{uri}: cannot connect to {endpoint} ({cause})"
+    return f"{uri}: {text.strip().splitlines()[0]}"
 
 
 @contextmanager
 def object_store_errors(uri: str | None = None) -> Iterator[None]:
-    """Turn a Polars object-store failure inside the block into one StorageError line."""
+    """Turn a Polars object-store failure inside the block into one StorageError line.
+
+    Give the URI being written: the path in Polars' message can be another
+    file of the same query.
+    """
     try:
         yield
     except OSError as error:
-        described = describe_object_store_error(error)
-        if described is None:
+        message = describe_object_store_error(error, uri)
+        if message is None:
             raise
-        named, phrase = described
-        # The caller's URI first: the path in Polars' message can be another file of the same query.
-        raise StorageError(f"{uri or named or 'object store'}: {phrase}") from None
+        raise StorageError(message) from None
 
 
 def _is_aws_endpoint(endpoint: str) -> bool:

@@ -207,6 +207,20 @@ def test_stedi_run_names_a_missing_bucket(s3_bucket, monkeypatch, capsys):
     assert s3_bucket.keys() == []
 
 
+def test_stedi_run_names_a_missing_lakehouse_bucket(s3_bucket, stedi_landing, monkeypatch, capsys):
+    s3_bucket.upload(stedi_landing, "landing")
+    missing = f"{s3_bucket.name}-missing"
+
+    code, out, err = run_stedi(monkeypatch, capsys, s3_bucket.uri("landing"), f"s3://{missing}/lakehouse")
+
+    assert code == 1
+    assert re.fullmatch(
+        rf"error: step \w+_landing failed: s3://{missing}/lakehouse/landing/\w+/v[\w-]+/part-00000.parquet: "
+        rf"bucket '{missing}' does not exist",
+        error_line(err),
+    )
+
+
 def test_stedi_run_names_rejected_credentials(s3_bucket, stedi_landing, monkeypatch, capsys):
     s3_bucket.upload(stedi_landing, "landing")
     # The server now checks access keys; it knows none, as AWS knows no wrong key.

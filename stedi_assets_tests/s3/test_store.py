@@ -151,7 +151,7 @@ def test_rejected_credentials_are_one_line(s3_bucket, monkeypatch):
     with pytest.raises(StorageError) as listing:
         store.list_files(s3_bucket.uri("landing/customer"))
     with pytest.raises(StorageError) as writing:
-        with object_store_errors():
+        with object_store_errors(s3_bucket.uri("t/part-0.parquet")):
             pl.LazyFrame({"x": [1]}).sink_parquet(s3_bucket.uri("t/part-0.parquet"), storage_options=store.storage_options)
 
     assert str(listing.value) == (
