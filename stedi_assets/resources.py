@@ -104,7 +104,7 @@ class StediLakehouse(ConfigurableResource):
 
                 s3 = self.s3 or S3Resource(max_attempts=DEFAULT_S3_MAX_ATTEMPTS)
                 # Resolves the EnvVars when called outside a run (the stedi command).
-                self._s3_store = S3Store.from_resource(s3.process_config_and_initialize())
+                self._s3_store = S3Store.from_resource(s3.process_config_and_initialize(), uri)
             return self._s3_store
         return LocalStore()
 
@@ -245,6 +245,7 @@ _AWS_SETTINGS = {
     "region_name": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
 }
+
 
 def s3_resource(environ: Mapping[str, str]) -> S3Resource:
     """The S3 connection configured from the standard AWS variables that are set."""

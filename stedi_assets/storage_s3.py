@@ -150,13 +150,22 @@ class S3Store:
         self._storage_options = storage_options
 
     @classmethod
-    def from_resource(cls, s3: S3Resource) -> S3Store:
+    def from_resource(cls, s3: S3Resource, uri: str = "s3://") -> S3Store:
         """A store configured by a dagster-aws ``S3Resource`` (unset fields: boto3's usual resolution).
 
         boto3 reads the standard AWS variables and files itself (``AWS_PROFILE``,
         ``AWS_ENDPOINT_URL``, ``~/.aws/config``...); Polars is then given the
-        credentials, region and endpoint that boto3 resolved.
+        credentials, region and endpoint that boto3 resolved. ``uri`` names the
+        first location the store is for, in the message of a configuration error.
         """
+        try:
+            return cls._from_resource(s3)
+        except BotoCoreError as error:  # e.g. a profile that does not exist, an expired SSO login
+            first_line = str(error).strip().splitlines()[0]
+            raise StorageError(f"{uri}: cannot set up the S3 client ({first_line})") from None
+
+    @classmethod
+    def _from_resource(cls, s3: S3Resource) -> S3Store:
         session = boto3.session.Session(
             profile_name=s3.profile_name,
             aws_access_key_id=s3.aws_access_key_id,

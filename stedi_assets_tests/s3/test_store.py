@@ -185,3 +185,15 @@ def test_other_errors_pass_through_object_store_errors():
         with object_store_errors():
             pl.scan_parquet("/nonexistent/stedi/part-0.parquet").collect()
     assert describe_object_store_error(ValueError("object-store error")) is None
+
+
+def test_a_missing_profile_is_one_line(s3_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+
+    with pytest.raises(StorageError) as setup:
+        build_resources()["lakehouse"].store_for(s3_bucket.uri("landing/customer"))
+
+    assert str(setup.value) == (
+        f"{s3_bucket.uri('landing/customer')}: cannot set up the S3 client "
+        "(The config profile (no-such-profile) could not be found)"
+    )
