@@ -145,8 +145,10 @@ def _failure_message(event) -> str:
     # The innermost cause is the error raised by this package; its last line is the message.
     while error.cause is not None:
         error = error.cause
-    message = error.message.strip().splitlines()[-1]
-    return re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", message)
+    message = error.message.strip()
+    # The message starts with the exception's qualified class name; the line says enough without it.
+    message = re.sub(rf"^(?:\w+\.)*{re.escape(error.cls_name)}: ", "", message) if error.cls_name else message
+    return message.splitlines()[-1]
 
 
 def _format_summary(summaries: dict[str, TableSummary]) -> str:

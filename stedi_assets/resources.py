@@ -12,6 +12,7 @@ previous version is kept for readers still scanning it; older ones are deleted.
 """
 
 
+import contextlib
 import json
 import os
 import time
@@ -30,6 +31,7 @@ from dagster import (
     OutputContext,
     io_manager,
 )
+from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
@@ -41,6 +43,8 @@ MANIFEST = "_manifest.json"
 DEFAULT_LANDING_URI = "data/landing"
 DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
 ML_JOINS = ("time", "same_customer")
+# Few retries: an unreachable S3 endpoint should fail a run in seconds.
+DEFAULT_S3_MAX_ATTEMPTS = 3
 
 
 class LandingError(RuntimeError):
@@ -78,8 +82,13 @@ class StediLakehouse(ConfigurableResource):
         default="",
         description="Glue Data Catalog database to register every published table in; empty for none.",
     )
+    s3: S3Resource | None = Field(
+        default=None,
+        description="S3 credentials, region and endpoint for s3:// URIs; unset fields resolve as in every AWS tool.",
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
+    _s3_store: Store | None = PrivateAttr(default=None)
 
     # -- engine and storage --------------------------------------------------
 
@@ -95,7 +104,13 @@ class StediLakehouse(ConfigurableResource):
 
     def store_for(self, uri: str) -> Store:
         if is_s3_uri(uri):
-            raise EngineError(f"{uri}: S3 storage is not configured in this build")
+            if self._s3_store is None:
+                from stedi_assets.storage_s3 import S3Store
+
+                s3 = self.s3 or S3Resource(max_attempts=DEFAULT_S3_MAX_ATTEMPTS)
+                # Resolves the EnvVars when called outside a run (the stedi command).
+                self._s3_store = S3Store.from_resource(s3.process_config_and_initialize(), uri)
+            return self._s3_store
         return LocalStore()
 
     @property
@@ -152,7 +167,11 @@ class StediLakehouse(ConfigurableResource):
         try:
             files = self.get_engine().write(frame, version_uri, store)
         except BaseException:
-            store.delete_prefix(version_uri)
+            # Best effort: the write's own error is the one to report (the store
+            # may be unreachable), and an unreferenced version left behind is
+            # deleted by the table's next publish.
+            with contextlib.suppress(Exception):
+                store.delete_prefix(version_uri)
             raise
         rows = int(frame.select(nw.len()).collect().item())
         columns = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
@@ -225,6 +244,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         return EnvVar(variable) if environ.get(variable) else default
 
     lakehouse = StediLakehouse(
+        s3=s3_resource(environ),
         landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
         lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
         profile=setting("STEDI_PROFILE", ""),
@@ -233,3 +253,28 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
+
+
+# The standard AWS variables, as the S3Resource fields they configure. boto3
+# reads them itself too; passing them as EnvVars shows in the UI which ones a
+# deployment sets, never their values.
+_AWS_SETTINGS = {
+    "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "aws_session_token": ("AWS_SESSION_TOKEN",),
+    "profile_name": ("AWS_PROFILE",),
+    # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION is what the SDKs of other languages read.
+    "region_name": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+}
+
+
+def s3_resource(environ: Mapping[str, str]) -> S3Resource:
+    """The S3 connection configured from the standard AWS variables that are set."""
+    fields: dict[str, Any] = {}
+    for name, variables in _AWS_SETTINGS.items():
+        variable = next((v for v in variables if environ.get(v)), None)
+        if variable is not None:
+            fields[name] = EnvVar(variable)
+    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if environ.get("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
+    return S3Resource(**fields)
