@@ -51,7 +51,7 @@ class FeedRead:
 class _Parsed:
     """One file parsed: a raw frame (fields as read, plus source and line) and the lines already rejected."""
 
-    raw: pl.DataFrame | None
+    raw: list[pl.DataFrame]
     records: int
     rejected: list[tuple[int, str, str]]  # (line, reason, raw text)
     texts: _LineTexts
@@ -130,30 +130,46 @@ def _read_ndjson(data: bytes) -> pl.DataFrame:
     return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
 
 
-def _parse_good_lines(good: list[tuple[int, bytes]], rejected: list[tuple[int, str, str]]) -> pl.DataFrame | None:
-    """Parse lines already known to be JSON objects with Polars; fall back to one line at a time."""
+def _kinds(record: dict) -> tuple:
+    """A record's field names and JSON value kinds: records alike in this read alike."""
+    return tuple(sorted((key, type(value).__name__) for key, value in record.items()))
+
+
+def _parse_good_lines(
+    good: list[tuple[int, bytes, tuple]], rejected: list[tuple[int, str, str]]
+) -> list[pl.DataFrame]:
+    """Parse lines already known to be JSON objects with Polars.
+
+    All together first; if their types clash (a number in one line, a list in
+    another), each group of lines alike is parsed on its own, and validated
+    on its own; a line Polars still cannot read is quarantined.
+    """
     if not good:
-        return None
+        return []
     try:
-        frame = _read_ndjson(b"\n".join(line for _, line in good))
+        frame = _read_ndjson(b"\n".join(line for _, line, _ in good))
         if frame.height == len(good):
-            return _with_lines(frame, [n for n, _ in good])
+            return [_with_lines(frame, [n for n, _, _ in good])]
     except pl.exceptions.PolarsError:
         pass
-    # Some line Python accepts trips Polars' reader (rare: very large numbers);
-    # find it by reading each line alone.
-    frames, lines = [], []
-    for number, line in good:
+    groups: dict[tuple, list[tuple[int, bytes]]] = {}
+    for number, line, kinds in good:
+        groups.setdefault(kinds, []).append((number, line))
+    frames = []
+    for lines in groups.values():
         try:
-            single = _read_ndjson(line)
+            frame = _read_ndjson(b"\n".join(line for _, line in lines))
+            if frame.height == len(lines):
+                frames.append(_with_lines(frame, [n for n, _ in lines]))
+                continue
         except pl.exceptions.PolarsError:
-            rejected.append((number, UNPARSEABLE, _text(line)))
-            continue
-        frames.append(single)
-        lines.append(number)
-    if not frames:
-        return None
-    return _with_lines(pl.concat(frames, how="diagonal_relaxed"), lines)
+            pass
+        for number, line in lines:
+            try:
+                frames.append(_with_lines(_read_ndjson(line), [number]))
+            except pl.exceptions.PolarsError:
+                rejected.append((number, UNPARSEABLE, _text(line)))
+    return frames
 
 
 def _sampled_schema(data: bytes, schema: TableSchema) -> pl.Schema | None:
@@ -213,13 +229,13 @@ def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
             frame = None
     if frame is not None:
         if frame.height == physical:
-            return _Parsed(_with_lines(frame, range(1, physical + 1)), physical, [], texts)
+            return _Parsed([_with_lines(frame, range(1, physical + 1))], physical, [], texts)
         # Blank lines are not records: number the others.
         numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
         if frame.height == len(numbers):
-            return _Parsed(_with_lines(frame, numbers), len(numbers), [], texts)
+            return _Parsed([_with_lines(frame, numbers)], len(numbers), [], texts)
     # The careful path: find the broken lines one by one.
-    good: list[tuple[int, bytes]] = []
+    good: list[tuple[int, bytes, tuple]] = []
     rejected: list[tuple[int, str, str]] = []
     for number, line in enumerate(data.split(b"\n"), 1):
         stripped = line.strip()
@@ -231,7 +247,7 @@ def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
             rejected.append((number, UNPARSEABLE, _text(line)))
             continue
         if isinstance(value, dict):
-            good.append((number, stripped))
+            good.append((number, stripped, _kinds(value)))
         else:
             rejected.append((number, NOT_AN_OBJECT, _text(line)))
     records = len(good) + len(rejected)
@@ -242,7 +258,7 @@ def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
 def _parse_array(data: bytes) -> _Parsed:
     try:
         frame = pl.read_json(io.BytesIO(data), infer_schema_length=None)
-        return _Parsed(_with_lines(frame, range(1, frame.height + 1)), frame.height, [], _LineTexts(data, True))
+        return _Parsed([_with_lines(frame, range(1, frame.height + 1))], frame.height, [], _LineTexts(data, True))
     except pl.exceptions.PolarsError:
         pass
     # Walk the array element by element: keep every complete element before
@@ -252,7 +268,7 @@ def _parse_array(data: bytes) -> _Parsed:
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
     decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
-    good: list[tuple[int, bytes]] = []
+    good: list[tuple[int, bytes, tuple]] = []
     rejected: list[tuple[int, str, str]] = []
     elements: dict[int, str] = {}
     position = text.index("[") + 1
@@ -271,7 +287,7 @@ def _parse_array(data: bytes) -> _Parsed:
         element = json.dumps(value, ensure_ascii=False)
         elements[number] = element[:RAW_TEXT_LIMIT]
         if isinstance(value, dict):
-            good.append((number, element.encode("utf-8")))
+            good.append((number, element.encode("utf-8"), _kinds(value)))
         else:
             rejected.append((number, NOT_AN_OBJECT, elements[number]))
         position = end
@@ -303,7 +319,7 @@ def parse_file(uri: str, data: bytes, schema: TableSchema) -> tuple[_Parsed, lis
         data = data[len(codecs.BOM_UTF8):]
     start = data.lstrip()[:1]
     if not start:
-        return _Parsed(None, 0, [], _LineTexts(data, False)), problems
+        return _Parsed([], 0, [], _LineTexts(data, False)), problems
     parsed = _parse_array(data) if start == b"[" else _parse_ndjson(data, schema)
     return parsed, problems
 
@@ -322,8 +338,8 @@ def read_feed(schema: TableSchema, files: Sequence[tuple[str, bytes]]) -> FeedRe
         parsed, problems = parse_file(uri, data, schema)
         records_read += parsed.records + len(problems)
         rows = [(uri, line, reason, text) for line, reason, text in problems + parsed.rejected]
-        if parsed.raw is not None:
-            raw = nw.from_native(parsed.raw.lazy())
+        for frame in parsed.raw:
+            raw = nw.from_native(frame.lazy())
             typed, match = validation.validate_records(raw, schema)
             for name, count in validation.unknown_field_counts(raw, match).items():
                 unknown[name] = unknown.get(name, 0) + count
