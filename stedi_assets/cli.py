@@ -124,7 +124,10 @@ def _failure_message(event) -> str:
     # The innermost cause is the one-line error raised by this package.
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1]
+    message = error.message.strip().splitlines()[-1]
+    # Dagster prefixes the exception's qualified class name; the message alone is the one line to show.
+    _, marker, rest = message.partition(f"{error.cls_name}: ")
+    return rest if marker else message
 
 
 def _format_summary(summaries: dict[str, TableSummary]) -> str:
