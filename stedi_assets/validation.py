@@ -132,20 +132,6 @@ def _target(column: Column) -> nw.dtypes.DType:
     return NARWHALS_TYPES[column.type]
 
 
-def _raw_value(spellings: tuple[str, ...]) -> nw.Expr | None:
-    if not spellings:
-        return None
-    return nw.coalesce(*[nw.col(s) for s in spellings]) if len(spellings) > 1 else nw.col(spellings[0])
-
-
-def _common_dtype(dtypes: list[nw.dtypes.DType]) -> nw.dtypes.DType | None:
-    """The one type of a field's spellings, or None when they differ (then each is read as text)."""
-    known = [d for d in dtypes if d != nw.Unknown]
-    if not known:
-        return nw.Unknown
-    return known[0] if all(d == known[0] for d in known) else None
-
-
 def validate_records(raw: nw.LazyFrame, schema: TableSchema) -> tuple[nw.LazyFrame, FieldMatch]:
     """Typed records with a ``__reason`` column: null for a record that is kept.
 
@@ -166,13 +152,12 @@ def validate_records(raw: nw.LazyFrame, schema: TableSchema) -> tuple[nw.LazyFra
         if not spellings:
             columns += [nw.lit(None, dtype=_target(column)).alias(column.name), nw.lit(False).alias(present_flag)]
         else:
-            common = _common_dtype([raw_schema[s] for s in spellings])
-            if common is None:
-                # One spelling read as a number, another as text: read all as text.
-                value = typed_value(column, nw.coalesce(*[nw.col(s).cast(nw.String) for s in spellings]), nw.String)
-            else:
-                value = typed_value(column, _raw_value(spellings), common)
-            columns += [value.alias(column.name), (~_raw_value(spellings).is_null()).alias(present_flag)]
+            # Each spelling is typed on its own (one file may hold a number
+            # under one spelling and text under another); the first value wins.
+            typed = [typed_value(column, nw.col(s), raw_schema[s]) for s in spellings]
+            value = nw.coalesce(*typed) if len(typed) > 1 else typed[0]
+            present = nw.any_horizontal(*[~nw.col(s).is_null() for s in spellings], ignore_nulls=True)
+            columns += [value.alias(column.name), present.alias(present_flag)]
         name, present = nw.col(column.name), nw.col(present_flag)
         if column.required:
             blank = (name.str.strip_chars() == "").fill_null(False) if column.type == "string" else nw.lit(False)

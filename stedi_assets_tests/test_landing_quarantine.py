@@ -354,3 +354,16 @@ def test_no_record_is_lost_whatever_the_damage(files):
     assert result.records["serialNumber"].null_count() == 0
     assert (result.records["distanceFromObject"].drop_nulls() >= 0).all()
     assert set(result.quarantine["line"].to_list()) <= set(range(1, lines + 100))
+
+
+def test_broken_lines_in_a_large_file_are_found_exactly():
+    # Large enough that the reader halves the file to find the broken lines.
+    lines: list[dict | str] = [step(T0 + i) for i in range(3000)]
+    lines[0] = "garbage"
+    lines[1700] = BAD_TRUNCATED
+    lines[2999] = step(T0 + 2999, distance="7")
+    result = read("step_trainer", {"a.json": ndjson(*lines)})
+
+    assert quarantined(result) == [("a.json", 1, "unparseable JSON"), ("a.json", 1701, "unparseable JSON")]
+    assert result.records.height == 2998
+    assert result.records.filter(pl.col("sensorReadingTime") == T0 + 2999)["distanceFromObject"].to_list() == [7]

@@ -236,13 +236,14 @@ _CHILD = textwrap.dedent(
         write = PolarsEngine.write
         def write_then_stop(self, frame, directory_uri, store):
             files = write(self, frame, directory_uri, store)
-            stop_here()
+            if "/customer_landing/" in directory_uri:
+                stop_here()
             return files
         PolarsEngine.write = write_then_stop
     else:
         replace = os.replace
         def stop_before_manifest(source, target, *args, **kwargs):
-            if str(target).endswith("_manifest.json"):
+            if str(target).endswith("/customer_landing/_manifest.json"):
                 stop_here()
             return replace(source, target, *args, **kwargs)
         os.replace = stop_before_manifest

@@ -234,13 +234,46 @@ def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
         numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
         if frame.height == len(numbers):
             return _Parsed([_with_lines(frame, numbers)], len(numbers), [], texts)
-    # The careful path: find the broken lines one by one.
-    good: list[tuple[int, bytes, tuple]] = []
+    # The careful path: halve the file until the broken lines are found.
+    frames: list[pl.DataFrame] = []
     rejected: list[tuple[int, str, str]] = []
-    for number, line in enumerate(data.split(b"\n"), 1):
+    records = _parse_block(data.split(b"\n"), 1, frames, rejected)
+    return _Parsed(_merge_alike(frames), records, rejected, texts)
+
+
+_CAREFUL_BLOCK = 256
+"""Lines below which a block that Polars cannot read is parsed line by line."""
+
+
+def _parse_block(lines: list[bytes], first: int, frames: list[pl.DataFrame], rejected: list) -> int:
+    """Parse ``lines`` (numbered from ``first``) into ``frames`` and ``rejected``; return the records found.
+
+    A block Polars reads whole is done; one it cannot read is split in two,
+    so a few broken lines in a large file cost a few dozen Polars reads, and
+    only small blocks around them are parsed line by line in Python.
+    """
+    numbers = [first + i for i, line in enumerate(lines) if line.strip()]
+    if not numbers:
+        return 0
+    if len(lines) > _CAREFUL_BLOCK:
+        try:
+            frame = _read_ndjson(b"\n".join(lines))
+            if frame.height == len(numbers):
+                frames.append(_with_lines(frame, numbers))
+                return len(numbers)
+        except pl.exceptions.PolarsError:
+            pass
+        half = len(lines) // 2
+        return _parse_block(lines[:half], first, frames, rejected) + _parse_block(
+            lines[half:], first + half, frames, rejected
+        )
+    good: list[tuple[int, bytes, tuple]] = []
+    records = 0
+    for number, line in zip(range(first, first + len(lines)), lines):
         stripped = line.strip()
         if not stripped:
             continue
+        records += 1
         try:
             value = _loads(stripped.decode("utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -250,9 +283,16 @@ def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
             good.append((number, stripped, _kinds(value)))
         else:
             rejected.append((number, NOT_AN_OBJECT, _text(line)))
-    records = len(good) + len(rejected)
-    raw = _parse_good_lines(good, rejected)
-    return _Parsed(raw, records, rejected, texts)
+    frames.extend(_parse_good_lines(good, rejected))
+    return records
+
+
+def _merge_alike(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """Frames of the same schema as one frame each: fewer, larger frames to validate."""
+    by_schema: dict[tuple, list[pl.DataFrame]] = {}
+    for frame in frames:
+        by_schema.setdefault(tuple(frame.schema.items()), []).append(frame)
+    return [pl.concat(alike) if len(alike) > 1 else alike[0] for alike in by_schema.values()]
 
 
 def _parse_array(data: bytes) -> _Parsed:
