@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from stedi_assets.schemas import Column, TableSchema
+from stedi_assets.schemas import NARWHALS_TYPES, Column, TableSchema
 
 SOURCE = "__source_file"
 LINE = "__line"
@@ -127,8 +127,6 @@ def typed_value(column: Column, raw: nw.Expr, dtype: nw.dtypes.DType) -> nw.Expr
 
 
 def _target(column: Column) -> nw.dtypes.DType:
-    from stedi_assets.schemas import NARWHALS_TYPES
-
     return NARWHALS_TYPES[column.type]
 
 
@@ -191,5 +189,5 @@ def unknown_field_counts(raw: nw.LazyFrame, match: FieldMatch) -> dict[str, int]
     """How many records carry a (non-null) value for each unknown field."""
     if not match.unknown:
         return {}
-    counts = raw.select([nw.col(name).is_null().__invert__().sum().alias(name) for name in match.unknown]).collect()
+    counts = raw.select([(~nw.col(name).is_null()).sum().alias(name) for name in match.unknown]).collect()
     return {name: int(counts[name][0]) for name in match.unknown}
