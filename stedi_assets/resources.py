@@ -35,6 +35,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
+from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES, TableSchema
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
@@ -86,6 +87,12 @@ class StediLakehouse(ConfigurableResource):
         default=None,
         description="S3 credentials, region and endpoint for s3:// URIs; unset fields resolve as in every AWS tool.",
     )
+    quarantine_max_share: float = Field(
+        default=DEFAULT_QUARANTINE_MAX_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
     _s3_store: Store | None = PrivateAttr(default=None)
@@ -128,12 +135,18 @@ class StediLakehouse(ConfigurableResource):
         uri = self.feed_uri(feed)
         files = [f for f in self.store_for(uri).list_files(uri) if _is_feed_file(f)]
         if not files:
-            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json)")
+            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json or *.json.gz)")
         return files
 
     def read_landing(self, feed: str) -> LandingRead:
         files = self.landing_files(feed)
-        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+        read = self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+        if read.records_read == 0:
+            # Publishing an empty table over a good one is never what a delivery of empty files means.
+            raise LandingError(
+                f"no records for feed {feed!r} at {self.feed_uri(feed)}/: all {len(files)} landing file(s) are empty"
+            )
+        return read
 
     # -- tables ----------------------------------------------------------------
 
@@ -200,7 +213,7 @@ class StediLakehouse(ConfigurableResource):
 
 def _is_feed_file(uri: str) -> bool:
     name = uri.rsplit("/", 1)[-1]
-    return not name.startswith((".", "_")) and name.lower().endswith(".json")
+    return not name.startswith((".", "_")) and name.lower().endswith((".json", ".json.gz"))
 
 
 class LakehouseIOManager(IOManager):
@@ -232,6 +245,20 @@ def lakehouse_io_manager(init_context: InitResourceContext) -> LakehouseIOManage
     return LakehouseIOManager(init_context.resources.lakehouse)
 
 
+def _share(environ: Mapping[str, str], variable: str) -> float:
+    # Dagster's EnvVar resolves to text or integers only, so a share is read here, as a number.
+    text = environ.get(variable)
+    if not text:
+        return DEFAULT_QUARANTINE_MAX_SHARE
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{variable}={text!r}: expected a share between 0 and 1, e.g. 0.01")
+    return share
+
+
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resources for this environment; the only place STEDI_* variables are read.
 
@@ -251,6 +278,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
+        quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 

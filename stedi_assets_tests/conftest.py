@@ -34,7 +34,7 @@ def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 
 
-def materialize_all(lakehouse: StediLakehouse, selection: str | None = None) -> ExecuteInProcessResult:
+def materialize_all(lakehouse: StediLakehouse, selection: str | list[str] | None = None) -> ExecuteInProcessResult:
     return materialize(zone_assets, resources=resources_for(lakehouse), selection=selection, raise_on_error=False)
 
 

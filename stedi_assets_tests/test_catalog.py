@@ -174,7 +174,7 @@ def test_materializing_registers_every_table_in_glue(glue_lakehouse, moto_server
 def test_a_new_version_moves_the_glue_location(glue_lakehouse, moto_server, aws):
     before = glue_tables(moto_server, "stedi_test")["customer_landing"]["StorageDescriptor"]["Location"]
 
-    assert materialize_all(glue_lakehouse, selection="customer_landing").success
+    assert materialize_all(glue_lakehouse, selection=["customer_landing", "customer_quarantine"]).success
 
     after = glue_tables(moto_server, "stedi_test")["customer_landing"]["StorageDescriptor"]["Location"]
     assert after != before

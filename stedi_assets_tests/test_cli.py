@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stedi_assets.simulate import DEFAULT_COUNTS
+from stedi_assets.profiles import expected_rows
 from stedi_assets.schemas import TABLES
 
 BIN = Path(sys.executable).parent
@@ -33,9 +33,9 @@ def test_run_on_an_empty_landing_zone_uses_simulated_data(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"The landing zone {tmp_path / 'data' / 'landing'} is empty" in result.stdout
     for name in TABLES:
-        assert f"{DEFAULT_COUNTS[name]:,}" in next(line for line in result.stdout.splitlines() if line.startswith(name))
+        assert f"{expected_rows('simulated', name, same_customer=False):,}" in next(line for line in result.stdout.splitlines() if line.startswith(name))
     manifest = json.loads((tmp_path / "data/lakehouse/curated/machine_learning_curated/_manifest.json").read_text())
-    assert manifest["rows"] == DEFAULT_COUNTS["machine_learning_curated"]
+    assert manifest["rows"] == expected_rows("simulated", "machine_learning_curated", same_customer=False)
 
     # A second run finds the simulated landing zone and does not write it again.
     again = stedi("run", cwd=tmp_path)
@@ -65,7 +65,7 @@ def test_missing_landing_zone_is_one_line_naming_the_uri(tmp_path):
     missing = tmp_path / "nowhere"
     result = stedi("run", "--landing", str(missing), "--lakehouse", str(tmp_path / "lake"), cwd=tmp_path)
     assert result.returncode == 1
-    assert f"LandingError: no landing files for feed 'customer' at {missing}/customer/" in result.stderr
+    assert f"error: customer_landing: no landing files for feed 'customer' at {missing}/customer/" in result.stderr
     assert "Traceback" not in result.stderr and "Stack Trace" not in result.stderr
     assert not (tmp_path / "lake").exists()
 

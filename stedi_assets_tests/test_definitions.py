@@ -33,6 +33,9 @@ def test_assets_groups_and_lineage():
         "customer_curated": {"customer_trusted", "accelerometer_trusted"},
         "step_trainer_trusted": {"step_trainer_landing", "customer_curated"},
         "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
+        "customer_quarantine": set(),
+        "accelerometer_quarantine": set(),
+        "step_trainer_quarantine": set(),
     }
 
 

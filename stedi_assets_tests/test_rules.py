@@ -71,10 +71,10 @@ def test_customer_trusted_requires_research_consent(consent, trusted):
 def test_consent_absent_in_the_feed_file_is_null():
     # The feed omits share* keys for customers who did not consent; the parser
     # must turn an absent key into null, not drop the record.
-    from stedi_assets.engines.polars_engine import parse_ndjson
+    from stedi_assets.engines.polars_landing import read_feed
 
-    data = b'{"email": "a@example.com", "serialNumber": "s", "lastUpdateDate": 1}\n'
-    parsed = parse_ndjson(data, TABLES["customer_landing"], "customer-1.json")
+    data = b'{"email": "a@example.com", "serialNumber": "s", "lastUpdateDate": 1655564000000}\n'
+    parsed = read_feed(TABLES["customer_landing"], [("customer-1.json", data)]).records
     assert parsed.height == 1
     assert parsed["shareWithResearchAsOfDate"].to_list() == [None]
 
