@@ -7,14 +7,25 @@ never published, and Dagster skips everything downstream of it.
 """
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import narwhals as nw
-from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, Output, TableColumn, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetOut,
+    MetadataValue,
+    Output,
+    TableColumn,
+    asset,
+    multi_asset,
+)
 from dagster import TableSchema as DagsterTableSchema
 
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
-from stedi_assets.engines import LandingRead
+from stedi_assets.landing import landing_metadata, quarantine_of
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
@@ -31,6 +42,9 @@ def _materialize(
     frame: nw.LazyFrame,
     inputs: Mapping[str, nw.LazyFrame],
     records_read: int | None = None,
+    quarantine: nw.LazyFrame | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+    output_name: str = "result",
 ) -> Iterator[Output | AssetCheckResult]:
     engine = lakehouse.get_engine()
     held = engine.hold(frame)
@@ -42,9 +56,15 @@ def _materialize(
             expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer),
             same_customer=lakehouse.same_customer,
             records_read=records_read,
+            quarantine=quarantine,
+            quarantine_max_share=lakehouse.quarantine_max_share,
         )
         results = [(check, check.run(check_input)) for check in CHECKS[table]]
-        blocked = [c.name for c, r in results if c.blocking and not r.passed]
+        # A blocking check stops publication only when it fails as an ERROR;
+        # some checks fail as a WARN below their threshold.
+        blocked = [
+            c.name for c, r in results if c.blocking and not r.passed and r.severity == AssetCheckSeverity.ERROR
+        ]
         if blocked:
             context.log.error(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}")
         else:
@@ -54,37 +74,70 @@ def _materialize(
                 "dagster/column_schema": column_schema(table),
                 "engine": engine.name,
             }
-            if records_read is not None:
-                metadata["records_read"] = MetadataValue.int(records_read)
-                metadata["duplicate_records_dropped"] = MetadataValue.int(records_read - rows)
-            yield Output(held, metadata=metadata)
+            if records_read is not None and quarantine is not None:
+                metadata.update(landing_metadata(records_read, rows, row_count(quarantine), extra_metadata or {}))
+            yield Output(held, output_name=output_name, metadata=metadata)
         for _, result in results:
             yield result
     finally:
         engine.release(held)
 
 def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
-    landing: LandingRead = lakehouse.read_landing(feed)
-    context.log.info(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s)")
-    yield from _materialize(
-        context, lakehouse, f"{feed}_landing", rules.landing_records(landing.records), {}, landing.records_read
+    landing = lakehouse.read_landing(feed)
+    engine = lakehouse.get_engine()
+    quarantine = engine.hold(quarantine_of(landing))
+    quarantined = row_count(quarantine)
+    context.log.info(
+        f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined"
     )
+    try:
+        # The quarantine is published even when the landing table is not:
+        # it is where one finds out why.
+        yield Output(
+            quarantine,
+            output_name=f"{feed}_quarantine",
+            metadata={
+                "dagster/row_count": MetadataValue.int(quarantined),
+                "dagster/column_schema": column_schema(f"{feed}_quarantine"),
+                "records_read": MetadataValue.int(landing.records_read),
+            },
+        )
+        yield from _materialize(
+            context, lakehouse, f"{feed}_landing", rules.landing_records(landing.records), {},
+            records_read=landing.records_read, quarantine=quarantine,
+            extra_metadata={"unknown_fields": dict(landing.unknown_fields)}, output_name=f"{feed}_landing",
+        )
+    finally:
+        engine.release(quarantine)
 
 _ASSET_OPTIONS = dict(output_required=False, kinds={"parquet"})
 
-@asset(check_specs=check_specs("customer_landing"), **_ASSET_OPTIONS)
+
+def _landing_outs(feed: str) -> dict[str, AssetOut]:
+    return {
+        f"{feed}_landing": AssetOut(
+            description=f"One row per distinct {feed.replace('_', '-')} record delivered to the landing zone.",
+            is_required=False, kinds={"parquet"},
+        ),
+        f"{feed}_quarantine": AssetOut(
+            description=f"One row per {feed.replace('_', '-')} landing record that could not be kept, with why.",
+            is_required=False, kinds={"parquet"},
+        ),
+    }
+
+@multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"))
 def customer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
-    """One row per distinct customer record delivered to the landing zone."""
+    """One row per distinct customer record delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "customer")
 
-@asset(check_specs=check_specs("accelerometer_landing"), **_ASSET_OPTIONS)
+@multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"))
 def accelerometer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
-    """One row per distinct accelerometer reading delivered to the landing zone."""
+    """One row per distinct accelerometer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "accelerometer")
 
-@asset(check_specs=check_specs("step_trainer_landing"), **_ASSET_OPTIONS)
+@multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"))
 def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
-    """One row per distinct step-trainer reading delivered to the landing zone."""
+    """One row per distinct step-trainer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "step_trainer")
 
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)

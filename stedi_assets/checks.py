@@ -14,6 +14,7 @@ import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from stedi_assets import rules
+from stedi_assets.landing import check_quarantined_records
 from stedi_assets.schemas import RESEARCH_CONSENT, TABLES
 
 ERROR = AssetCheckSeverity.ERROR
@@ -32,9 +33,17 @@ class CheckInput:
     same_customer: bool = False
     records_read: int | None = None
     """Landing tables: records read from the feed's files before duplicates were dropped."""
+    quarantine: nw.LazyFrame | None = None
+    """Landing tables: the records of the feed that were quarantined."""
+    quarantine_max_share: float = 0.01
+    """Landing tables: above this share of quarantined records the landing table is held back."""
 
 
-Outcome = tuple[bool, dict[str, object]]
+# A check's outcome: passed and metadata, and optionally the severity of this
+# result when it differs from the check's own (a WARN below a threshold).
+
+
+Outcome = tuple[bool, dict[str, object]] | tuple[bool, dict[str, object], AssetCheckSeverity]
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,13 @@ class Check:
         return AssetCheckSpec(self.name, asset=table, description=self.description, blocking=self.blocking)
 
     def run(self, check_input: CheckInput) -> AssetCheckResult:
-        passed, metadata = self.evaluate(check_input)
+        passed, metadata, *severity = self.evaluate(check_input)
         return AssetCheckResult(
-            check_name=self.name, passed=passed, severity=self.severity, metadata=metadata
+            asset_key=check_input.table,
+            check_name=self.name,
+            passed=passed,
+            severity=severity[0] if severity else self.severity,
+            metadata=metadata,
         )
 
 
@@ -248,10 +261,18 @@ ROW_COUNT = Check(
 )
 SCHEMA = Check("schema", "Columns and types are exactly the declared ones.", check_schema, blocking=True)
 
+QUARANTINED_RECORDS = Check(
+    "quarantined_records",
+    "Records that could not be kept: WARN if any; ERROR, holding the table back, above the allowed share "
+    "(quarantine_max_share, STEDI_QUARANTINE_MAX_SHARE).",
+    check_quarantined_records,
+    blocking=True,
+)
+
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "customer_landing": (ROW_COUNT, SCHEMA),
-    "accelerometer_landing": (ROW_COUNT, SCHEMA),
-    "step_trainer_landing": (ROW_COUNT, SCHEMA),
+    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
+    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
+    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
     "customer_trusted": (
         ROW_COUNT,
         SCHEMA,

@@ -2,12 +2,15 @@
 
     stedi run        materialize every table, run every check, print a summary
     stedi simulate   write a simulated landing zone
+    stedi query SQL  run a read-only SQL query over the published tables
+    stedi ddl        print CREATE EXTERNAL TABLE statements for Athena / Glue
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ _SETTINGS = {
     "profile": "STEDI_PROFILE",
     "engine": "STEDI_ENGINE",
     "ml_join": "STEDI_ML_JOIN",
+    "glue_database": "STEDI_GLUE_DATABASE",
 }
 
 
@@ -31,6 +35,7 @@ class TableSummary:
     rows: int | None = None
     passed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (check, severity, detail)
+    error: str | None = None
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +44,11 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="data-set profile for the row-count checks (default: $STEDI_PROFILE)")
     parser.add_argument("--engine", help="polars or spark (default: $STEDI_ENGINE or polars)")
     parser.add_argument("--ml-join", dest="ml_join", help="time or same_customer (default: $STEDI_ML_JOIN or time)")
+    parser.add_argument(
+        "--glue-database",
+        dest="glue_database",
+        help="also register every published table in this Glue database (default: $STEDI_GLUE_DATABASE)",
+    )
 
 
 def _apply_settings(args: argparse.Namespace) -> None:
@@ -92,7 +102,14 @@ def run(args: argparse.Namespace) -> int:
             definitions = build_definitions()
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("stedi_job")
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # The summary below reports failures in one line each; Dagster's own log
+    # (with stack traces) is there with --verbose.
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
 
     summaries = {name: TableSummary() for name in TABLES}
     for event in result.get_asset_materialization_events():
@@ -106,14 +123,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             detail = ", ".join(f"{k}={v.value}" for k, v in evaluation.metadata.items() if k != "hint")
             summary.failed.append((evaluation.check_name, evaluation.severity.value, detail))
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    for failure in failures:
+        summaries[failure.step_key].error = _failure_message(failure)
     print(_format_summary(summaries))
 
     errors = [f for s in summaries.values() for f in s.failed if f[1] == "ERROR"]
-    failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-    if failure is not None and not errors:
-        print(f"error: step {failure.step_key} failed: {_failure_message(failure)}", file=sys.stderr)
+    for failure in failures:
+        if failure.step_key not in {name for name, s in summaries.items() if s.failed}:
+            print(f"error: {failure.step_key}: {_failure_message(failure)}", file=sys.stderr)
     if errors or not result.success:
-        print(f"FAILED: {len(errors)} ERROR check(s) failed" if errors else "FAILED: the run did not succeed", file=sys.stderr)
+        what = f"{len(errors)} ERROR check(s) failed" if errors else f"{len(failures)} step(s) failed"
+        print(f"FAILED: {what}", file=sys.stderr)
         return 1
     print("OK: every table published, no ERROR check failed.")
     return 0
@@ -121,18 +142,27 @@ def run(args: argparse.Namespace) -> int:
 
 def _failure_message(event) -> str:
     error = event.event_specific_data.error
-    # The innermost cause is the one-line error raised by this package.
+    # The innermost cause is the error raised by this package; its last line is the message.
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1]
+    message = error.message.strip()
+    # The message starts with the exception's qualified class name; the line says enough without it.
+    message = re.sub(rf"^(?:\w+\.)*{re.escape(error.cls_name)}: ", "", message) if error.cls_name else message
+    return message.splitlines()[-1]
 
 
 def _format_summary(summaries: dict[str, TableSummary]) -> str:
     lines = [f"{'table':<26} {'rows':>12}  checks"]
     for name, summary in summaries.items():
-        rows = f"{summary.rows:,}" if summary.rows is not None else "not published"
+        rows = f"{summary.rows:,}" if summary.rows is not None else "-"
         total = len(summary.passed) + len(summary.failed)
-        lines.append(f"{name:<26} {rows:>12}  {len(summary.passed)}/{total} passed")
+        if total:
+            status = f"{len(summary.passed)}/{total} passed"
+        else:
+            status = "failed" if summary.error else "not run"
+        if total and summary.rows is None:
+            status += ", not published"
+        lines.append(f"{name:<26} {rows:>12}  {status}")
         for check, severity, detail in summary.failed:
             lines.append(f"{'':<26} {'':>12}  {severity} {check}: {detail}")
     return "\n".join(lines)
@@ -149,6 +179,68 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configured_lakehouse(args: argparse.Namespace):
+    """The lakehouse resource as configured by the options and the environment, EnvVars resolved."""
+    from stedi_assets.resources import build_resources
+
+    _apply_settings(args)
+    return _resolved(build_resources()["lakehouse"])
+
+
+def _resolved(resource):
+    """A copy of ``resource`` with every EnvVar setting (nested resources too) replaced by its value.
+
+    Dagster's own ``process_config_and_initialize`` does this too, but it
+    creates an ephemeral Dagster instance first, which more than doubles the
+    time a one-line query takes.
+    """
+    from dagster import ConfigurableResource, EnvVar
+
+    values = {}
+    for name, value in dict(resource).items():
+        if isinstance(value, EnvVar):
+            value = value.get_value()
+        elif isinstance(value, ConfigurableResource):
+            value = _resolved(value)
+        values[name] = value
+    return type(resource)(**values)
+
+
+def query(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from stedi_assets.query import query as run_query
+
+    result = run_query(args.sql, _configured_lakehouse(args))
+    if args.format == "csv":
+        sys.stdout.write(result.write_csv())
+    elif args.format == "json":
+        sys.stdout.write(result.write_json() + "\n")
+    else:
+        rows = result.height if args.max_rows < 0 else args.max_rows
+        table_style = pl.Config(
+            tbl_rows=rows,
+            tbl_cols=-1,
+            tbl_width_chars=10_000,
+            fmt_str_lengths=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            tbl_hide_dtype_separator=True,
+        )
+        with table_style:
+            print(result)
+        print(f"({result.height:,} row{'s' if result.height != 1 else ''})")
+    return 0
+
+
+def ddl(args: argparse.Namespace) -> int:
+    from stedi_assets.catalog import athena_ddl
+
+    lakehouse = _configured_lakehouse(args)
+    print(athena_ddl(lakehouse, database=args.database or lakehouse.glue_database or "stedi"))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
 
@@ -156,12 +248,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialize every table and run every check")
     _add_settings(run_parser)
+    run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
     simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
     simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
     simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     simulate_parser.set_defaults(handler=simulate)
+    query_parser = commands.add_parser("query", help="run a read-only SQL query over the published tables")
+    query_parser.add_argument(
+        "sql", help='one SELECT/WITH/DESCRIBE/SHOW/EXPLAIN statement, e.g. "SELECT COUNT(*) FROM customer_trusted"'
+    )
+    query_parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)"
+    )
+    query_parser.add_argument(
+        "--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)"
+    )
+    query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    query_parser.set_defaults(handler=query)
+    ddl_parser = commands.add_parser(
+        "ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog"
+    )
+    ddl_parser.add_argument("--database", help="database name (default: $STEDI_GLUE_DATABASE or stedi)")
+    ddl_parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
+    ddl_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    ddl_parser.set_defaults(handler=ddl)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

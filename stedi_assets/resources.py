@@ -12,6 +12,7 @@ previous version is kept for readers still scanning it; older ones are deleted.
 """
 
 
+import contextlib
 import json
 import os
 import time
@@ -22,16 +23,19 @@ from typing import Any
 
 import narwhals as nw
 from dagster import (
-    ConfigurableIOManager,
     ConfigurableResource,
     EnvVar,
+    InitResourceContext,
     InputContext,
+    IOManager,
     OutputContext,
-    ResourceDependency,
+    io_manager,
 )
+from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
+from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES, TableSchema
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
@@ -40,6 +44,8 @@ MANIFEST = "_manifest.json"
 DEFAULT_LANDING_URI = "data/landing"
 DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
 ML_JOINS = ("time", "same_customer")
+# Few retries: an unreachable S3 endpoint should fail a run in seconds.
+DEFAULT_S3_MAX_ATTEMPTS = 3
 
 
 class LandingError(RuntimeError):
@@ -73,6 +79,20 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    glue_database: str = Field(
+        default="",
+        description="Glue Data Catalog database to register every published table in; empty for none.",
+    )
+    s3: S3Resource | None = Field(
+        default=None,
+        description="S3 credentials, region and endpoint for s3:// URIs; unset fields resolve as in every AWS tool.",
+    )
+    quarantine_max_share: float = Field(
+        default=DEFAULT_QUARANTINE_MAX_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
+    )
     spark_master: str = Field(
         default="local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
     )
@@ -81,6 +101,7 @@ class StediLakehouse(ConfigurableResource):
     )
 
     _engine: Engine | None = PrivateAttr(default=None)
+    _s3_store: Store | None = PrivateAttr(default=None)
 
     # -- engine and storage --------------------------------------------------
 
@@ -101,7 +122,13 @@ class StediLakehouse(ConfigurableResource):
 
     def store_for(self, uri: str) -> Store:
         if is_s3_uri(uri):
-            raise EngineError(f"{uri}: S3 storage is not configured in this build")
+            if self._s3_store is None:
+                from stedi_assets.storage_s3 import S3Store
+
+                s3 = self.s3 or S3Resource(max_attempts=DEFAULT_S3_MAX_ATTEMPTS)
+                # Resolves the EnvVars when called outside a run (the stedi command).
+                self._s3_store = S3Store.from_resource(s3.process_config_and_initialize(), uri)
+            return self._s3_store
         return LocalStore()
 
     @property
@@ -119,12 +146,18 @@ class StediLakehouse(ConfigurableResource):
         uri = self.feed_uri(feed)
         files = [f for f in self.store_for(uri).list_files(uri) if _is_feed_file(f)]
         if not files:
-            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json)")
+            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json or *.json.gz)")
         return files
 
     def read_landing(self, feed: str) -> LandingRead:
         files = self.landing_files(feed)
-        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+        read = self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+        if read.records_read == 0:
+            # Publishing an empty table over a good one is never what a delivery of empty files means.
+            raise LandingError(
+                f"no records for feed {feed!r} at {self.feed_uri(feed)}/: all {len(files)} landing file(s) are empty"
+            )
+        return read
 
     # -- tables ----------------------------------------------------------------
 
@@ -158,7 +191,11 @@ class StediLakehouse(ConfigurableResource):
         try:
             files = self.get_engine().write(frame, version_uri, store)
         except BaseException:
-            store.delete_prefix(version_uri)
+            # Best effort: the write's own error is the one to report (the store
+            # may be unreachable), and an unreferenced version left behind is
+            # deleted by the table's next publish.
+            with contextlib.suppress(Exception):
+                store.delete_prefix(version_uri)
             raise
         rows = int(frame.select(nw.len()).collect().item())
         columns = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
@@ -187,20 +224,50 @@ class StediLakehouse(ConfigurableResource):
 
 def _is_feed_file(uri: str) -> bool:
     name = uri.rsplit("/", 1)[-1]
-    return not name.startswith((".", "_")) and name.lower().endswith(".json")
+    return not name.startswith((".", "_")) and name.lower().endswith((".json", ".json.gz"))
 
 
-class LakehouseIOManager(ConfigurableIOManager):
+class LakehouseIOManager(IOManager):
     """Stores each zone table as Parquet in the lakehouse and hands it downstream as a lazy frame."""
 
-    lakehouse: ResourceDependency[StediLakehouse]
+    def __init__(self, lakehouse: StediLakehouse):
+        self.lakehouse = lakehouse
 
     def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
         published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id)
         context.add_output_metadata({"uri": published.uri, "version": published.version})
+        if self.lakehouse.glue_database:
+            from stedi_assets.catalog import publish_to_glue
+
+            glue_table = publish_to_glue(self.lakehouse, context.asset_key.path[-1], published)
+            context.add_output_metadata({"glue_table": glue_table})
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         return self.lakehouse.read_table(list(context.asset_key.path))
+
+
+@io_manager(required_resource_keys={"lakehouse"})
+def lakehouse_io_manager(init_context: InitResourceContext) -> LakehouseIOManager:
+    """The IO manager on the run's ``lakehouse`` resource.
+
+    It takes the lakehouse as a resource key rather than a nested resource, so
+    that configuring ``lakehouse`` in the launchpad configures storage too.
+    """
+    return LakehouseIOManager(init_context.resources.lakehouse)
+
+
+def _share(environ: Mapping[str, str], variable: str) -> float:
+    # Dagster's EnvVar resolves to text or integers only, so a share is read here, as a number.
+    text = environ.get(variable)
+    if not text:
+        return DEFAULT_QUARANTINE_MAX_SHARE
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{variable}={text!r}: expected a share between 0 and 1, e.g. 0.01")
+    return share
 
 
 def parse_spark_conf(text: str) -> dict[str, str]:
@@ -227,12 +294,40 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         return EnvVar(variable) if environ.get(variable) else default
 
     lakehouse = StediLakehouse(
+        s3=s3_resource(environ),
         landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
         lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        glue_database=setting("STEDI_GLUE_DATABASE", ""),
+        quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
         spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
     )
-    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
+
+
+# The standard AWS variables, as the S3Resource fields they configure. boto3
+# reads them itself too; passing them as EnvVars shows in the UI which ones a
+# deployment sets, never their values.
+_AWS_SETTINGS = {
+    "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "aws_session_token": ("AWS_SESSION_TOKEN",),
+    "profile_name": ("AWS_PROFILE",),
+    # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION is what the SDKs of other languages read.
+    "region_name": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+}
+
+
+def s3_resource(environ: Mapping[str, str]) -> S3Resource:
+    """The S3 connection configured from the standard AWS variables that are set."""
+    fields: dict[str, Any] = {}
+    for name, variables in _AWS_SETTINGS.items():
+        variable = next((v for v in variables if environ.get(v)), None)
+        if variable is not None:
+            fields[name] = EnvVar(variable)
+    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if environ.get("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
+    return S3Resource(**fields)

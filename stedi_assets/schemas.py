@@ -14,6 +14,9 @@ from typing import Literal
 import narwhals as nw
 import polars as pl
 
+RAW_TEXT_LIMIT = 1_000
+"""Characters of a quarantined record's raw text kept in its quarantine table."""
+
 # Logical types, named as Hive/Athena names them.
 ColumnType = Literal["string", "bigint", "double"]
 
@@ -38,12 +41,16 @@ class Column:
     """A record without a value here cannot be used and is not a valid row."""
     pii: bool = False
     """A direct identifier of a person: never allowed in machine_learning_curated."""
+    minimum: float | None = None
+    """Smallest valid value (inclusive); a landing record below it is quarantined."""
+    maximum: float | None = None
+    """Largest valid value (inclusive); a landing record above it is quarantined."""
 
 
 @dataclass(frozen=True)
 class TableSchema:
     name: str
-    zone: Literal["landing", "trusted", "curated"]
+    zone: Literal["landing", "trusted", "curated", "quarantine"]
     grain: str
     columns: tuple[Column, ...]
     rule: str
@@ -72,32 +79,63 @@ class TableSchema:
 
 RESEARCH_CONSENT = "shareWithResearchAsOfDate"
 
+# Valid epoch-millisecond times: from 2000-01-01 up to 2100-01-01 (UTC), both
+# inclusive. A reading outside that window is a device clock or unit error
+# (seconds instead of milliseconds), not a time the product existed.
+EPOCH_MS_MIN = 946_684_800_000
+EPOCH_MS_MAX = 4_102_444_800_000
+EPOCH_MS = dict(minimum=EPOCH_MS_MIN, maximum=EPOCH_MS_MAX)
+
 CUSTOMER_COLUMNS = (
     Column("customerName", "string", "Full name of the customer.", pii=True),
     Column("email", "string", "Email address; identifies the customer.", required=True, pii=True),
     Column("phone", "string", "Phone number.", pii=True),
     Column("birthDay", "string", "Date of birth, yyyy-MM-dd.", pii=True),
     Column("serialNumber", "string", "Serial number of the customer's Step Trainer.", required=True),
-    Column("registrationDate", "bigint", "Registration time, epoch milliseconds."),
-    Column("lastUpdateDate", "bigint", "Time the record was last updated, epoch milliseconds.", required=True),
-    Column(RESEARCH_CONSENT, "bigint", "Time research consent was given, epoch milliseconds; null without consent."),
-    Column("shareWithPublicAsOfDate", "bigint", "Time public sharing was allowed, epoch milliseconds; null if not."),
-    Column("shareWithFriendsAsOfDate", "bigint", "Time sharing with friends was allowed, epoch milliseconds; null if not."),
+    Column("registrationDate", "bigint", "Registration time, epoch milliseconds.", **EPOCH_MS),
+    Column(
+        "lastUpdateDate", "bigint", "Time the record was last updated, epoch milliseconds.", required=True, **EPOCH_MS
+    ),
+    Column(
+        RESEARCH_CONSENT, "bigint", "Time research consent was given, epoch milliseconds; null without consent.",
+        **EPOCH_MS,
+    ),
+    Column(
+        "shareWithPublicAsOfDate", "bigint", "Time public sharing was allowed, epoch milliseconds; null if not.",
+        **EPOCH_MS,
+    ),
+    Column(
+        "shareWithFriendsAsOfDate", "bigint", "Time sharing with friends was allowed, epoch milliseconds; null if not.",
+        **EPOCH_MS,
+    ),
 )
 ACCELEROMETER_COLUMNS = (
     Column("user", "string", "Email of the customer whose phone took the reading.", required=True, pii=True),
-    Column("timestamp", "bigint", "Reading time, epoch milliseconds.", required=True),
+    Column("timestamp", "bigint", "Reading time, epoch milliseconds.", required=True, **EPOCH_MS),
     Column("x", "double", "Acceleration along x."),
     Column("y", "double", "Acceleration along y."),
     Column("z", "double", "Acceleration along z."),
 )
 STEP_TRAINER_COLUMNS = (
-    Column("sensorReadingTime", "bigint", "Reading time, epoch milliseconds.", required=True),
+    Column("sensorReadingTime", "bigint", "Reading time, epoch milliseconds.", required=True, **EPOCH_MS),
     Column("serialNumber", "string", "Serial number of the Step Trainer.", required=True),
-    Column("distanceFromObject", "bigint", "Distance measured by the sensor."),
+    Column("distanceFromObject", "bigint", "Distance measured by the sensor.", minimum=0),
 )
 MACHINE_LEARNING_COLUMNS = STEP_TRAINER_COLUMNS + tuple(
     c for c in ACCELEROMETER_COLUMNS if c.name != "user"
+)
+
+QUARANTINE_COLUMNS = (
+    Column("source_file", "string", "URI of the landing file the record was read from."),
+    Column(
+        "line", "bigint",
+        "1-based physical line of the record in the file; in a JSON-array file, the element's 1-based position; "
+        "0 when the whole file could not be read.",
+    ),
+    Column("reason", "string", "Why the record was not kept, e.g. 'missing required field email'."),
+    Column(
+        "raw_text", "string", f"The record as delivered, cut to {RAW_TEXT_LIMIT} characters.", pii=True,
+    ),
 )
 
 FEEDS = ("customer", "accelerometer", "step_trainer")
@@ -148,4 +186,13 @@ TABLES: dict[str, TableSchema] = {
     )
 }
 
+for _feed in FEEDS:
+    TABLES[f"{_feed}_quarantine"] = TableSchema(
+        f"{_feed}_quarantine", "quarantine", f"one row per {_feed} landing record that could not be kept",
+        QUARANTINE_COLUMNS, f"Records of the {_feed} feed that are unparseable or break the {_feed}_landing schema.",
+    )
+
 FEED_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_landing"] for feed in FEEDS}
+QUARANTINE_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_quarantine"] for feed in FEEDS}
+ZONE_TABLES: tuple[str, ...] = tuple(name for name, table in TABLES.items() if table.zone != "quarantine")
+"""The eight tables of the landing, trusted and curated zones."""

@@ -37,15 +37,15 @@ DEFAULT_SEED = 20230806
 # ``simulated`` data-set profile checks a lakehouse built from it against these.
 DEFAULT_COUNTS: dict[str, int] = {
     "customer_landing": 203,
-    "accelerometer_landing": 16_858,
+    "accelerometer_landing": 16_914,
     "step_trainer_landing": 6_120,
     "customer_trusted": 103,
-    "accelerometer_trusted": 8_342,
+    "accelerometer_trusted": 8_380,
     "customer_curated": 99,
     "step_trainer_trusted": 2_970,
-    "machine_learning_curated": 8_375,
-    "machine_learning_curated_same_customer": 8_342,
-    "cross_customer_pairs": 33,
+    "machine_learning_curated": 8_415,
+    "machine_learning_curated_same_customer": 8_380,
+    "cross_customer_pairs": 35,
 }
 
 # All instants are fixed offsets from this one (2023-08-03 18:13:20 UTC), never
@@ -95,6 +95,7 @@ class SimulatedFeeds:
     customer: list[Record]
     accelerometer: list[Record]
     step_trainer: list[Record]
+    last_reading_ms: int
 
 
 @dataclasses.dataclass
@@ -172,22 +173,20 @@ def _customer_record(
     return record
 
 
-def _assign_accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]:
+_AXIS_VALUES = [(float(x), float(y), float(z)) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)]
+
+
+def _accelerometer_readings(rng: random.Random, person: _Person) -> list[Record]:
+    """One to three readings of the person's phone at each instant their device read."""
     counts, weights = zip(*_READINGS_PER_INSTANT)
     readings: list[Record] = []
     times = list(person.reading_times_ms)
     rng.shuffle(times)
     for instant in times:
-        for _ in range(rng.choices(counts, weights)[0]):
-            readings.append(
-                {
-                    "user": person.email,
-                    "timestamp": instant,
-                    "x": float(rng.randint(-1, 1)),
-                    "y": float(rng.randint(-1, 1)),
-                    "z": float(rng.randint(-1, 1)),
-                }
-            )
+        # Readings of one instant differ, as in the real feed: an identical
+        # record would be a duplicate delivery, which the landing zone drops.
+        for x, y, z in rng.sample(_AXIS_VALUES, rng.choices(counts, weights)[0]):
+            readings.append({"user": person.email, "timestamp": instant, "x": x, "y": y, "z": z})
     return readings
 
 
@@ -231,8 +230,9 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
         updated_ms = registered_ms
         if index < redelivery_count:
             kind = _REDELIVERY_KINDS[index]
-            # The first record is the older one except in a tie, where both
-            # carry the same lastUpdateDate and only consent differs.
+            # The re-delivered record is the newer one, except in a tie where
+            # both carry the same lastUpdateDate and the one without research
+            # consent must win.
             later_ms = registered_ms if kind == "tie" else registered_ms + rng.randint(60_000, 70_000)
             first_consents = {**consents, _RESEARCH: kind == "withdrawn"}
             second_consents = {**consents, _RESEARCH: kind != "withdrawn"}
@@ -275,7 +275,7 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
     accelerometer: list[Record] = []
     for person in delivery_order:
         if person.uses_phone_app:
-            accelerometer.extend(_assign_accelerometer_readings(rng, person))
+            accelerometer.extend(_accelerometer_readings(rng, person))
     rng.shuffle(delivery_order)
     step_trainer: list[Record] = [
         {
@@ -286,7 +286,8 @@ def generate_feeds(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED)
         for person in delivery_order
         for instant in person.reading_times_ms
     ]
-    return SimulatedFeeds(customer_records + redelivered, accelerometer, step_trainer)
+    last_reading_ms = max(max(p.reading_times_ms) for p in people)
+    return SimulatedFeeds(customer_records + redelivered, accelerometer, step_trainer, last_reading_ms)
 
 
 def _ndjson(records: list[Record], separators: tuple[str, str]) -> bytes:
@@ -296,12 +297,8 @@ def _ndjson(records: list[Record], separators: tuple[str, str]) -> bytes:
 def simulate_landing(customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED) -> dict[str, bytes]:
     """Landing-zone files (relative path -> NDJSON bytes) for ``customers`` customers."""
     feeds = generate_feeds(customers, seed)
-    last_ms = max(
-        max(int(r["timestamp"]) for r in feeds.accelerometer),  # type: ignore[call-overload]
-        max(int(r["sensorReadingTime"]) for r in feeds.step_trainer),  # type: ignore[call-overload]
-    )
     # Files are named after their delivery instant, a little after the last reading.
-    delivered_ms = last_ms + 600_000
+    delivered_ms = feeds.last_reading_ms + 600_000
     files = {
         # The real customer feed is written with spaces after separators, the
         # sensor feeds without.

@@ -10,7 +10,7 @@ import pytest
 from dagster import ExecuteInProcessResult, materialize
 
 from stedi_assets.definitions import zone_assets
-from stedi_assets.resources import LakehouseIOManager, StediLakehouse
+from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -31,10 +31,10 @@ def stedi_landing() -> Path:
 
 
 def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:
-    return {"lakehouse": lakehouse, "io_manager": LakehouseIOManager(lakehouse=lakehouse)}
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 
 
-def materialize_all(lakehouse: StediLakehouse, selection: str | None = None) -> ExecuteInProcessResult:
+def materialize_all(lakehouse: StediLakehouse, selection: str | list[str] | None = None) -> ExecuteInProcessResult:
     return materialize(zone_assets, resources=resources_for(lakehouse), selection=selection, raise_on_error=False)
 
 

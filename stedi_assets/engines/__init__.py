@@ -7,7 +7,8 @@ written. Everything else (rules, checks, storage layout) is engine-neutral.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import narwhals as nw
@@ -24,11 +25,21 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True)
 class LandingRead:
-    """Typed records of one feed, and how many records were read to make them."""
+    """Typed records of one feed, the records that could not be kept, and how many were read.
+
+    The contract every engine keeps (see ``stedi_assets.validation`` for the
+    rules, written once): each record read is either a row of ``records``
+    (before duplicates are dropped) or a row of ``quarantine``, so
+    ``records_read == len(records) + len(quarantine)``.
+    """
 
     records: nw.LazyFrame
     records_read: int
     files: tuple[str, ...]
+    quarantine: nw.LazyFrame | None = None
+    """One row per record not kept: the quarantine table's columns (source_file, line, reason, raw_text)."""
+    unknown_fields: Mapping[str, int] = field(default_factory=dict)
+    """Fields found in the files that no column declares, with how many records carry each."""
 
 
 class Engine(Protocol):

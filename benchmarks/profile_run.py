@@ -1,0 +1,95 @@
+"""Where a materialization's time goes: per asset, in checks, and the compute without Dagster start-up.
+
+Materializes every asset in this process (so imports and process start are
+not counted) over a scaled landing zone, timing each step and every check
+evaluation, and reports:
+
+- the compute: wall time of the materialization itself;
+- the checks' share: time spent evaluating checks over the rest of the
+  materialization (the target is at most 25% at 100x);
+- peak resident memory of the process.
+
+Usage::
+
+    python -m benchmarks.profile_run --size 100 [--engine polars] [--runs 3] [--work .bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import resource
+import statistics
+import tempfile
+import time
+
+from benchmarks.bench import DEFAULT_SOURCE, scaled_landing
+
+
+def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
+    from dagster import materialize
+
+    from stedi_assets import checks
+    from stedi_assets.definitions import zone_assets
+    from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
+
+    check_seconds: dict[str, float] = collections.defaultdict(float)
+    original_run = checks.Check.run
+
+    def timed_run(self, check_input):
+        start = time.perf_counter()
+        try:
+            return original_run(self, check_input)
+        finally:
+            check_seconds[check_input.table] += time.perf_counter() - start
+
+    checks.Check.run = timed_run
+    try:
+        with tempfile.TemporaryDirectory(prefix="stedi-profile-") as lakehouse_dir:
+            lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine)
+            start = time.perf_counter()
+            result = materialize(
+                zone_assets,
+                resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            )
+            wall = time.perf_counter() - start
+    finally:
+        checks.Check.run = original_run
+    assert result.success
+    steps = {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.event_type_value == "STEP_SUCCESS"
+    }
+    return {"wall_s": wall, "steps_s": steps, "checks_s": dict(check_seconds)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100, help="scale factor of the landing zone")
+    parser.add_argument("--engine", default="polars")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"))
+    args = parser.parse_args(argv)
+
+    landing = scaled_landing(args.work, args.source, args.size)
+    runs = [profile_once(landing, args.engine) for _ in range(args.runs)]
+    walls = [r["wall_s"] for r in runs]
+    median_run = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+    checks_total = sum(median_run["checks_s"].values())
+
+    print(f"{args.size}x {args.engine}: materialization {statistics.median(walls):.2f} s (median of {len(runs)}: "
+          + ", ".join(f"{w:.2f}" for w in walls) + ")")
+    print(f"{'step':<26} {'step s':>8} {'checks s':>9}")
+    for step, seconds in median_run["steps_s"].items():
+        print(f"{step:<26} {seconds:>8.2f} {median_run['checks_s'].get(step, 0.0):>9.2f}")
+    without_checks = median_run["wall_s"] - checks_total
+    print(f"checks: {checks_total:.2f} s, {checks_total / without_checks:.0%} on top of the rest ({without_checks:.2f} s)")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

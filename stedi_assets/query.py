@@ -1,0 +1,212 @@
+"""Read-only SQL over the published zone tables, with DuckDB as the engine.
+
+Every published table is queryable by its asset name (``customer_trusted``,
+``machine_learning_curated`` ...), as it was in Athena through the Glue Data
+Catalog. Only the version named in a table's ``_manifest.json`` is read.
+
+Files are read by pyarrow, not by DuckDB: each table is a pyarrow dataset over
+its manifest's files, on a filesystem built from the lakehouse store's
+settings (local files, or S3 from the store's ``storage_options``), registered
+in DuckDB as a view. That keeps S3 reachable without DuckDB's ``httpfs``
+extension, which is downloaded at run time.
+
+A query can never change a table, for two independent reasons:
+
+* only read statements are accepted (SELECT, WITH, VALUES, DESCRIBE, SHOW,
+  SUMMARIZE, EXPLAIN of one of those), one statement at a time, checked with
+  DuckDB's own parser so that what is checked is what would run;
+* DuckDB runs in memory with file-system access and extension loading
+  switched off and its configuration locked, so even a statement that got
+  past the check could neither open nor write a file; the tables it sees are
+  views over in-process datasets, which it cannot write to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from stedi_assets.resources import StediLakehouse
+from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.storage import Store, is_s3_uri
+
+ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "bigint": pa.int64(), "double": pa.float64()}
+
+READ_STATEMENTS = "SELECT, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN"
+
+# Leading "EXPLAIN", "EXPLAIN ANALYZE" or "EXPLAIN (options)" of a statement,
+# after any leading comments: what follows is the statement that would run.
+_EXPLAIN = re.compile(
+    r"^(?:\s|--[^\n]*\n|/\*.*?\*/)*EXPLAIN\s+(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\s+)?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class QueryError(RuntimeError):
+    """A query was refused or failed; the message is one line."""
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_read_only(sql: str) -> None:
+    """Raise :class:`QueryError` unless ``sql`` is exactly one read statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryError(_one_line(error)) from None
+    if not statements:
+        raise QueryError("no SQL statement given")
+    if len(statements) > 1:
+        raise QueryError(f"only one statement per query is allowed; got {len(statements)}")
+    statement = statements[0]
+    kind = statement.type
+    if kind == duckdb.StatementType.EXPLAIN:
+        # EXPLAIN ANALYZE executes the statement it explains: check that one.
+        explained = _EXPLAIN.sub("", statement.query, count=1)
+        if explained == statement.query:
+            raise QueryError("cannot tell which statement this EXPLAIN explains; write EXPLAIN <SELECT ...>")
+        check_read_only(explained)
+        return
+    if kind == duckdb.StatementType.MULTI:
+        # DuckDB expands e.g. a PIVOT without an IN list into CREATE TYPE + SELECT.
+        raise QueryError("this statement expands into several statements; for PIVOT, list the values: ON col IN (...)")
+    if kind != duckdb.StatementType.SELECT:
+        name = kind.name.replace("_", " ")
+        raise QueryError(
+            f"{name} statements are not allowed: the lakehouse is read-only here; use {READ_STATEMENTS}"
+        )
+
+
+def arrow_schema(table: TableSchema) -> pa.Schema:
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in table.columns])
+
+
+def arrow_filesystem(store: Store, uri: str) -> pafs.FileSystem:
+    """A pyarrow filesystem that reads ``uri`` with the same settings as ``store``."""
+    if not is_s3_uri(uri):
+        return pafs.LocalFileSystem()
+    return s3_filesystem(store.storage_options or {})
+
+
+def s3_filesystem(storage_options: Mapping[str, str]) -> pafs.S3FileSystem:
+    """pyarrow's S3 client configured from Polars-style ``storage_options``.
+
+    Settings that are absent fall back to the usual AWS chain (environment,
+    profile, instance role), as they do for Polars and boto3.
+    """
+    options = {key.lower(): value for key, value in storage_options.items()}
+
+    def option(*names: str) -> str | None:
+        return next((options[n] for n in names if options.get(n)), None)
+
+    settings: dict[str, object] = {}
+    if access_key := option("aws_access_key_id", "access_key_id"):
+        settings["access_key"] = access_key
+        settings["secret_key"] = option("aws_secret_access_key", "secret_access_key")
+        if token := option("aws_session_token", "session_token", "aws_token", "token"):
+            settings["session_token"] = token
+    if region := option("aws_region", "region", "aws_default_region"):
+        settings["region"] = region
+    if endpoint := option("aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"):
+        parsed = urlparse(endpoint)
+        if parsed.scheme in ("http", "https"):
+            settings["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+            settings["scheme"] = parsed.scheme
+        else:
+            settings["endpoint_override"] = endpoint
+            if str(option("aws_allow_http", "allow_http")).lower() == "true":
+                settings["scheme"] = "http"
+    if str(option("aws_skip_signature", "skip_signature")).lower() == "true":
+        settings["anonymous"] = True
+    if str(option("aws_virtual_hosted_style_request", "virtual_hosted_style_request")).lower() == "true":
+        settings["force_virtual_addressing"] = True
+    return pafs.S3FileSystem(**settings)
+
+
+def _arrow_path(uri: str) -> str:
+    """The path pyarrow's filesystems expect: ``bucket/key`` on S3, the file path locally."""
+    if is_s3_uri(uri):
+        return uri.split("://", 1)[1]
+    parsed = urlparse(uri)
+    return parsed.path if parsed.scheme == "file" else uri
+
+
+def published_datasets(lakehouse: StediLakehouse) -> dict[str, ds.Dataset]:
+    """A pyarrow dataset over the published version of every table that has one."""
+    datasets = {}
+    for name, table in TABLES.items():
+        manifest = lakehouse.read_manifest([name])
+        if manifest is None:
+            continue
+        files = list(manifest["files"])
+        schema = arrow_schema(table)
+        if files:
+            filesystem = arrow_filesystem(lakehouse.store_for(files[0]), files[0])
+            datasets[name] = ds.dataset(
+                [_arrow_path(f) for f in files], schema=schema, format="parquet", filesystem=filesystem
+            )
+        else:
+            datasets[name] = ds.dataset(schema.empty_table())
+    return datasets
+
+
+def connect(lakehouse: StediLakehouse) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that sees every published table as a read-only view."""
+    connection = duckdb.connect(
+        ":memory:",
+        config={
+            # No file can be opened, attached, copied to or loaded as an
+            # extension: the only data reachable is the registered datasets.
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            # Names in a query resolve to the registered tables only, never
+            # to Python variables that happen to share a name.
+            "python_enable_replacements": False,
+        },
+    )
+    for name, dataset in published_datasets(lakehouse).items():
+        connection.register(name, dataset)
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+def query(sql: str, lakehouse: StediLakehouse | str) -> pl.DataFrame:
+    """Run one read-only SQL statement over the published tables of ``lakehouse``.
+
+    ``lakehouse`` is the configured resource, or just the URI of a local
+    lakehouse. Table names are the asset names; column names are
+    case-insensitive, as in Athena. Raises :class:`QueryError` with a
+    one-line message when the statement is not a read or the engine rejects it.
+    """
+    check_read_only(sql)
+    if isinstance(lakehouse, str):
+        lakehouse = StediLakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
+    connection = connect(lakehouse)
+    try:
+        relation = connection.sql(sql)
+        return relation.pl() if relation is not None else pl.DataFrame()
+    except duckdb.Error as error:
+        raise QueryError(_explain_error(error, connection)) from None
+    finally:
+        connection.close()
+
+
+def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection) -> str:
+    message = _one_line(error)
+    if isinstance(error, duckdb.CatalogException):
+        registered = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}
+        missing = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
+        if missing:
+            message += f" ({missing[0]} has not been published yet: run `stedi run` first)"
+    return message

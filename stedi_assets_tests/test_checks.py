@@ -1,0 +1,240 @@
+"""Every asset check on a good and a violating table, and what a failed blocking check does to a run.
+
+The check functions are fed hand-made frames directly; the last tests run the
+real graph with a deliberately broken rule to show that a failed privacy
+check keeps the table unpublished and stops everything downstream.
+Row counts on the real data are covered by test_acceptance.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import narwhals as nw
+import polars as pl
+import pytest
+
+from stedi_assets import rules
+from stedi_assets.checks import CHECKS, CheckInput
+from stedi_assets.schemas import FEEDS, TABLES
+from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
+from stedi_assets_tests.test_rules import T0, customers, readings, steps
+
+
+def run_check(table: str, name: str, frame: nw.LazyFrame, **fields) -> tuple[bool, dict]:
+    check = next(c for c in CHECKS[table] if c.name == name)
+    result = check.run(CheckInput(table=table, frame=frame, **fields))
+    return result.passed, {k: v.value for k, v in result.metadata.items()}
+
+
+CONSENTING = customers(
+    {"email": "yes@example.com", "serialNumber": "s-y", "shareWithResearchAsOfDate": T0},
+)
+LANDING = customers(
+    {"email": "yes@example.com", "serialNumber": "s-y", "shareWithResearchAsOfDate": T0},
+    {"email": "no@example.com", "serialNumber": "s-n"},
+)
+
+
+# -- row count -------------------------------------------------------------------------
+
+
+def test_row_count_against_a_profile():
+    assert run_check("customer_landing", "row_count", LANDING, expected_rows=2, records_read=2)[0]
+    passed, metadata = run_check("customer_landing", "row_count", LANDING, expected_rows=3, records_read=2)
+    assert not passed and "profile expects 3" in metadata["problem"]
+
+
+def test_row_count_without_a_profile_fails_on_an_empty_table():
+    passed, metadata = run_check("customer_landing", "row_count", LANDING.head(0), records_read=0)
+    assert not passed and metadata["problem"] == "table is empty"
+
+
+@pytest.mark.parametrize(
+    ("table", "frame", "inputs"),
+    [
+        # more trusted customers than distinct emails delivered
+        ("customer_trusted", customers({"email": "a@x.org"}, {"email": "a@x.org"}), {"customer_landing": customers({"email": "a@x.org"})}),
+        # more trusted readings than landed
+        ("accelerometer_trusted", readings(("a@x.org", T0), ("a@x.org", T0)), {"accelerometer_landing": readings(("a@x.org", T0))}),
+        # more curated customers than trusted ones
+        ("customer_curated", customers({"email": "a@x.org"}, {"email": "b@x.org"}), {"customer_trusted": customers({"email": "a@x.org"})}),
+        # more trusted step readings than landed
+        ("step_trainer_trusted", steps(("s", T0), ("s", T0)), {"step_trainer_landing": steps(("s", T0))}),
+    ],
+)
+def test_row_count_without_a_profile_fails_when_the_rule_multiplied_rows(table, frame, inputs):
+    passed, metadata = run_check(table, "row_count", frame, inputs=inputs)
+    assert not passed and "exceed" in metadata["problem"]
+
+
+def test_row_count_of_machine_learning_curated_is_bounded_by_the_time_join():
+    step_readings = steps(("s-a", T0))
+    accelerometer = readings(("a@x.org", T0), ("a@x.org", T0 + 1))
+    inputs = {"step_trainer_trusted": step_readings, "accelerometer_trusted": accelerometer}
+    joined = rules.machine_learning_curated(step_readings, accelerometer, CONSENTING)
+    assert run_check("machine_learning_curated", "row_count", joined, inputs=inputs)[0]
+    doubled = nw.concat([joined, joined])
+    passed, metadata = run_check("machine_learning_curated", "row_count", doubled, inputs=inputs)
+    assert not passed and metadata["upper_bound"] == 1
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: f.drop("phone"),  # a column missing
+        lambda f: f.with_columns(nw.lit(1).alias("extra")),  # a column not declared
+        lambda f: f.with_columns(nw.col("lastUpdateDate").cast(nw.String)),  # a wrong type
+        lambda f: f.select(list(reversed(f.collect_schema().names()))),  # declared columns in another order
+    ],
+)
+def test_schema_fails_on_any_difference(change):
+    assert run_check("customer_trusted", "schema", CONSENTING)[0]
+    assert not run_check("customer_trusted", "schema", change(CONSENTING))[0]
+
+
+# -- privacy ----------------------------------------------------------------------------------
+
+
+def test_customer_trusted_consent_check():
+    assert run_check("customer_trusted", "consenting_customers_only", CONSENTING, inputs={"customer_landing": LANDING})[0]
+    passed, metadata = run_check(
+        "customer_trusted", "consenting_customers_only", LANDING, inputs={"customer_landing": LANDING}
+    )
+    assert not passed
+    assert metadata["rows_without_consent"] == 1
+    # offending emails are masked in the metadata
+    assert "no***@example.com" in metadata["sample_emails"] and "no@example.com" not in metadata["sample_emails"]
+
+
+def test_customer_trusted_consent_check_sees_withdrawn_consent():
+    # The older record consents, the current one does not: the older one must not be trusted.
+    landing = customers(
+        {"email": "a@example.com", "serialNumber": "s", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0},
+        {"email": "a@example.com", "serialNumber": "s", "lastUpdateDate": T0 + 1},
+    )
+    stale = landing.filter(nw.col("lastUpdateDate") == T0)
+    passed, metadata = run_check(
+        "customer_trusted", "consenting_customers_only", stale, inputs={"customer_landing": landing}
+    )
+    assert not passed and metadata["rows_whose_current_record_has_no_consent"] == 1
+
+
+def test_accelerometer_trusted_consent_check():
+    inputs = {"customer_trusted": CONSENTING}
+    assert run_check("accelerometer_trusted", "consenting_readings_only", readings(("yes@example.com", T0)), inputs=inputs)[0]
+    passed, metadata = run_check(
+        "accelerometer_trusted", "consenting_readings_only",
+        readings(("yes@example.com", T0), ("no@example.com", T0)), inputs=inputs,
+    )
+    assert not passed and metadata["readings_of_non_consenting_users"] == 1
+
+
+def test_customer_curated_unique_customers_check():
+    assert run_check("customer_curated", "unique_customers", CONSENTING)[0]
+    passed, metadata = run_check("customer_curated", "unique_customers", nw.concat([CONSENTING, CONSENTING]))
+    assert not passed and metadata["customers_more_than_once"] == 1
+
+
+def test_customer_curated_consent_check():
+    inputs = {"customer_trusted": CONSENTING}
+    assert run_check("customer_curated", "consenting_customers_only", CONSENTING, inputs=inputs)[0]
+    passed, metadata = run_check("customer_curated", "consenting_customers_only", LANDING, inputs=inputs)
+    assert not passed and metadata["rows_not_in_customer_trusted"] == 1
+
+
+def test_step_trainer_trusted_device_check():
+    inputs = {"customer_curated": CONSENTING}
+    assert run_check("step_trainer_trusted", "curated_devices_only", steps(("s-y", T0)), inputs=inputs)[0]
+    passed, metadata = run_check(
+        "step_trainer_trusted", "curated_devices_only", steps(("s-y", T0), ("s-n", T0)), inputs=inputs
+    )
+    assert not passed and metadata["readings_of_other_devices"] == 1
+
+
+def _machine_learning_inputs():
+    step_readings = steps(("s-y", T0))
+    accelerometer = readings(("yes@example.com", T0))
+    inputs = {"step_trainer_trusted": step_readings, "accelerometer_trusted": accelerometer, "customer_curated": CONSENTING}
+    return rules.machine_learning_curated(step_readings, accelerometer, CONSENTING), inputs
+
+
+def test_machine_learning_curated_identifier_check():
+    table, _ = _machine_learning_inputs()
+    assert run_check("machine_learning_curated", "no_personal_identifiers", table)[0]
+    for leaked in ("user", "Email", "customerName", "phone", "birthday"):
+        passed, metadata = run_check(
+            "machine_learning_curated", "no_personal_identifiers", table.with_columns(nw.lit("x").alias(leaked))
+        )
+        assert not passed and metadata["identifier_columns"] == leaked
+
+
+def test_machine_learning_curated_traceability_check():
+    table, inputs = _machine_learning_inputs()
+    assert run_check("machine_learning_curated", "traceable_to_consenting_customers", table, inputs=inputs)[0]
+    stranger = table.with_columns(nw.lit("s-unknown").alias("serialNumber"))
+    passed, metadata = run_check("machine_learning_curated", "traceable_to_consenting_customers", stranger, inputs=inputs)
+    assert not passed and metadata["rows_of_uncurated_devices"] == 1
+    untrusted_time = table.with_columns(nw.lit(T0 + 99).alias("timestamp"))
+    passed, metadata = run_check(
+        "machine_learning_curated", "traceable_to_consenting_customers", untrusted_time, inputs=inputs
+    )
+    assert not passed and metadata["rows_without_trusted_reading"] == 1
+
+
+def test_cross_customer_pairs_warns():
+    curated = customers(
+        {"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0},
+        {"email": "b@example.com", "serialNumber": "s-b", "shareWithResearchAsOfDate": T0},
+    )
+    step_readings = steps(("s-a", T0))
+    accelerometer = readings(("a@example.com", T0), ("b@example.com", T0))
+    inputs = {"step_trainer_trusted": step_readings, "accelerometer_trusted": accelerometer, "customer_curated": curated}
+    table = rules.machine_learning_curated(step_readings, accelerometer, curated)
+    check = next(c for c in CHECKS["machine_learning_curated"] if c.name == "cross_customer_pairs")
+    result = check.run(CheckInput("machine_learning_curated", table, inputs))
+    assert not result.passed and result.severity.value == "WARN"
+    assert result.metadata["cross_customer_rows"].value == 1
+    same = rules.machine_learning_curated(step_readings, accelerometer, curated, same_customer=True)
+    assert check.run(CheckInput("machine_learning_curated", same, inputs, same_customer=True)).passed
+
+
+def test_every_check_has_a_failing_test_here():
+    # A guard against adding a check without a test that makes it fail.
+    import inspect
+    import sys
+
+    # Checks of the landing feeds' quarantine are made to fail in test_quarantine_assets.py.
+    tests = Path(__file__).parent
+    source = "".join(p.read_text() for p in (tests / "test_checks.py", tests / "test_quarantine_assets.py"))
+    for table, checks in CHECKS.items():
+        for check in checks:
+            assert f'"{check.name}"' in source, f"{table}.{check.name} has no test"
+
+
+# -- in a run --------------------------------------------------------------------------------
+
+
+def test_failed_privacy_check_blocks_publication_and_downstream(stedi_landing, make_lakehouse, monkeypatch, tmp_path):
+    # A broken rule that forgets the consent filter.
+    monkeypatch.setattr(rules, "customer_trusted", rules.current_customer_records)
+    result = materialize_all(make_lakehouse(stedi_landing))
+
+    assert not result.success
+    assert check_outcomes(result)[("customer_trusted", "consenting_customers_only")] is False
+    landing = {f"{feed}_{kind}" for feed in FEEDS for kind in ("landing", "quarantine")}
+    assert set(published_rows(result)) == landing
+    assert not (tmp_path / "lakehouse" / "trusted").exists()
+    evaluated = {table for table, _ in check_outcomes(result)}
+    assert "accelerometer_trusted" not in evaluated and "machine_learning_curated" not in evaluated
+
+
+def test_failed_row_count_does_not_block(stedi_landing, make_lakehouse):
+    # The simulated profile does not fit the real data: every row count fails, nothing is blocked.
+    result = materialize_all(make_lakehouse(stedi_landing, profile="simulated"))
+    outcomes = check_outcomes(result)
+    assert not any(passed for (table, check), passed in outcomes.items() if check == "row_count")
+    assert set(published_rows(result)) == set(TABLES)

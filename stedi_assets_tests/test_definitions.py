@@ -1,0 +1,69 @@
+"""The code location as Dagster loads it: assets, groups, lineage, checks, settings.
+
+Covers build_resources (the STEDI_* variables) and launchpad configuration of
+the lakehouse resource. Running the tables is covered elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dagster import AssetKey, EnvVar
+
+from stedi_assets.checks import CHECKS
+from stedi_assets.definitions import build_definitions, defs
+from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
+from stedi_assets.schemas import TABLES
+from stedi_assets.storage import normalize_uri
+
+
+def test_assets_groups_and_lineage():
+    graph = defs.resolve_asset_graph()
+    keys = {key.path[-1] for key in graph.get_all_asset_keys()}
+    assert keys == set(TABLES)
+    for name, table in TABLES.items():
+        assert graph.get(AssetKey(name)).group_name == table.zone
+    parents = {name: {p.path[-1] for p in graph.get(AssetKey(name)).parent_keys} for name in TABLES}
+    assert parents == {
+        "customer_landing": set(),
+        "accelerometer_landing": set(),
+        "step_trainer_landing": set(),
+        "customer_trusted": {"customer_landing"},
+        "accelerometer_trusted": {"accelerometer_landing", "customer_trusted"},
+        "customer_curated": {"customer_trusted", "accelerometer_trusted"},
+        "step_trainer_trusted": {"step_trainer_landing", "customer_curated"},
+        "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
+        "customer_quarantine": set(),
+        "accelerometer_quarantine": set(),
+        "step_trainer_quarantine": set(),
+    }
+
+
+def test_every_check_is_declared_on_its_asset():
+    graph = defs.resolve_asset_graph()
+    declared = {(key.asset_key.path[-1], key.name) for key in graph.asset_check_keys}
+    assert declared == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+
+
+def test_settings_come_from_the_environment_as_env_vars():
+    lakehouse = build_resources({"STEDI_LAKEHOUSE_URI": "s3://bucket/lake", "STEDI_PROFILE": "stedi-reference"})["lakehouse"]
+    # A set variable is passed by name, so the UI shows the name and the value is resolved at run time.
+    assert lakehouse.lakehouse_uri == EnvVar("STEDI_LAKEHOUSE_URI")
+    assert lakehouse.profile == EnvVar("STEDI_PROFILE")
+
+
+def test_defaults_without_environment():
+    lakehouse = build_resources({})["lakehouse"]
+    assert lakehouse.lakehouse_uri == normalize_uri(DEFAULT_LAKEHOUSE_URI)
+    assert (lakehouse.profile, lakehouse.engine, lakehouse.ml_join) == ("", "polars", "time")
+
+
+def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
+    # What a user does in the launchpad: set the lakehouse resource's config for one run.
+    job = build_definitions().resolve_job_def("stedi_job")
+    config = {"landing_uri": str(stedi_landing), "lakehouse_uri": str(tmp_path / "lake"), "profile": "stedi-reference"}
+    result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}})
+
+    assert result.success
+    manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
+    assert manifest["rows"] == 482

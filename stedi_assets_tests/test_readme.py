@@ -1,0 +1,45 @@
+"""The README documents what the code declares: every table, column, check and setting.
+
+A guard against the README drifting from schemas.py, checks.py and
+build_resources; it does not judge the prose.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from stedi_assets import resources
+from stedi_assets.checks import CHECKS
+from stedi_assets.schemas import TABLES
+from stedi_assets_tests.conftest import REPOSITORY
+
+README = (REPOSITORY / "README.md").read_text()
+
+
+def test_every_table_and_column_is_documented():
+    for name, table in TABLES.items():
+        assert f"| {name} |" in README, name
+        for column in table.columns:
+            assert column.name in README, f"{name}.{column.name}"
+
+
+def test_every_check_is_documented():
+    for checks in CHECKS.values():
+        for check in checks:
+            assert f"`{check.name}`" in README, check.name
+
+
+def test_every_setting_is_documented():
+    source = inspect.getsource(resources.build_resources)
+    variables = set(re.findall(r'"(STEDI_[A-Z_]*[A-Z])"', source))
+    assert variables, "build_resources reads no STEDI_ variable?"
+    for variable in variables:
+        assert f"`{variable}`" in README, variable
+
+
+def test_the_two_commands_are_in_the_readme_and_ci_runs_the_test_command():
+    run = ".venv/bin/pip install -e . && .venv/bin/stedi run"
+    test = ".venv/bin/pip install -e '.[spark,test]' && .venv/bin/pytest"
+    assert run in README and test in README
+    assert test in (REPOSITORY / ".ci" / "run").read_text()
