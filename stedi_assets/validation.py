@@ -189,5 +189,6 @@ def unknown_field_counts(raw: nw.LazyFrame, match: FieldMatch) -> dict[str, int]
     """How many records carry a (non-null) value for each unknown field."""
     if not match.unknown:
         return {}
-    counts = raw.select([(~nw.col(name).is_null()).sum().alias(name) for name in match.unknown]).collect()
+    # Cast before summing: Spark does not sum booleans.
+    counts = raw.select([(~nw.col(name).is_null()).cast(nw.Int64).sum().alias(name) for name in match.unknown]).collect()
     return {name: int(counts[name][0]) for name in match.unknown}

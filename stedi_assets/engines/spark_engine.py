@@ -24,7 +24,9 @@ from urllib.parse import unquote, urlparse
 import narwhals as nw
 
 from stedi_assets.engines import EngineError, LandingRead
-from stedi_assets.schemas import Column, TableSchema
+from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE
+from stedi_assets import validation
+from stedi_assets.schemas import RAW_TEXT_LIMIT, TableSchema
 from stedi_assets.storage import Store, is_s3_uri, local_path
 
 try:
@@ -53,7 +55,6 @@ SPARK_TYPES: dict[str, T.DataType] = {
 _LINE = "value"
 _FILE = "__file"
 _FIELDS = "__fields"
-_MISMATCH = "__mismatch"
 
 _session_lock = threading.Lock()
 _session: SparkSession | None = None
@@ -170,37 +171,34 @@ def _first_line(error: BaseException) -> str:
 
 # -- landing JSON ------------------------------------------------------------------
 #
-# Spark's JSON reader matches a declared schema's field names with case, so a
-# feed that spells ``timeStamp`` would read as null; and with schema inference
-# in its usual case-insensitive mode it refuses a feed holding both
-# ``timeStamp`` and ``timestamp``. So the landing read takes two passes:
-#   1. infer the schema with case-sensitive names: the field spellings found
-#      (Spark's inference is its cheapest full pass over JSON);
-#   2. parse each line into a struct of every spelling (text values), merge
-#      the spellings of each declared column (first non-null wins, as the
-#      Polars engine's coalesce) and cast to the declared type. The same pass
-#      counts the records, finds the first line that is not a JSON object or
-#      holds a value that does not cast, and fills the cache that the
-#      landing table is then computed from.
-# Casting from the JSON text gives the Polars engine's casts: 1 reads as a
-# double, 1.0 as a bigint, a number as a string.
+# The records are validated by the engine-neutral expressions of
+# stedi_assets.validation, on a raw frame Spark builds in two passes:
+#   1. infer the schema with case-sensitive names, which gives every field
+#      spelling found and the type the JSON reader gives it (Spark's inference
+#      is its cheapest full pass over JSON; in its usual case-insensitive mode
+#      it refuses a feed holding both ``timeStamp`` and ``timestamp``);
+#   2. split each file into its physical lines (numbered from 1, as the Polars
+#      engine numbers them), parse each non-blank line with that schema, and
+#      flag the lines that are not JSON objects.
+# Spark's analyzer resolves column names without case, so it cannot hold
+# ``timeStamp`` and ``timestamp`` as two columns: spellings of one name are
+# merged into one raw column before validation (the declared spelling first;
+# as text when their types differ, which the validation accepts alike).
+# Not read by this engine: JSON-array deliveries (a file holding one array of
+# objects); their lines are quarantined as unparseable JSON.
 
 _CORRUPT = "__corrupt_record"
+_TEXT = "__text"
 
 
-def _merged(fields: Sequence[str]) -> SparkColumn:
-    """The text of one declared column: the first non-null of the fields that spell it."""
-    values = [F.col(_FIELDS).getField(name) for name in fields]
-    if not values:
-        return F.lit(None).cast("string")
-    return F.coalesce(*values) if len(values) > 1 else values[0]
-
-
-def _typed(raw: SparkColumn, column: Column) -> SparkColumn:
-    if column.type == "bigint":
-        # A whole number written as 1.0 is still a bigint to the Polars engine.
-        return F.coalesce(raw.try_cast("bigint"), raw.try_cast("double").try_cast("bigint"))
-    return raw.try_cast(SPARK_TYPES[column.type])
+def _parse_reason(line: SparkColumn) -> SparkColumn:
+    """Why a line that is not a JSON object is rejected: valid JSON of another kind, or not JSON."""
+    wrapped = F.from_json(
+        F.concat(F.lit('{"v":'), line, F.lit("}")),
+        T.StructType([T.StructField("v", T.StringType()), T.StructField(_CORRUPT, T.StringType())]),
+        {"columnNameOfCorruptRecord": _CORRUPT},
+    )
+    return F.when(wrapped.getField(_CORRUPT).isNull(), F.lit(NOT_AN_OBJECT)).otherwise(F.lit(UNPARSEABLE))
 
 
 class SparkEngine:
@@ -219,76 +217,84 @@ class SparkEngine:
 
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
         uris = [spark_uri(f) for f in files]
-        spellings: dict[str, list[str]] = {}
-        for name in self._field_names(uris):
-            spellings.setdefault(name.lower(), []).append(name)
-        found = sorted({name for names in spellings.values() for name in names})
-
-        as_text = T.StructType([T.StructField(name, T.StringType()) for name in [*found, _CORRUPT]])
-        # The JSON parser matches these names with case; Spark's analyzer would
-        # not tell timeStamp from timestamp, so the struct's fields are renamed
-        # by position before they are referred to.
+        inferred = self._inferred_schema(uris)
+        found = [f for f in inferred.fields if f.name != "_corrupt_record"]
+        # The JSON parser matches these names with case; the struct's fields
+        # are renamed by position before they are referred to.
+        as_read = T.StructType([*found, T.StructField(_CORRUPT, T.StringType())])
         positional = T.StructType(
-            [T.StructField(f"f{i}", T.StringType()) for i in range(len(found))] + [T.StructField(_CORRUPT, T.StringType())]
+            [T.StructField(f"f{i}", f.dataType) for i, f in enumerate(found)] + [T.StructField(_CORRUPT, T.StringType())]
+        )
+        position = {f.name: f"f{i}" for i, f in enumerate(found)}
+
+        files_read = self.session.read.text(uris, wholetext=True).select(
+            F.col("_metadata.file_path").alias(SOURCE), F.posexplode(F.split(_LINE, "\n")).alias("pos", _TEXT)
         )
         lines = (
-            self.session.read.text(uris)
-            .select(F.col("_metadata.file_path").alias(_FILE), _LINE)
-            .filter(F.trim(_LINE) != "")
-        )
-        parsed = lines.select(
-            _FILE,
-            F.from_json(_LINE, as_text, {"columnNameOfCorruptRecord": _CORRUPT}).cast(positional).alias(_FIELDS),
-        )
-        position = {name: f"f{i}" for i, name in enumerate(found)}
-        raw = {c.name: _merged([position[s] for s in spellings.get(c.name.lower(), [])]) for c in feed.columns}
-        # (column, text) of the first value of a record that does not cast to its column's type.
-        mismatches = [
-            F.when(
-                raw[c.name].isNotNull() & _typed(raw[c.name], c).isNull(),
-                F.struct(F.lit(c.name).alias("column"), raw[c.name].alias("text")),
+            files_read.select(
+                SOURCE,
+                (F.col("pos") + 1).cast("bigint").alias(LINE),
+                # No carriage return of CRLF files, no byte order mark on the first line.
+                F.regexp_replace(F.regexp_replace(_TEXT, "\r$", ""), "^\uFEFF", "").alias(_TEXT),
             )
-            for c in feed.columns
-        ]
-        typed = parsed.select(
-            _FILE,
-            *[_typed(raw[c.name], c).alias(c.name) for c in feed.columns],
-            F.col(_FIELDS).getField(_CORRUPT).isNotNull().alias(_CORRUPT),
-            F.coalesce(*mismatches).alias(_MISMATCH),
-        )
-        # Kept for the rule that follows (landing_records): the files are parsed once more, not twice.
-        typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
-        self._landing_records.append(typed)
-        summary = typed.select(
-            F.count(F.lit(1)).alias("records"),
-            F.min(F.when(F.col(_CORRUPT), F.col(_FILE))).alias("not_json"),
-            F.min(F.when(F.col(_MISMATCH).isNotNull(), F.struct(_FILE, _MISMATCH))).alias("mismatch"),
-        ).first()
-        if summary["not_json"] is not None:
-            source = _source(summary["not_json"], files)
-            raise EngineError(f"{source}: not valid newline-delimited JSON (a line is not a JSON object)")
-        if summary["mismatch"] is not None:
-            source, (column, text) = summary["mismatch"]
-            declared = next(c.type for c in feed.columns if c.name == column)
-            raise EngineError(
-                f"{_source(source, files)}: values do not match the {feed.name} schema "
-                f"({column} {text[:40]!r} is not a {declared})"
+            .filter(F.trim(_TEXT) != "")
+            .select(
+                SOURCE, LINE, _TEXT,
+                F.from_json(_TEXT, as_read, {"columnNameOfCorruptRecord": _CORRUPT}).cast(positional).alias(_FIELDS),
             )
-        records = typed.select(*feed.column_names)
-        return LandingRead(nw.from_native(records), int(summary["records"]), tuple(files))
+        )
+        by_lower: dict[str, list[T.StructField]] = {}
+        for field_ in found:
+            by_lower.setdefault(field_.name.lower(), []).append(field_)
+        declared = {c.name.lower(): c.name for c in feed.columns}
+        raw_columns = []
+        for lowered, fields in by_lower.items():
+            name = declared.get(lowered, fields[0].name)
+            fields.sort(key=lambda f: (f.name != name, f.name))
+            values = [F.col(_FIELDS).getField(position[f.name]) for f in fields]
+            if len({f.dataType for f in fields}) > 1:
+                values = [v.cast("string") for v in values]
+            raw_columns.append((F.coalesce(*values) if len(values) > 1 else values[0]).alias(name))
+        # Kept while the landing table is computed: counted, validated, quarantined and deduplicated from here.
+        lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
+        self._landing_records.append(lines)
+        is_object = F.col(_FIELDS).getField(_CORRUPT).isNull()
+        records_read = lines.count()
 
-    def _field_names(self, uris: Sequence[str]) -> list[str]:
-        """Every field name of the JSON records, each spelling of a name separately."""
+        raw = nw.from_native(lines.filter(is_object).select(SOURCE, LINE, *raw_columns))
+        validated, match = validation.validate_records(raw, feed)
+        unknown_fields = validation.unknown_field_counts(raw, match)
+        records = validation.kept_records(validated, feed)
+
+        texts = lines.select(SOURCE, LINE, F.substring(_TEXT, 1, RAW_TEXT_LIMIT).alias("raw_text"))
+        not_objects = lines.filter(~is_object).select(
+            F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"), _parse_reason(F.col(_TEXT)).alias("reason"),
+            F.substring(_TEXT, 1, RAW_TEXT_LIMIT).alias("raw_text"),
+        )
+        rejected = validation.rejected_records(validated).to_native()
+        invalid = (
+            texts.join(F.broadcast(rejected), on=[SOURCE, LINE], how="inner")
+            .select(F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"), F.col(REASON).alias("reason"), "raw_text")
+        )
+        quarantine = not_objects.unionByName(invalid).withColumn("source_file", _store_uri(files)(F.col("source_file")))
+        return LandingRead(
+            records=records,
+            records_read=records_read,
+            files=tuple(files),
+            quarantine=nw.from_native(quarantine),
+            unknown_fields=dict(sorted(unknown_fields.items())),
+        )
+
+    def _inferred_schema(self, uris: Sequence[str]) -> T.StructType:
+        """The JSON reader's schema of the records, each spelling of a field name separately."""
         conf = self.session.conf
         case_sensitive = conf.get("spark.sql.caseSensitive")
         # Only for the inference; the engine runs one step at a time, so nothing else sees the setting.
         conf.set("spark.sql.caseSensitive", "true")
         try:
-            inferred = self.session.read.option("primitivesAsString", "true").json(list(uris)).schema
+            return self.session.read.json(list(uris)).schema
         finally:
             conf.set("spark.sql.caseSensitive", case_sensitive)
-        # Inference names the column of unparsable lines _corrupt_record; the second pass reports those lines.
-        return [name for name in inferred.fieldNames() if name != "_corrupt_record"]
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         struct = spark_schema(schema)
@@ -327,11 +333,16 @@ def _is_part_file(uri: str) -> bool:
     return name.startswith("part-") and name.endswith(".parquet")
 
 
-def _source(file_path: str, files: Sequence[str]) -> str:
-    """The landing URI (as the store names it) of a file Spark names ``file:/...`` or ``s3a://...``."""
-    wanted = urlparse(file_path)
+def _store_uri(files: Sequence[str]):
+    """A column function: the store's URI of a file Spark names ``file:/...`` or ``s3a://...``."""
+    by_spark_name = {}
     for uri in files:
-        candidate = urlparse(spark_uri(uri))
-        if (candidate.netloc, unquote(candidate.path)) == (wanted.netloc, unquote(wanted.path)):
-            return uri
-    return file_path
+        parsed = urlparse(spark_uri(uri))
+        by_spark_name[(parsed.netloc, unquote(parsed.path))] = uri
+
+    def store_uri(file_path: SparkColumn) -> SparkColumn:
+        mapping = F.create_map(*[F.lit(x) for spark_name, uri in by_spark_name.items() for x in (spark_name[1], uri)])
+        path = F.regexp_replace(F.regexp_replace(file_path, "^[a-z0-9]+:(//[^/]*)?", ""), "%20", " ")
+        return F.coalesce(mapping[path], file_path)
+
+    return store_uri

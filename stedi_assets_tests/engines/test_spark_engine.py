@@ -23,7 +23,6 @@ from polars.testing import assert_frame_equal
 
 from stedi_assets import rules
 from stedi_assets.checks import CheckInput, check_consenting_readings, check_unique_customers
-from stedi_assets.engines import EngineError
 from stedi_assets.engines.polars_engine import PolarsEngine
 from stedi_assets.resources import build_resources, parse_spark_conf
 from stedi_assets.schemas import FEED_SCHEMAS, TABLES
@@ -48,7 +47,7 @@ def as_polars(frame: nw.LazyFrame) -> pl.DataFrame:
 def customer(email: str, updated: int, consent: int | None, **other: object) -> dict:
     record = {
         "customerName": email.split("@")[0], "email": email, "phone": "8015551212", "birthDay": "1900-01-01",
-        "serialNumber": f"sn-{email}", "registrationDate": 1, "lastUpdateDate": updated,
+        "serialNumber": f"sn-{email}", "registrationDate": T0, "lastUpdateDate": T0 + updated,
         "shareWithResearchAsOfDate": consent, "shareWithPublicAsOfDate": None, "shareWithFriendsAsOfDate": None,
     }
     return record | other
@@ -64,47 +63,61 @@ def spark_frame(spark, table: str, rows: list[dict]) -> nw.LazyFrame:
 # -- landing JSON ----------------------------------------------------------------
 
 
-@pytest.mark.spark
-def test_field_names_match_without_case(spark, tmp_path):
+T0 = 1_655_564_444_103  # a reading time of the real data, epoch milliseconds
+
+
+def read_with_both(files: list[str], feed: str = "accelerometer"):
     from stedi_assets.engines.spark_engine import SparkEngine
 
+    return (
+        SparkEngine().read_landing(FEED_SCHEMAS[feed], files, LocalStore()),
+        PolarsEngine().read_landing(FEED_SCHEMAS[feed], files, LocalStore()),
+    )
+
+
+@pytest.mark.spark
+def test_field_names_match_without_case(spark, tmp_path):
     files = [
-        write_lines(tmp_path / "a.json", [{"user": "a@x.com", "timeStamp": 1, "x": 1.0, "y": 0, "z": -1.0}]),
+        write_lines(tmp_path / "a.json", [{"user": "a@x.com", "timeStamp": T0, "x": 1.0, "y": 0, "z": -1.0}]),
         write_lines(tmp_path / "b.json", [
-            {"user": "b@x.com", "timestamp": 2, "x": 0.5, "y": 1.0, "z": 0.0},
-            {"User": "c@x.com", "TIMESTAMP": 3.0, "x": "2"},  # several spellings, a whole number as 3.0, a number as text
+            {"user": "b@x.com", "timestamp": T0 + 1, "x": 0.5, "y": 1.0, "z": 0.0},
+            {"User": "c@x.com", "TIMESTAMP": T0 + 2, "x": "2"},  # other spellings; a number as text
             "",
         ]),
     ]
-    feed = FEED_SCHEMAS["accelerometer"]
 
-    spark_read = SparkEngine().read_landing(feed, files, LocalStore())
-    polars_read = PolarsEngine().read_landing(feed, files, LocalStore())
+    on_spark, on_polars = read_with_both(files)
 
-    assert spark_read.records_read == polars_read.records_read == 3
-    assert as_polars(spark_read.records)["timestamp"].to_list() == [1, 2, 3]
-    assert_frame_equal(as_polars(spark_read.records), as_polars(polars_read.records))
+    assert on_spark.records_read == on_polars.records_read == 3
+    assert as_polars(on_spark.records)["timestamp"].to_list() == [T0, T0 + 1, T0 + 2]
+    assert_frame_equal(as_polars(on_spark.records), as_polars(on_polars.records))
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        ('{"user": "a@x.com", "timestamp": 1', "not valid newline-delimited JSON"),
-        ('[1, 2]', "not valid newline-delimited JSON"),
-        ('{"user": "a@x.com", "timestamp": "yesterday"}', "values do not match the accelerometer_landing schema (timestamp 'yesterday' is not a bigint)"),
-    ],
-)
-def test_bad_landing_file_is_one_line_naming_it(spark, tmp_path, line, message):
-    from stedi_assets.engines.spark_engine import SparkEngine
+def test_bad_records_are_quarantined_alike(spark, tmp_path):
+    good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": T0}])
+    bad = write_lines(tmp_path / "bad.json", [
+        '{"user": "b@x.com", "timestamp": %d}\r' % T0,  # CRLF line ending
+        '{"user": "b@x.com", "timestamp": 1',  # cut short
+        "[1, 2]",  # JSON, not an object
+        "not json",
+        {"user": "c@x.com", "timestamp": "yesterday"},
+        {"user": "d@x.com", "timestamp": 5},  # not an epoch-milliseconds time
+        {"timestamp": T0, "extra": 1},  # no user; a field no column declares
+    ])
 
-    good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": 1}])
-    bad = write_lines(tmp_path / "bad.json", [{"user": "b@x.com", "timestamp": 2}, line])
+    on_spark, on_polars = read_with_both([good, bad])
 
-    with pytest.raises(EngineError) as raised:
-        SparkEngine().read_landing(FEED_SCHEMAS["accelerometer"], [good, bad], LocalStore())
-    assert str(raised.value).startswith(f"{bad}: {message}")
-    assert "\n" not in str(raised.value)
+    assert on_spark.records_read == on_polars.records_read == 8
+    assert on_spark.unknown_fields == on_polars.unknown_fields
+    assert_frame_equal(as_polars(on_spark.records), as_polars(on_polars.records))
+    quarantine = as_polars(on_spark.quarantine)
+    assert_frame_equal(quarantine, as_polars(on_polars.quarantine))
+    assert quarantine.select("line", "reason").rows() == [
+        (2, "unparseable JSON"), (3, "not a JSON object"), (4, "unparseable JSON"),
+        (5, "wrong type for timestamp"), (6, "value out of range for timestamp"), (7, "missing required field user"),
+    ]
+    assert set(quarantine["source_file"]) == {bad}
 
 
 # -- rules -----------------------------------------------------------------------
@@ -140,9 +153,9 @@ def test_current_customer_record_ties_resolve_alike(spark):
 
 @pytest.mark.spark
 def test_checks_fail_on_violating_spark_frames(spark):
-    trusted = spark_frame(spark, "customer_trusted", [customer("yes@x.com", 1, 10)])
+    trusted = spark_frame(spark, "customer_trusted", [customer("yes@x.com", 1, T0)])
     readings = spark_frame(spark, "accelerometer_trusted", [
-        {"user": "yes@x.com", "timestamp": 1}, {"user": "no@x.com", "timestamp": 2},
+        {"user": "yes@x.com", "timestamp": T0}, {"user": "no@x.com", "timestamp": T0 + 1},
     ])
     passed, metadata = check_consenting_readings(
         CheckInput("accelerometer_trusted", readings, {"customer_trusted": trusted})
@@ -160,14 +173,14 @@ def test_checks_fail_on_violating_spark_frames(spark):
 def small_landing(tmp_path) -> Path:
     landing = tmp_path / "landing"
     write_lines(landing / "customer" / "customer-1.json", [
-        customer("yes@x.com", 1, 10), customer("no@x.com", 1, None),
+        customer("yes@x.com", 1, T0), customer("no@x.com", 1, None),
     ])
     write_lines(landing / "accelerometer" / "accelerometer-1.json", [
-        {"user": "yes@x.com", "timeStamp": 1, "x": 0.0, "y": 0.0, "z": 0.0},
-        {"user": "no@x.com", "timeStamp": 2, "x": 0.0, "y": 0.0, "z": 0.0},
+        {"user": "yes@x.com", "timeStamp": T0, "x": 0.0, "y": 0.0, "z": 0.0},
+        {"user": "no@x.com", "timeStamp": T0 + 1, "x": 0.0, "y": 0.0, "z": 0.0},
     ])
     write_lines(landing / "step_trainer" / "step_trainer-1.json", [
-        {"sensorReadingTime": 1, "serialNumber": "sn-yes@x.com", "distanceFromObject": 200},
+        {"sensorReadingTime": T0, "serialNumber": "sn-yes@x.com", "distanceFromObject": 200},
     ])
     return landing
 
@@ -178,7 +191,10 @@ def test_broken_rule_is_stopped_by_the_privacy_check(spark, small_landing, make_
     monkeypatch.setattr(rules, "accelerometer_trusted", lambda landing, trusted: landing)
     lakehouse = make_lakehouse(small_landing, engine="spark")
 
-    result = materialize_all(lakehouse, selection="*accelerometer_trusted")
+    result = materialize_all(lakehouse, selection=[
+        "customer_landing", "customer_quarantine", "accelerometer_landing", "accelerometer_quarantine",
+        "customer_trusted", "accelerometer_trusted",
+    ])
 
     assert not result.success
     outcomes = check_outcomes(result)
@@ -231,8 +247,9 @@ def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
     )
     assert completed.returncode == 1
     summary = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
-    assert len(summary) == 1
-    assert summary[0].endswith("EngineError: the Spark engine needs Java 17+ ('java' not found on PATH / JAVA_HOME)")
+    # One line per step that failed (the three landing steps), each saying why.
+    assert summary
+    assert all(line.endswith(": the Spark engine needs Java 17+ ('java' not found on PATH / JAVA_HOME)") for line in summary)
     # The JVM was never started: no Java stack trace, no py4j.
     assert "org.apache" not in completed.stderr and "py4j" not in completed.stderr.lower()
     assert not (tmp_path / "lakehouse").exists() or not list((tmp_path / "lakehouse").rglob("_manifest.json"))
