@@ -19,15 +19,15 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import narwhals as nw
 
-from stedi_assets.engines import EngineError, LandingRead
-from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE
 from stedi_assets import validation
+from stedi_assets.engines import EngineError, LandingRead
 from stedi_assets.schemas import RAW_TEXT_LIMIT, TableSchema
 from stedi_assets.storage import Store, is_s3_uri, local_path
+from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE
 
 try:
     from dagster_pyspark import LazyPySparkResource
@@ -51,9 +51,9 @@ SPARK_TYPES: dict[str, T.DataType] = {
     "double": T.DoubleType(),
 }
 
-# Helper columns of the landing read; the double underscore keeps them apart from feed fields.
+# Columns of the landing read: Spark's text column, and helpers whose double
+# underscore keeps them apart from feed fields.
 _LINE = "value"
-_FILE = "__file"
 _FIELDS = "__fields"
 
 _session_lock = threading.Lock()
@@ -72,7 +72,9 @@ def spark_uri(uri: str) -> str:
     """
     if is_s3_uri(uri):
         return "s3a://" + uri.split("://", 1)[1]
-    return local_path(uri).expanduser().resolve().as_uri()
+    # Not Path.as_uri(): Hadoop's Path takes the string as it is and does not
+    # undo percent-escapes, so a name with a space must stay as it is.
+    return "file://" + str(local_path(uri).expanduser().resolve())
 
 
 def spark_schema(schema: TableSchema) -> T.StructType:
@@ -334,15 +336,17 @@ def _is_part_file(uri: str) -> bool:
 
 
 def _store_uri(files: Sequence[str]):
-    """A column function: the store's URI of a file Spark names ``file:/...`` or ``s3a://...``."""
-    by_spark_name = {}
-    for uri in files:
-        parsed = urlparse(spark_uri(uri))
-        by_spark_name[(parsed.netloc, unquote(parsed.path))] = uri
+    """A column function: the store's URI (as the Polars engine names the file) of Spark's file path.
+
+    Spark names a file ``file:/path`` or ``s3a://bucket/key``, escaped as in a
+    URI; files are told apart by their path (the part after the scheme and bucket).
+    """
+    by_path = {urlparse(spark_uri(uri)).path: uri for uri in files}
+    mapping = F.create_map(*[F.lit(x) for item in by_path.items() for x in item])
 
     def store_uri(file_path: SparkColumn) -> SparkColumn:
-        mapping = F.create_map(*[F.lit(x) for spark_name, uri in by_spark_name.items() for x in (spark_name[1], uri)])
-        path = F.regexp_replace(F.regexp_replace(file_path, "^[a-z0-9]+:(//[^/]*)?", ""), "%20", " ")
-        return F.coalesce(mapping[path], file_path)
+        path = F.regexp_replace(file_path, "^[a-z0-9]+:(//[^/]*)?", "")
+        # The path is URI-escaped, where "+" is itself; url_decode would read it as a space.
+        return F.coalesce(mapping[F.url_decode(F.regexp_replace(path, "\\+", "%2B"))], file_path)
 
     return store_uri

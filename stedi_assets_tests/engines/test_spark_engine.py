@@ -96,7 +96,8 @@ def test_field_names_match_without_case(spark, tmp_path):
 @pytest.mark.spark
 def test_bad_records_are_quarantined_alike(spark, tmp_path):
     good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": T0}])
-    bad = write_lines(tmp_path / "bad.json", [
+    # A name with characters that URIs escape: the quarantine names the file as the store does.
+    bad = write_lines(tmp_path / "bad feed+1%.json", [
         '{"user": "b@x.com", "timestamp": %d}\r' % T0,  # CRLF line ending
         '{"user": "b@x.com", "timestamp": 1',  # cut short
         "[1, 2]",  # JSON, not an object
