@@ -158,8 +158,10 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
         total = len(summary.passed) + len(summary.failed)
         if total:
             status = f"{len(summary.passed)}/{total} passed"
+        elif summary.error:
+            status = "failed"
         else:
-            status = "failed" if summary.error else "not run"
+            status = "published, no checks" if summary.rows is not None else "not run"
         if total and summary.rows is None:
             status += ", not published"
         lines.append(f"{name:<26} {rows:>12}  {status}")
