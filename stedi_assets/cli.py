@@ -59,21 +59,17 @@ def _apply_settings(args: argparse.Namespace) -> None:
 
 
 def _landing_is_empty(lakehouse) -> bool:
-    from stedi_assets.storage import join_uri
+    from stedi_assets.schemas import FEEDS
 
     store = lakehouse.store_for(lakehouse.landing_uri)
-    return not any(
-        store.list_files(join_uri(lakehouse.feed_uri(feed))) for feed in ("customer", "accelerometer", "step_trainer")
-    )
+    return not any(store.list_files(lakehouse.feed_uri(feed)) for feed in FEEDS)
 
 
-def write_simulated_landing(landing_uri: str, customers: int, seed: int) -> int:
+def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: int) -> int:
     """Write the simulator's feeds under ``landing_uri``; return how many files were written."""
-    from stedi_assets.resources import build_resources
     from stedi_assets.simulate import simulate_landing
     from stedi_assets.storage import join_uri
 
-    lakehouse = build_resources()["lakehouse"]
     store = lakehouse.store_for(landing_uri)
     files = simulate_landing(customers=customers, seed=seed)
     for relative, data in files.items():
@@ -86,20 +82,18 @@ def run(args: argparse.Namespace) -> int:
 
     from stedi_assets.definitions import build_definitions
     from stedi_assets.resources import DEFAULT_LANDING_URI
+    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.storage import normalize_uri
 
-    _apply_settings(args)
-    definitions = build_definitions()
-    lakehouse = definitions.resources["lakehouse"]
-    landing_uri = normalize_uri(os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
-    if not os.environ.get("STEDI_LANDING_URI") and _landing_is_empty(lakehouse):
-        from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
-
-        count = write_simulated_landing(landing_uri, DEFAULT_CUSTOMERS, DEFAULT_SEED)
+    lakehouse = _configured_lakehouse(args)
+    # The embedded default: a new user's empty default landing zone gets simulated data.
+    landing_uri = normalize_uri(lakehouse.landing_uri)
+    if landing_uri == normalize_uri(DEFAULT_LANDING_URI) and _landing_is_empty(lakehouse):
+        count = write_simulated_landing(lakehouse, landing_uri, DEFAULT_CUSTOMERS, DEFAULT_SEED)
         print(f"The landing zone {landing_uri} is empty: wrote {count} files of simulated STEDI data there.")
-        if not os.environ.get("STEDI_PROFILE"):
+        if not lakehouse.profile:
             os.environ["STEDI_PROFILE"] = "simulated"
-            definitions = build_definitions()
+    definitions = build_definitions()
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("stedi_job")
     # The summary below reports failures in one line each; Dagster's own log
@@ -158,8 +152,10 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
         total = len(summary.passed) + len(summary.failed)
         if total:
             status = f"{len(summary.passed)}/{total} passed"
+        elif summary.error:
+            status = "failed"
         else:
-            status = "failed" if summary.error else "not run"
+            status = "published, no checks" if summary.rows is not None else "not run"
         if total and summary.rows is None:
             status += ", not published"
         lines.append(f"{name:<26} {rows:>12}  {status}")
@@ -169,12 +165,11 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from stedi_assets.resources import DEFAULT_LANDING_URI
     from stedi_assets.storage import normalize_uri
 
-    _apply_settings(args)
-    landing_uri = normalize_uri(args.out or os.environ.get("STEDI_LANDING_URI") or DEFAULT_LANDING_URI)
-    count = write_simulated_landing(landing_uri, args.customers, args.seed)
+    lakehouse = _configured_lakehouse(args)
+    landing_uri = normalize_uri(args.out or lakehouse.landing_uri)
+    count = write_simulated_landing(lakehouse, landing_uri, args.customers, args.seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
 

@@ -21,7 +21,8 @@ import io
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import narwhals as nw
@@ -174,8 +175,16 @@ def _parse_good_lines(
 
 def _sampled_schema(data: bytes, schema: TableSchema) -> pl.Schema | None:
     """Field types from the first lines, widened where later lines may legitimately differ."""
+    # Only the sample's bytes go to the reader: given the whole file, inference
+    # would scan all of it.
+    end = 0
+    for _ in range(_SAMPLE_LINES):
+        end = data.find(b"\n", end) + 1
+        if end == 0:
+            end = len(data)
+            break
     try:
-        sample = pl.read_ndjson(io.BytesIO(data), n_rows=_SAMPLE_LINES, infer_schema_length=None)
+        sample = pl.read_ndjson(io.BytesIO(data[:end]), infer_schema_length=None)
     except pl.exceptions.PolarsError:
         return None
     declared = {c.name.lower(): POLARS_TYPES[c.type] for c in schema.columns}
@@ -368,32 +377,66 @@ def _quarantine_frame(rows: list[tuple[str, int, str, str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row")
 
 
-def read_feed(schema: TableSchema, files: Sequence[tuple[str, bytes]]) -> FeedRead:
-    """Typed records and quarantined records of one feed's files."""
+@dataclass(frozen=True)
+class _FileRead:
+    kept: list[pl.DataFrame]
+    quarantined: list[tuple[str, int, str, str]]
+    unknown: dict[str, int]
+    records_read: int
+
+
+def _read_file(schema: TableSchema, uri: str, data: bytes) -> _FileRead:
+    parsed, problems = parse_file(uri, data, schema)
+    rows = [(uri, line, reason, text) for line, reason, text in problems + parsed.rejected]
     kept: list[pl.DataFrame] = []
-    quarantined: list[pl.DataFrame] = []
+    unknown: dict[str, int] = {}
+    for frame in parsed.raw:
+        raw = nw.from_native(frame.lazy())
+        typed, match = validation.validate_records(raw, schema)
+        for name, count in validation.unknown_field_counts(raw, match).items():
+            unknown[name] = unknown.get(name, 0) + count
+        typed_frame: pl.DataFrame = typed.collect().to_native()
+        kept.append(typed_frame.filter(pl.col(REASON).is_null()).select(schema.column_names))
+        for line, reason in typed_frame.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).iter_rows():
+            rows.append((uri, line, reason, parsed.texts(line)))
+    return _FileRead(kept, rows, unknown, parsed.records + len(problems))
+
+
+def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
+    kept: list[pl.DataFrame] = []
+    rows: list[tuple[str, int, str, str]] = []
     unknown: dict[str, int] = {}
     records_read = 0
-    for uri, data in files:
-        parsed, problems = parse_file(uri, data, schema)
-        records_read += parsed.records + len(problems)
-        rows = [(uri, line, reason, text) for line, reason, text in problems + parsed.rejected]
-        for frame in parsed.raw:
-            raw = nw.from_native(frame.lazy())
-            typed, match = validation.validate_records(raw, schema)
-            for name, count in validation.unknown_field_counts(raw, match).items():
-                unknown[name] = unknown.get(name, 0) + count
-            typed_frame: pl.DataFrame = typed.collect().to_native()
-            kept.append(typed_frame.filter(pl.col(REASON).is_null()).select(schema.column_names))
-            for line, reason in typed_frame.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).iter_rows():
-                rows.append((uri, line, reason, parsed.texts(line)))
-        if rows:
-            quarantined.append(_quarantine_frame(rows))
+    for read in reads:
+        kept += read.kept
+        rows += read.quarantined
+        records_read += read.records_read
+        for name, count in read.unknown.items():
+            unknown[name] = unknown.get(name, 0) + count
     records = pl.concat(kept) if kept else pl.DataFrame(schema=schema.polars_schema)
-    quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return FeedRead(
         records=records,
-        quarantine=quarantine.sort("source_file", "line", "reason"),
+        quarantine=_quarantine_frame(rows).sort("source_file", "line", "reason"),
         records_read=records_read,
         unknown_fields=dict(sorted(unknown.items())),
     )
+
+
+def read_feed(schema: TableSchema, files: Sequence[tuple[str, bytes]]) -> FeedRead:
+    """Typed records and quarantined records of one feed's files."""
+    return _combine(schema, (_read_file(schema, uri, data) for uri, data in files))
+
+
+def read_feed_files(
+    schema: TableSchema, uris: Sequence[str], read_bytes: Callable[[str], bytes], workers: int
+) -> FeedRead:
+    """``read_feed`` over files fetched with ``read_bytes``, several at a time.
+
+    Each worker fetches and parses one file at a time, so the raw bytes of a
+    file are dropped once it is parsed rather than all held at once; Polars
+    parses without holding the GIL, so the workers use every core, and on S3
+    they overlap the wait for each object's first byte.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reads = list(pool.map(lambda uri: _read_file(schema, uri, read_bytes(uri)), uris))
+    return _combine(schema, reads)
