@@ -90,7 +90,7 @@ def _sample(frame: nw.LazyFrame, column: str, mask: bool = False) -> str:
 
 def _rows_outside(frame: nw.LazyFrame, column: str, reference: nw.LazyFrame, reference_column: str) -> nw.LazyFrame:
     """Rows of ``frame`` whose ``column`` value does not occur in ``reference``."""
-    allowed = reference.select(nw.col(reference_column).alias(column)).unique()
+    allowed = rules.distinct(reference.select(nw.col(reference_column).alias(column)))
     return frame.join(allowed, on=column, how="anti")
 
 
@@ -194,7 +194,7 @@ def check_consenting_readings(ci: CheckInput) -> Outcome:
     rows = row_count(outside)
     metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
     if rows:
-        metadata["sample_users"] = _sample(outside.select("user").unique(), "user", mask=True)
+        metadata["sample_users"] = _sample(rules.distinct(outside.select("user")), "user", mask=True)
     return rows == 0, metadata
 
 
@@ -212,7 +212,7 @@ def check_curated_devices(ci: CheckInput) -> Outcome:
     rows = row_count(outside)
     metadata: dict[str, object] = {"readings_of_other_devices": rows}
     if rows:
-        metadata["sample_serial_numbers"] = _sample(outside.select("serialNumber").unique(), "serialNumber")
+        metadata["sample_serial_numbers"] = _sample(rules.distinct(outside.select("serialNumber")), "serialNumber")
     return rows == 0, metadata
 
 

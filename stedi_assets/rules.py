@@ -37,13 +37,23 @@ def _columns_of(table: str) -> list[str]:
     return TABLES[table].column_names
 
 
+def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
+    """Each distinct row once.
+
+    Written as a group-by on every column rather than ``unique()``: Spark runs
+    it as a plain hash aggregate, where narwhals' ``unique()`` becomes a
+    sorted window; Polars runs both alike.
+    """
+    return frame.group_by(*frame.collect_schema().names()).agg()
+
+
 def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
     """Typed records of one feed, each distinct record once.
 
     A file delivered twice, or a record repeated in two files, must not change
     any count downstream.
     """
-    return records.unique()
+    return distinct(records)
 
 
 def current_customer_records(customers: nw.LazyFrame) -> nw.LazyFrame:
@@ -102,7 +112,7 @@ def step_trainer_trusted(
 
 def device_owners(customer_curated: nw.LazyFrame) -> nw.LazyFrame:
     """Distinct (serialNumber, user) pairs: which customer owns which device."""
-    return customer_curated.select("serialNumber", nw.col("email").alias("user")).unique()
+    return distinct(customer_curated.select("serialNumber", nw.col("email").alias("user")))
 
 
 def simultaneous_readings(
