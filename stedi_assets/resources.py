@@ -37,7 +37,7 @@ from pydantic import Field, PrivateAttr
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
-from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.schemas import TABLES
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 
 MANIFEST = "_manifest.json"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from dagster import ExecuteInProcessResult, materialize
+from moto.server import ThreadedMotoServer
 
 from stedi_assets.definitions import zone_assets
 from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
@@ -57,3 +58,15 @@ def published_rows(result: ExecuteInProcessResult) -> dict[str, int]:
         e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
         for e in result.get_asset_materialization_events()
     }
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """The endpoint URL of a local AWS (moto) server on 127.0.0.1, an ephemeral port, fresh for each module."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -7,7 +7,6 @@ published layout. Does not cover the Spark engine or S3 (their own modules).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 

@@ -21,7 +21,6 @@ from stedi_assets.catalog import CatalogError, athena_ddl, catalog_uri, publish_
 from stedi_assets.resources import PublishedTable, StediLakehouse
 from stedi_assets.schemas import FEED_SCHEMAS, TABLES, Column
 from stedi_assets_tests.conftest import materialize_all
-from stedi_assets_tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import narwhals as nw
-import polars as pl
 import pytest
 
 from stedi_assets import rules
@@ -204,8 +203,6 @@ def test_cross_customer_pairs_warns():
 
 def test_every_check_has_a_failing_test_here():
     # A guard against adding a check without a test that makes it fail.
-    import inspect
-    import sys
 
     # Checks of the landing feeds' quarantine are made to fail in test_quarantine_assets.py.
     tests = Path(__file__).parent

@@ -9,7 +9,6 @@ cover parsing cases one by one (test_landing_quarantine.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil

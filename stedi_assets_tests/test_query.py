@@ -14,7 +14,6 @@ import io
 import json
 from pathlib import Path
 
-import boto3
 import duckdb
 import polars as pl
 import pytest
@@ -26,7 +25,6 @@ from stedi_assets.query import QueryError, connect, query
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all
-from stedi_assets_tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -244,73 +242,3 @@ def test_an_unpublished_table_says_so(tmp_path):
 
     with pytest.raises(QueryError, match="customer_trusted has not been published yet"):
         query("SELECT COUNT(*) FROM customer_trusted", empty)
-
-
-# -- S3 ------------------------------------------------------------------------------
-
-
-class BucketStore:
-    """The part of the Store protocol the query layer reads, over boto3."""
-
-    def __init__(self, endpoint: str):
-        self._client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        self.storage_options = {
-            "aws_endpoint_url": endpoint,
-            "aws_allow_http": "true",
-            "aws_region": "us-east-1",
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-
-    def _split(self, uri: str) -> tuple[str, str]:
-        bucket, _, key = uri.split("://", 1)[1].partition("/")
-        return bucket, key
-
-    def exists(self, uri: str) -> bool:
-        bucket, key = self._split(uri)
-        return self._client.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0) > 0
-
-    def read_bytes(self, uri: str) -> bytes:
-        bucket, key = self._split(uri)
-        return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-class BucketLakehouse(StediLakehouse):
-    """A lakehouse whose s3:// URIs are served by :class:`BucketStore`."""
-
-    endpoint: str
-
-    def store_for(self, uri: str):
-        return BucketStore(self.endpoint)
-
-
-@pytest.mark.s3
-def test_queries_on_a_lakehouse_in_s3(lakehouse, moto_server, monkeypatch):
-    # Upload the local lakehouse, rewriting each manifest to the uploaded files.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    client.create_bucket(Bucket="stedi")
-    root = Path(lakehouse.lakehouse_uri)
-    remote = "s3://stedi/lakehouse"
-    for path in root.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.name == "_manifest.json":
-            manifest = json.loads(data)
-            manifest["files"] = [f.replace(str(root), remote) for f in manifest["files"]]
-            data = json.dumps(manifest).encode()
-        client.put_object(Bucket="stedi", Key=f"lakehouse/{path.relative_to(root)}", Body=data)
-
-    in_s3 = BucketLakehouse(landing_uri="s3://stedi/landing", lakehouse_uri=remote, endpoint=moto_server)
-
-    counts = query(
-        " UNION ALL ".join(f"SELECT '{name}' AS table_name, COUNT(*) AS n FROM {name}" for name in TABLES), in_s3
-    )
-    assert dict(counts.iter_rows()) == {name: STEDI_REFERENCE[name] for name in TABLES}
-    assert query("SELECT * FROM customer_trusted WHERE sharewithresearchasofdate IS NULL", in_s3).height == 0
-    assert_frame_equal(
-        query("SELECT * FROM customer_curated ORDER BY email", in_s3),
-        query("SELECT * FROM customer_curated ORDER BY email", lakehouse),
-    )

@@ -30,7 +30,7 @@ import polars as pl
 
 from stedi_assets import validation
 from stedi_assets.schemas import POLARS_TYPES, RAW_TEXT_LIMIT, TableSchema
-from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, UNPARSEABLE, UNREADABLE_FILE
+from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE, UNREADABLE_FILE
 
 _SAMPLE_LINES = 100
 QUARANTINE_SCHEMA = pl.Schema(
@@ -385,21 +385,51 @@ class _FileRead:
     records_read: int
 
 
-def _read_file(schema: TableSchema, uri: str, data: bytes) -> _FileRead:
+@dataclass(frozen=True)
+class _ParsedFile:
+    uri: str
+    parsed: _Parsed
+    problems: list[tuple[int, str, str]]
+
+
+_BATCH_FILES = 16
+"""Files validated together: validation has a fixed cost per call (building
+its expressions), paid once per batch rather than once per file, while only a
+batch's raw bytes are held at a time."""
+
+
+def _parse(schema: TableSchema, uri: str, data: bytes) -> _ParsedFile:
     parsed, problems = parse_file(uri, data, schema)
-    rows = [(uri, line, reason, text) for line, reason, text in problems + parsed.rejected]
+    return _ParsedFile(uri, parsed, problems)
+
+
+def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
+    """Type and validate the records of parsed files, all files of one raw schema at once."""
+    rows = [(f.uri, line, reason, text) for f in files for line, reason, text in f.problems + f.parsed.rejected]
+    texts = {f.uri: f.parsed.texts for f in files}
+    by_raw_schema: dict[tuple, list[pl.DataFrame]] = {}
+    for f in files:
+        for frame in f.parsed.raw:
+            located = frame.with_columns(pl.lit(f.uri, dtype=pl.String).alias(SOURCE))
+            by_raw_schema.setdefault(tuple(located.schema.items()), []).append(located)
     kept: list[pl.DataFrame] = []
     unknown: dict[str, int] = {}
-    for frame in parsed.raw:
-        raw = nw.from_native(frame.lazy())
+    for frames in by_raw_schema.values():
+        raw = nw.from_native(pl.concat(frames).lazy())
         typed, match = validation.validate_records(raw, schema)
         for name, count in validation.unknown_field_counts(raw, match).items():
             unknown[name] = unknown.get(name, 0) + count
         typed_frame: pl.DataFrame = typed.collect().to_native()
         kept.append(typed_frame.filter(pl.col(REASON).is_null()).select(schema.column_names))
-        for line, reason in typed_frame.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).iter_rows():
-            rows.append((uri, line, reason, parsed.texts(line)))
-    return _FileRead(kept, rows, unknown, parsed.records + len(problems))
+        rejected = typed_frame.filter(pl.col(REASON).is_not_null()).select(SOURCE, LINE, REASON)
+        for source, line, reason in rejected.iter_rows():
+            rows.append((source, line, reason, texts[source](line)))
+    records_read = sum(f.parsed.records + len(f.problems) for f in files)
+    return _FileRead(kept, rows, unknown, records_read)
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
@@ -424,7 +454,8 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
 
 def read_feed(schema: TableSchema, files: Sequence[tuple[str, bytes]]) -> FeedRead:
     """Typed records and quarantined records of one feed's files."""
-    return _combine(schema, (_read_file(schema, uri, data) for uri, data in files))
+    batches = _batches(files, _BATCH_FILES)
+    return _combine(schema, (_validate(schema, [_parse(schema, uri, data) for uri, data in b]) for b in batches))
 
 
 def read_feed_files(
@@ -432,11 +463,14 @@ def read_feed_files(
 ) -> FeedRead:
     """``read_feed`` over files fetched with ``read_bytes``, several at a time.
 
-    Each worker fetches and parses one file at a time, so the raw bytes of a
-    file are dropped once it is parsed rather than all held at once; Polars
-    parses without holding the GIL, so the workers use every core, and on S3
-    they overlap the wait for each object's first byte.
+    Workers fetch and parse the files of a batch in parallel (Polars parses
+    without holding the GIL, and on S3 the workers overlap the wait for each
+    object's first byte); a batch's bytes are dropped once it is validated,
+    so the whole feed's raw bytes are never held at once.
     """
+    reads = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        reads = list(pool.map(lambda uri: _read_file(schema, uri, read_bytes(uri)), uris))
+        for batch in _batches(uris, _BATCH_FILES):
+            parsed = list(pool.map(lambda uri: _parse(schema, uri, read_bytes(uri)), batch))
+            reads.append(_validate(schema, parsed))
     return _combine(schema, reads)
