@@ -6,8 +6,9 @@ evaluation, and reports:
 
 - the compute: wall time of the materialization itself;
 - the checks' share: time spent evaluating checks over the rest of the
-  materialization (the target is at most 25% at 100x);
-- peak resident memory of the process.
+  materialization (the target is at most 25% at 100x).
+
+Peak memory is measured per process by ``bench.py``.
 
 Usage::
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import collections
 import pathlib
-import resource
 import statistics
 import tempfile
 import time
@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{step:<26} {seconds:>8.2f} {median_run['checks_s'].get(step, 0.0):>9.2f}")
     without_checks = median_run["wall_s"] - checks_total
     print(f"checks: {checks_total:.2f} s, {checks_total / without_checks:.0%} on top of the rest ({without_checks:.2f} s)")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
