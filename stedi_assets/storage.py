@@ -97,6 +97,10 @@ class LocalStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        # A writer killed between writing and renaming leaves its temporary
+        # file behind; the next successful write of the object removes it.
+        for leftover in target.parent.glob(f".{target.name}.*"):
+            leftover.unlink(missing_ok=True)
 
     def delete_prefix(self, prefix_uri: str) -> None:
         shutil.rmtree(local_path(prefix_uri), ignore_errors=True)

@@ -286,5 +286,8 @@ def test_a_process_killed_while_writing_leaves_the_published_table_whole(tmp_pat
     assert result.success
     assert published_rows(result)["customer_landing"] == 3
     # The killed run's version folder is cleaned up by the next publication.
-    versions = {p.name for p in (root / "landing" / "customer_landing").iterdir() if p.is_dir()}
+    table = root / "landing" / "customer_landing"
+    versions = {p.name for p in table.iterdir() if p.is_dir()}
     assert versions == {before["version"], manifest(root, "customer_landing")["version"]}
+    # So is a manifest the killed run wrote but did not rename into place.
+    assert {p.name for p in table.iterdir() if p.is_file()} == {"_manifest.json"}
