@@ -76,7 +76,7 @@ def row_count(frame: nw.LazyFrame) -> int:
 
 
 def mask_email(value: str | None) -> str:
-    """``Santosh.Clayton@test.com`` -> ``Sa***@test.com``: enough to find the record, not to read it."""
+    """``Ann.Example@example.com`` -> ``An***@example.com``: enough to find the record, not to read it."""
     if value is None:
         return "<null>"
     local, _, domain = value.partition("@")
