@@ -1,4 +1,4 @@
-"""The eight zone tables as software-defined assets.
+"""The zone tables as software-defined assets: eight zone tables and each feed's quarantine.
 
 Each asset computes its table with the configured engine, runs the table's
 checks on the result, and hands the table to the IO manager for publishing
@@ -6,7 +6,8 @@ only if no blocking check failed: a table that breaks a privacy contract is
 never published, and Dagster skips everything downstream of it.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import narwhals as nw
@@ -25,15 +26,17 @@ from dagster import TableSchema as DagsterTableSchema
 
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
-from stedi_assets.landing import landing_metadata, quarantine_of
+from stedi_assets.landing import landing_metadata
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
+
 
 def column_schema(table: str) -> DagsterTableSchema:
     return DagsterTableSchema(
         columns=[TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
     )
+
 
 def _materialize(
     context: AssetExecutionContext,
@@ -43,6 +46,7 @@ def _materialize(
     inputs: Mapping[str, nw.LazyFrame],
     records_read: int | None = None,
     quarantine: nw.LazyFrame | None = None,
+    quarantined: int = 0,
     extra_metadata: Mapping[str, Any] | None = None,
     output_name: str = "result",
 ) -> Iterator[Output | AssetCheckResult]:
@@ -57,6 +61,7 @@ def _materialize(
             same_customer=lakehouse.same_customer,
             records_read=records_read,
             quarantine=quarantine,
+            quarantined=quarantined,
             quarantine_max_share=lakehouse.quarantine_max_share,
         )
         results = [(check, check.run(check_input)) for check in CHECKS[table]]
@@ -68,24 +73,35 @@ def _materialize(
         if blocked:
             context.log.error(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}")
         else:
-            rows = row_count(held)
             metadata = {
-                "dagster/row_count": MetadataValue.int(rows),
+                "dagster/row_count": MetadataValue.int(check_input.rows),
                 "dagster/column_schema": column_schema(table),
                 "engine": engine.name,
             }
-            if records_read is not None and quarantine is not None:
-                metadata.update(landing_metadata(records_read, rows, row_count(quarantine), extra_metadata or {}))
+            if records_read is not None:
+                metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
             yield Output(held, output_name=output_name, metadata=metadata)
         for _, result in results:
             yield result
     finally:
         engine.release(held)
 
+
+def _derive(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    table: str,
+    rule: Callable[..., nw.LazyFrame],
+    **inputs: nw.LazyFrame,
+) -> Iterator[Output | AssetCheckResult]:
+    """A trusted or curated table: ``rule`` applied to the upstream tables, which its checks see too."""
+    yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
+
+
 def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
     landing = lakehouse.read_landing(feed)
     engine = lakehouse.get_engine()
-    quarantine = engine.hold(quarantine_of(landing))
+    quarantine = engine.hold(landing.quarantine)
     quarantined = row_count(quarantine)
     context.log.info(
         f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined"
@@ -104,11 +120,12 @@ def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: st
         )
         yield from _materialize(
             context, lakehouse, f"{feed}_landing", rules.landing_records(landing.records), {},
-            records_read=landing.records_read, quarantine=quarantine,
+            records_read=landing.records_read, quarantine=quarantine, quarantined=quarantined,
             extra_metadata={"unknown_fields": dict(landing.unknown_fields)}, output_name=f"{feed}_landing",
         )
     finally:
         engine.release(quarantine)
+
 
 _ASSET_OPTIONS = dict(output_required=False, kinds={"parquet"})
 
@@ -125,28 +142,30 @@ def _landing_outs(feed: str) -> dict[str, AssetOut]:
         ),
     }
 
+
 @multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"))
 def customer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct customer record delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "customer")
+
 
 @multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"))
 def accelerometer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct accelerometer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "accelerometer")
 
+
 @multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"))
 def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct step-trainer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "step_trainer")
 
+
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
 def customer_trusted(context: AssetExecutionContext, lakehouse: StediLakehouse, customer_landing: nw.LazyFrame):
     """One row per customer (email) whose current record consents to research."""
-    yield from _materialize(
-        context, lakehouse, "customer_trusted", rules.customer_trusted(customer_landing),
-        {"customer_landing": customer_landing},
-    )
+    yield from _derive(context, lakehouse, "customer_trusted", rules.customer_trusted, customer_landing=customer_landing)
+
 
 @asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
 def accelerometer_trusted(
@@ -156,11 +175,11 @@ def accelerometer_trusted(
     customer_trusted: nw.LazyFrame,
 ):
     """One row per accelerometer reading of a customer in customer_trusted."""
-    yield from _materialize(
-        context, lakehouse, "accelerometer_trusted",
-        rules.accelerometer_trusted(accelerometer_landing, customer_trusted),
-        {"accelerometer_landing": accelerometer_landing, "customer_trusted": customer_trusted},
+    yield from _derive(
+        context, lakehouse, "accelerometer_trusted", rules.accelerometer_trusted,
+        accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
     )
+
 
 @asset(check_specs=check_specs("customer_curated"), **_ASSET_OPTIONS)
 def customer_curated(
@@ -170,10 +189,11 @@ def customer_curated(
     accelerometer_trusted: nw.LazyFrame,
 ):
     """One row per consenting customer who has accelerometer readings."""
-    yield from _materialize(
-        context, lakehouse, "customer_curated", rules.customer_curated(customer_trusted, accelerometer_trusted),
-        {"customer_trusted": customer_trusted, "accelerometer_trusted": accelerometer_trusted},
+    yield from _derive(
+        context, lakehouse, "customer_curated", rules.customer_curated,
+        customer_trusted=customer_trusted, accelerometer_trusted=accelerometer_trusted,
     )
+
 
 @asset(check_specs=check_specs("step_trainer_trusted"), **_ASSET_OPTIONS)
 def step_trainer_trusted(
@@ -183,10 +203,11 @@ def step_trainer_trusted(
     customer_curated: nw.LazyFrame,
 ):
     """One row per step-trainer reading of a device that belongs to a curated customer."""
-    yield from _materialize(
-        context, lakehouse, "step_trainer_trusted", rules.step_trainer_trusted(step_trainer_landing, customer_curated),
-        {"step_trainer_landing": step_trainer_landing, "customer_curated": customer_curated},
+    yield from _derive(
+        context, lakehouse, "step_trainer_trusted", rules.step_trainer_trusted,
+        step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
     )
+
 
 @asset(check_specs=check_specs("machine_learning_curated"), **_ASSET_OPTIONS)
 def machine_learning_curated(
@@ -197,17 +218,13 @@ def machine_learning_curated(
     customer_curated: nw.LazyFrame,
 ):
     """One row per step-trainer reading paired with an accelerometer reading taken at the same time."""
-    yield from _materialize(
+    yield from _derive(
         context, lakehouse, "machine_learning_curated",
-        rules.machine_learning_curated(
-            step_trainer_trusted, accelerometer_trusted, customer_curated, same_customer=lakehouse.same_customer
-        ),
-        {
-            "step_trainer_trusted": step_trainer_trusted,
-            "accelerometer_trusted": accelerometer_trusted,
-            "customer_curated": customer_curated,
-        },
+        partial(rules.machine_learning_curated, same_customer=lakehouse.same_customer),
+        step_trainer_trusted=step_trainer_trusted, accelerometer_trusted=accelerometer_trusted,
+        customer_curated=customer_curated,
     )
+
 
 ZONE_ASSETS = [
     customer_landing,

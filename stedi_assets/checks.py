@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from stedi_assets import rules
-from stedi_assets.landing import check_quarantined_records
+from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
 from stedi_assets.schemas import RESEARCH_CONSENT, TABLES
 
 ERROR = AssetCheckSeverity.ERROR
@@ -35,8 +36,15 @@ class CheckInput:
     """Landing tables: records read from the feed's files before duplicates were dropped."""
     quarantine: nw.LazyFrame | None = None
     """Landing tables: the records of the feed that were quarantined."""
-    quarantine_max_share: float = 0.01
+    quarantined: int = 0
+    """Landing tables: how many records were quarantined (counted once, by the asset)."""
+    quarantine_max_share: float = DEFAULT_QUARANTINE_MAX_SHARE
     """Landing tables: above this share of quarantined records the landing table is held back."""
+
+    @cached_property
+    def rows(self) -> int:
+        """Rows of the computed table, counted once for every check and the metadata."""
+        return row_count(self.frame)
 
 
 # A check's outcome: passed and metadata, and optionally the severity of this
@@ -88,12 +96,6 @@ def _sample(frame: nw.LazyFrame, column: str, mask: bool = False) -> str:
     return ", ".join(mask_email(v) if mask else str(v) for v in values)
 
 
-def _rows_outside(frame: nw.LazyFrame, column: str, reference: nw.LazyFrame, reference_column: str) -> nw.LazyFrame:
-    """Rows of ``frame`` whose ``column`` value does not occur in ``reference``."""
-    allowed = rules.distinct(reference.select(nw.col(reference_column).alias(column)))
-    return frame.join(allowed, on=column, how="anti")
-
-
 # -- row count -------------------------------------------------------------------
 
 
@@ -127,7 +129,7 @@ def _upper_bound(ci: CheckInput) -> tuple[int | None, str]:
 
 
 def check_row_count(ci: CheckInput) -> Outcome:
-    rows = row_count(ci.frame)
+    rows = ci.rows
     bound, bound_meaning = _upper_bound(ci)
     problems = []
     if rows == 0:
@@ -180,7 +182,7 @@ def check_consenting_customers(ci: CheckInput) -> Outcome:
         metadata["rows_whose_current_record_has_no_consent"] = row_count(withdrawn)
         offending.append(withdrawn)
     if "customer_trusted" in ci.inputs:
-        outside = _rows_outside(ci.frame, "email", ci.inputs["customer_trusted"], "email")
+        outside = rules.rows_with_key_not_in(ci.frame, "email", ci.inputs["customer_trusted"], "email")
         metadata["rows_not_in_customer_trusted"] = row_count(outside)
         offending.append(outside)
     passed = all(v == 0 for v in metadata.values())
@@ -190,7 +192,7 @@ def check_consenting_customers(ci: CheckInput) -> Outcome:
 
 
 def check_consenting_readings(ci: CheckInput) -> Outcome:
-    outside = _rows_outside(ci.frame, "user", ci.inputs["customer_trusted"], "email")
+    outside = rules.rows_with_key_not_in(ci.frame, "user", ci.inputs["customer_trusted"], "email")
     rows = row_count(outside)
     metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
     if rows:
@@ -208,7 +210,7 @@ def check_unique_customers(ci: CheckInput) -> Outcome:
 
 
 def check_curated_devices(ci: CheckInput) -> Outcome:
-    outside = _rows_outside(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    outside = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
     rows = row_count(outside)
     metadata: dict[str, object] = {"readings_of_other_devices": rows}
     if rows:
@@ -228,8 +230,8 @@ def check_no_personal_identifiers(ci: CheckInput) -> Outcome:
 
 def check_traceable(ci: CheckInput) -> Outcome:
     """Every row's device belongs to a curated customer and its reading to a consenting one."""
-    devices = _rows_outside(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
-    readings = _rows_outside(ci.frame, "timestamp", ci.inputs["accelerometer_trusted"], "timestamp")
+    devices = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    readings = rules.rows_with_key_not_in(ci.frame, "timestamp", ci.inputs["accelerometer_trusted"], "timestamp")
     metadata: dict[str, object] = {
         "rows_of_uncurated_devices": row_count(devices),
         "rows_without_trusted_reading": row_count(readings),
@@ -243,7 +245,7 @@ def check_cross_customer_pairs(ci: CheckInput) -> Outcome:
     if ci.same_customer:
         pairs = pairs.join(rules.device_owners(ci.inputs["customer_curated"]), on=["serialNumber", "user"], how="semi")
     crossed = row_count(rules.cross_customer_pairs(pairs, rules.device_owners(ci.inputs["customer_curated"])))
-    total = row_count(ci.frame)
+    total = ci.rows
     return crossed == 0, {
         "cross_customer_rows": crossed,
         "rows": total,

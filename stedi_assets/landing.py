@@ -13,25 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import narwhals as nw
-import polars as pl
 from dagster import AssetCheckSeverity, MetadataValue
 
-from stedi_assets.engines import LandingRead
-from stedi_assets.schemas import TABLES
 
 DEFAULT_QUARANTINE_MAX_SHARE = 0.01
 """Share of a feed's records that may be quarantined before the landing table is held back."""
 
 _SAMPLES = 5
-
-
-def quarantine_of(landing: LandingRead) -> nw.LazyFrame:
-    """The quarantine frame of a read; an empty one from an engine that does not quarantine."""
-    return landing.quarantine if landing.quarantine is not None else _no_quarantine()
-
-
-def _no_quarantine() -> nw.LazyFrame:
-    return nw.from_native(pl.LazyFrame(schema=TABLES["customer_quarantine"].polars_schema))
 
 
 def landing_metadata(records_read: int, rows: int, quarantined: int, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,8 +54,7 @@ def quarantine_samples(quarantine: nw.LazyFrame, limit: int = _SAMPLES) -> list[
 
 def check_quarantined_records(ci) -> tuple[bool, dict[str, object], AssetCheckSeverity]:
     """Passes with no quarantined record; WARN with some; ERROR above the allowed share."""
-    quarantine = ci.quarantine if ci.quarantine is not None else _no_quarantine()
-    quarantined = int(quarantine.select(nw.len()).collect().item())
+    quarantine, quarantined = ci.quarantine, ci.quarantined
     read = ci.records_read or 0
     share = quarantined / read if read else 0.0
     metadata: dict[str, object] = {

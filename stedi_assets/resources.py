@@ -181,8 +181,11 @@ class StediLakehouse(ConfigurableResource):
             )
         return self.get_engine().scan(manifest["files"], TABLES[asset_path[-1]], self.store_for(manifest["files"][0]))
 
-    def publish(self, asset_path: list[str], frame: nw.LazyFrame, run_id: str) -> PublishedTable:
-        """Write ``frame`` as a new version of the table, then make it the published one."""
+    def publish(self, asset_path: list[str], frame: nw.LazyFrame, run_id: str, rows: int | None = None) -> PublishedTable:
+        """Write ``frame`` as a new version of the table, then make it the published one.
+
+        ``rows`` is the frame's row count when the caller has counted it already.
+        """
         table_uri = self.table_uri(asset_path)
         store = self.store_for(table_uri)
         version = f"v{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
@@ -197,7 +200,8 @@ class StediLakehouse(ConfigurableResource):
             with contextlib.suppress(Exception):
                 store.delete_prefix(version_uri)
             raise
-        rows = int(frame.select(nw.len()).collect().item())
+        if rows is None:
+            rows = int(frame.select(nw.len()).collect().item())
         columns = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
         manifest = {
             "table": asset_path[-1],
@@ -218,7 +222,7 @@ class StediLakehouse(ConfigurableResource):
             f[len(prefix):].split("/", 1)[0] for f in store.list_files(table_uri) if f.startswith(prefix)
         }
         for version in versions - keep:
-            if version.startswith("v") and "/" not in version and version != MANIFEST:
+            if version.startswith("v"):
                 store.delete_prefix(join_uri(table_uri, version))
 
 
@@ -234,7 +238,10 @@ class LakehouseIOManager(IOManager):
         self.lakehouse = lakehouse
 
     def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
-        published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id)
+        # The asset counted the rows for its checks and metadata; no need to count again.
+        counted = (context.output_metadata or {}).get("dagster/row_count")
+        rows = getattr(counted, "value", counted)
+        published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id, rows=rows)
         context.add_output_metadata({"uri": published.uri, "version": published.version})
         if self.lakehouse.glue_database:
             from stedi_assets.catalog import publish_to_glue

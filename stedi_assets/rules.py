@@ -73,6 +73,16 @@ def current_customer_records(customers: nw.LazyFrame) -> nw.LazyFrame:
     return current.select(_columns_of("customer_landing"))
 
 
+def rows_with_key_in(frame: nw.LazyFrame, key: str, reference: nw.LazyFrame, reference_key: str) -> nw.LazyFrame:
+    """Rows of ``frame`` whose ``key`` occurs as ``reference_key`` in ``reference``; a semi join, never multiplying rows."""
+    return frame.join(reference.select(nw.col(reference_key).alias(key)), on=key, how="semi")
+
+
+def rows_with_key_not_in(frame: nw.LazyFrame, key: str, reference: nw.LazyFrame, reference_key: str) -> nw.LazyFrame:
+    """Rows of ``frame`` whose ``key`` does not occur as ``reference_key`` in ``reference``."""
+    return frame.join(reference.select(nw.col(reference_key).alias(key)), on=key, how="anti")
+
+
 def customer_trusted(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
     """Customers whose current record carries research consent."""
     return current_customer_records(customer_landing).filter(
@@ -84,30 +94,24 @@ def accelerometer_trusted(
     accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame
 ) -> nw.LazyFrame:
     """Accelerometer readings of consenting customers (user = email)."""
-    consenting = customer_trusted.select(nw.col("email").alias("user"))
-    return accelerometer_landing.join(consenting, on="user", how="semi").select(
-        _columns_of("accelerometer_trusted")
-    )
+    readings = rows_with_key_in(accelerometer_landing, "user", customer_trusted, "email")
+    return readings.select(_columns_of("accelerometer_trusted"))
 
 
 def customer_curated(
     customer_trusted: nw.LazyFrame, accelerometer_trusted: nw.LazyFrame
 ) -> nw.LazyFrame:
     """Consenting customers that have accelerometer readings, each once."""
-    with_readings = accelerometer_trusted.select(nw.col("user").alias("email"))
-    return customer_trusted.join(with_readings, on="email", how="semi").select(
-        _columns_of("customer_curated")
-    )
+    customers = rows_with_key_in(customer_trusted, "email", accelerometer_trusted, "user")
+    return customers.select(_columns_of("customer_curated"))
 
 
 def step_trainer_trusted(
     step_trainer_landing: nw.LazyFrame, customer_curated: nw.LazyFrame
 ) -> nw.LazyFrame:
     """Step-trainer readings of devices that belong to curated customers."""
-    devices = customer_curated.select("serialNumber")
-    return step_trainer_landing.join(devices, on="serialNumber", how="semi").select(
-        _columns_of("step_trainer_trusted")
-    )
+    readings = rows_with_key_in(step_trainer_landing, "serialNumber", customer_curated, "serialNumber")
+    return readings.select(_columns_of("step_trainer_trusted"))
 
 
 def device_owners(customer_curated: nw.LazyFrame) -> nw.LazyFrame:

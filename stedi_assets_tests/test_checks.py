@@ -217,7 +217,7 @@ def test_every_check_has_a_failing_test_here():
 
 def test_failed_privacy_check_blocks_publication_and_downstream(stedi_landing, make_lakehouse, monkeypatch, tmp_path):
     # A broken rule that forgets the consent filter.
-    monkeypatch.setattr(rules, "customer_trusted", rules.current_customer_records)
+    monkeypatch.setattr(rules, "customer_trusted", lambda customer_landing: rules.current_customer_records(customer_landing))
     result = materialize_all(make_lakehouse(stedi_landing))
 
     assert not result.success

@@ -36,7 +36,7 @@ class LandingRead:
     records: nw.LazyFrame
     records_read: int
     files: tuple[str, ...]
-    quarantine: nw.LazyFrame | None = None
+    quarantine: nw.LazyFrame
     """One row per record not kept: the quarantine table's columns (source_file, line, reason, raw_text)."""
     unknown_fields: Mapping[str, int] = field(default_factory=dict)
     """Fields found in the files that no column declares, with how many records carry each."""
