@@ -312,7 +312,74 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
         spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
     )
-    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
+    # Imported here: the operations package reads tables through this module.
+    from stedi_assets.operations.alerts import DEFAULT_EMAIL_FROM, DEFAULT_UI_URL, SEVERITIES, StediAlerts
+
+    min_severity = environ.get("STEDI_ALERT_MIN_SEVERITY", "WARN") or "WARN"
+    if min_severity not in SEVERITIES:
+        raise ValueError(f"STEDI_ALERT_MIN_SEVERITY={min_severity!r}: choose one of {', '.join(SEVERITIES)}")
+    alerts = StediAlerts(
+        webhook_url=setting("STEDI_ALERT_WEBHOOK_URL", ""),
+        email_to=setting("STEDI_ALERT_EMAIL_TO", ""),
+        email_from=setting("STEDI_ALERT_EMAIL_FROM", DEFAULT_EMAIL_FROM),
+        # A secret: always by name, never as a value the UI would show.
+        smtp_url=setting("STEDI_SMTP_URL", ""),
+        min_severity=setting("STEDI_ALERT_MIN_SEVERITY", "WARN"),
+        ui_url=setting("STEDI_UI_URL", DEFAULT_UI_URL),
+    )
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": alerts}
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    """Settings of sensors, schedules and freshness policies: fixed when the code location loads."""
+
+    sensor_interval_seconds: int = 15
+    audit_cron: str = "0 * * * *"
+    full_run_cron: str = "0 3 * * *"
+    freshness_warn_minutes: int = 12 * 60
+    freshness_fail_minutes: int = 24 * 60
+
+
+def operations_settings(environ: Mapping[str, str] | None = None) -> OperationsSettings:
+    """Sensor interval, schedules and freshness windows, from the STEDI_* variables that are set.
+
+    Read when the code location loads (Dagster needs them to declare sensors
+    and schedules), so they are values, not EnvVars; each is validated here
+    with a one-line error naming the variable.
+    """
+    from dagster._utils.schedules import is_valid_cron_string
+
+    environ = os.environ if environ is None else environ
+    defaults = OperationsSettings()
+
+    def positive(variable: str, default: int) -> int:
+        text = environ.get(variable)
+        if not text:
+            return default
+        if not text.strip().isdigit() or int(text) < 1:
+            raise ValueError(f"{variable}={text!r}: expected a whole number above 0")
+        return int(text)
+
+    def cron(variable: str, default: str) -> str:
+        text = environ.get(variable) or default
+        if not is_valid_cron_string(text):
+            raise ValueError(f"{variable}={text!r}: not a cron expression (e.g. '0 * * * *')")
+        return text
+
+    settings = OperationsSettings(
+        sensor_interval_seconds=positive("STEDI_SENSOR_INTERVAL_SECONDS", defaults.sensor_interval_seconds),
+        audit_cron=cron("STEDI_AUDIT_CRON", defaults.audit_cron),
+        full_run_cron=cron("STEDI_FULL_RUN_CRON", defaults.full_run_cron),
+        freshness_warn_minutes=positive("STEDI_FRESHNESS_WARN_MINUTES", defaults.freshness_warn_minutes),
+        freshness_fail_minutes=positive("STEDI_FRESHNESS_FAIL_MINUTES", defaults.freshness_fail_minutes),
+    )
+    if settings.freshness_warn_minutes >= settings.freshness_fail_minutes:
+        raise ValueError(
+            f"STEDI_FRESHNESS_WARN_MINUTES={settings.freshness_warn_minutes} must be below "
+            f"STEDI_FRESHNESS_FAIL_MINUTES={settings.freshness_fail_minutes}"
+        )
+    return settings
 
 
 # The standard AWS variables, as the S3Resource fields they configure. boto3

@@ -11,10 +11,14 @@ import json
 from dagster import AssetKey, EnvVar
 
 from stedi_assets.checks import CHECKS
-from stedi_assets.definitions import build_definitions, defs
+from stedi_assets.definitions import build_definitions, defs, zone_assets
+from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import normalize_uri
+
+# Node names of stedi_job are the zone assets' op names (a landing multi-asset is one op).
+ZONE_KEYS = [AssetKey(asset.op.name) for asset in zone_assets]
 
 
 def test_assets_groups_and_lineage():
@@ -42,7 +46,18 @@ def test_assets_groups_and_lineage():
 def test_every_check_is_declared_on_its_asset():
     graph = defs.resolve_asset_graph()
     declared = {(key.asset_key.path[-1], key.name) for key in graph.asset_check_keys}
-    assert declared == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    in_step = {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    audits = {(key.asset_key.path[-1], key.name) for check in AUDIT_CHECKS for key in check.check_keys}
+    assert declared == in_step | audits
+    assert all(name.startswith("audit_") for _, name in audits)
+
+
+def test_stedi_job_runs_the_in_step_checks_and_the_audit_job_only_the_audits():
+    stedi_job = defs.resolve_job_def("stedi_job")
+    assert {n for n in stedi_job.graph.node_names()} == {k.path[-1] for k in ZONE_KEYS}
+    audit_job = defs.resolve_job_def("stedi_audit_job")
+    assert all("_audit_" in n for n in audit_job.graph.node_names())
+    assert len(audit_job.graph.node_names()) == len(AUDIT_CHECKS)
 
 
 def test_settings_come_from_the_environment_as_env_vars():

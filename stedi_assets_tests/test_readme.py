@@ -31,7 +31,7 @@ def test_every_check_is_documented():
 
 
 def test_every_setting_is_documented():
-    source = inspect.getsource(resources.build_resources)
+    source = inspect.getsource(resources.build_resources) + inspect.getsource(resources.operations_settings)
     variables = set(re.findall(r'"(STEDI_[A-Z_]*[A-Z])"', source))
     assert variables, "build_resources reads no STEDI_ variable?"
     for variable in variables:
