@@ -22,8 +22,10 @@ own cursors, and the other two keep in their cursors what they reported.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 from collections.abc import Iterator, Sequence
 
 from dagster import (
@@ -140,7 +142,7 @@ def build_landing_sensor(
             return SkipReason(f"waiting for run {in_progress[0].dagster_run.run_id} to finish")
 
         asset_graph = context.repository_def.asset_graph
-        selection = AssetSelection.unions([selections[feed] for feed in changes]) if len(changes) > 1 else selections[next(iter(changes))]
+        selection = functools.reduce(operator.or_, (selections[feed] for feed in changes))
         summary = "; ".join(
             f"{feed}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) for feed, counts in changes.items()
         )
