@@ -7,13 +7,16 @@ the lakehouse resource. Running the tables is covered elsewhere.
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 
-from dagster import AssetKey, EnvVar
+import pytest
+from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 
 from stedi_assets.checks import CHECKS
 from stedi_assets.definitions import build_definitions, defs, zone_assets
 from stedi_assets.operations.audit import AUDIT_CHECKS
-from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
+from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources, operations_settings
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import normalize_uri
 
@@ -82,3 +85,78 @@ def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
     assert result.success
     manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
     assert manifest["rows"] == 482
+
+
+# -- operations: sensors, schedules, freshness, alert settings ------------------------------------
+
+
+def test_sensors_and_the_audit_schedule_run_by_default_and_the_daily_run_does_not():
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {
+        "landing_sensor", "check_failure_alert_sensor", "run_failure_alert_sensor",
+        "sensor_tick_alert_sensor", "stale_table_alert_sensor",
+    }
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
+    assert sensors["landing_sensor"].minimum_interval_seconds == 15
+    schedules = {s.name: s for s in defs.schedules}
+    assert schedules["stedi_audit_schedule"].cron_schedule == "0 * * * *"
+    assert schedules["stedi_audit_schedule"].default_status == DefaultScheduleStatus.RUNNING
+    assert schedules["stedi_audit_schedule"].job_name == "stedi_audit_job"
+    assert schedules["stedi_daily_schedule"].default_status == DefaultScheduleStatus.STOPPED
+    assert schedules["stedi_daily_schedule"].job_name == "stedi_job"
+
+
+def test_operations_settings_reach_sensors_schedules_and_freshness_policies(monkeypatch):
+    for variable, value in {
+        "STEDI_SENSOR_INTERVAL_SECONDS": "5", "STEDI_AUDIT_CRON": "*/10 * * * *", "STEDI_FULL_RUN_CRON": "30 2 * * *",
+        "STEDI_FRESHNESS_WARN_MINUTES": "30", "STEDI_FRESHNESS_FAIL_MINUTES": "90",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    built = build_definitions()
+    assert {s.minimum_interval_seconds for s in built.sensors} == {5}
+    assert {s.name: s.cron_schedule for s in built.schedules} == {
+        "stedi_audit_schedule": "*/10 * * * *", "stedi_daily_schedule": "30 2 * * *",
+    }
+    graph = built.resolve_asset_graph()
+    policies = {key.path[-1]: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
+    curated = {name for name, table in TABLES.items() if table.zone == "curated"}
+    assert {name for name, policy in policies.items() if policy} == curated == {"customer_curated", "machine_learning_curated"}
+    policy = policies["machine_learning_curated"]
+    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (
+        timedelta(minutes=90), timedelta(minutes=30),
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("STEDI_SENSOR_INTERVAL_SECONDS", "soon", "STEDI_SENSOR_INTERVAL_SECONDS='soon': expected a whole number above 0"),
+        ("STEDI_SENSOR_INTERVAL_SECONDS", "0", "expected a whole number above 0"),
+        ("STEDI_AUDIT_CRON", "hourly", "STEDI_AUDIT_CRON='hourly': not a cron expression"),
+        ("STEDI_FRESHNESS_WARN_MINUTES", "5000", "must be below STEDI_FRESHNESS_FAIL_MINUTES=1440"),
+    ],
+)
+def test_bad_operations_settings_are_one_line_errors_naming_the_variable(variable, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        operations_settings({variable: value})
+
+
+def test_alert_settings_are_env_vars_and_the_smtp_url_never_a_value():
+    environ = {
+        "STEDI_ALERT_WEBHOOK_URL": "https://hooks.example.org/T/B/X",
+        "STEDI_ALERT_EMAIL_TO": "ops@example.org",
+        "STEDI_SMTP_URL": "smtp://u:secret@mail.example.org:587",
+        "STEDI_ALERT_MIN_SEVERITY": "ERROR",
+        "STEDI_UI_URL": "https://dagster.example.org",
+    }
+    alerts = build_resources(environ)["alerts"]
+    assert alerts.smtp_url == EnvVar("STEDI_SMTP_URL")
+    assert alerts.webhook_url == EnvVar("STEDI_ALERT_WEBHOOK_URL")
+    assert alerts.min_severity == EnvVar("STEDI_ALERT_MIN_SEVERITY")
+    assert "secret" not in repr(alerts)
+    defaults = build_resources({})["alerts"]
+    assert (defaults.webhook_url, defaults.email_to, defaults.min_severity, defaults.ui_url) == (
+        "", "", "WARN", "http://localhost:3000",
+    )
+    with pytest.raises(ValueError, match="STEDI_ALERT_MIN_SEVERITY='INFO': choose one of WARN, ERROR"):
+        build_resources({"STEDI_ALERT_MIN_SEVERITY": "INFO"})

@@ -265,7 +265,7 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
         sent = 0
         for state in states:
             name = state.instigator_name
-            if name not in watched or state.origin.repository_origin.repository_name != context.repository_name:
+            if name not in watched or state.origin.repository_origin.repository_name != context.repository_def.name:
                 continue
             last = seen.get(name, {"timestamp": None, "failing": False})
             ticks = context.instance.get_ticks(
