@@ -17,7 +17,6 @@ import boto3
 import narwhals as nw
 import pytest
 from dagster import (
-    AssetKey,
     DagsterInstance,
     DagsterRunStatus,
     RunRequest,
