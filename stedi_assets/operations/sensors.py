@@ -94,11 +94,13 @@ def build_landing_sensor(
     landing_assets: dict[str, AssetsDefinition],
     excluded_checks: AssetSelection,
     interval_seconds: int,
+    read_only_jobs: frozenset[str] = frozenset(),
 ) -> SensorDefinition:
     """The sensor that runs a feed's landing table and everything downstream when its files change.
 
     ``landing_assets`` maps each feed to its landing multi-asset; checks in
     ``excluded_checks`` (the audit checks) are left out of the runs it requests.
+    It waits while a run of any other job than ``read_only_jobs`` is in progress.
     """
     selections = {
         feed: AssetSelection.assets(*asset.keys).downstream() - excluded_checks
@@ -134,12 +136,16 @@ def build_landing_sensor(
                 context.update_cursor(json.dumps({"generation": 0, "feeds": current}))
             return SkipReason("no landing file added, changed or removed")
 
-        # One update at a time: a run still reading older files must not publish after a newer one.
-        in_progress = context.instance.get_run_records(
-            RunsFilter(tags={TRIGGER_TAG: "landing_sensor"}, statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=1
-        )
+        # One update at a time: a run still reading older files (this sensor's,
+        # or a "Materialize all") must not publish after a newer one. The
+        # changes stay for a later tick: the cursor does not move.
+        in_progress = [
+            record.dagster_run
+            for record in context.instance.get_run_records(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+            if record.dagster_run.job_name not in read_only_jobs
+        ]
         if in_progress:
-            return SkipReason(f"waiting for run {in_progress[0].dagster_run.run_id} to finish")
+            return SkipReason(f"waiting for run {in_progress[0].run_id} to finish")
 
         asset_graph = context.repository_def.asset_graph
         selection = functools.reduce(operator.or_, (selections[feed] for feed in changes))

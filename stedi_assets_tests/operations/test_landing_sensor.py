@@ -176,6 +176,20 @@ def test_no_new_run_while_the_previous_one_is_in_progress(local_landing, instanc
     assert isinstance(harness.tick(), RunRequest)
 
 
+def test_a_materialize_all_in_progress_holds_the_sensor_back_but_an_audit_does_not(local_landing, instance):
+    harness = SensorHarness(instance)
+    harness.tick()
+    materialize_all = instance.create_run_for_job(
+        harness.defs.resolve_job_def("stedi_job"), status=DagsterRunStatus.STARTED
+    )
+    instance.create_run_for_job(harness.defs.resolve_job_def("stedi_audit_job"), status=DagsterRunStatus.STARTED)
+    (local_landing / "customer" / "customer-extra.json").write_bytes(b"")
+    waiting = harness.tick()
+    assert isinstance(waiting, SkipReason) and materialize_all.run_id in waiting.skip_message
+    instance.report_run_failed(materialize_all)
+    assert isinstance(harness.tick(), RunRequest)
+
+
 def test_a_withdrawal_in_a_new_customer_file_leaves_every_trusted_and_curated_table_in_one_run(
     local_landing, instance, tmp_path
 ):
