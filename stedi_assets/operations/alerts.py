@@ -127,16 +127,36 @@ class StediAlerts(ConfigurableResource):
     def should_alert_check(self, severity: AssetCheckSeverity) -> bool:
         return severity_at_least(severity, self.min_severity)
 
-    def send(self, alert: Alert, log: logging.Logger | None = None) -> dict[str, bool]:
-        """Deliver ``alert`` to every configured channel; ``{channel: delivered}``. Never raises."""
+    def send(
+        self, alert: Alert, log: logging.Logger | None = None, skip: frozenset[str] = frozenset()
+    ) -> dict[str, bool]:
+        """Deliver ``alert`` to every configured channel but ``skip``; ``{channel: delivered}``. Never raises."""
         log = log or _log
         if not self.channels:
             log.info(f"alert not sent (no channel configured: STEDI_ALERT_WEBHOOK_URL, STEDI_ALERT_EMAIL_TO): {alert.subject}")
         outcome = {}
         for channel in self.channels:
+            if channel in skip:
+                log.error(f"alert not sent by {channel}, which failed earlier in this batch: {alert.subject}")
+                outcome[channel] = False
+                continue
             deliver = self._post if channel == "webhook" else self._email
             outcome[channel] = self._with_retries(channel, deliver, alert, log)
         return outcome
+
+    def send_all(self, alerts: list[Alert], log: logging.Logger | None = None) -> list[dict[str, bool]]:
+        """Deliver each alert; a channel that failed every attempt is not tried again in this batch.
+
+        A sensor tick has a time limit: a dead channel must not spend it on
+        retries for every alert of a run with many failed checks.
+        """
+        dead: set[str] = set()
+        outcomes = []
+        for alert in alerts:
+            outcome = self.send(alert, log, skip=frozenset(dead))
+            dead |= {channel for channel, delivered in outcome.items() if not delivered}
+            outcomes.append(outcome)
+        return outcomes
 
     def _with_retries(self, channel: str, deliver, alert: Alert, log: logging.Logger) -> bool:
         delay = self.retry_delay_seconds

@@ -221,11 +221,6 @@ def run_failure_alert(context: RunFailureSensorContext, alerts: StediAlerts) -> 
     )
 
 
-def _send_all(alerts: StediAlerts, found: Sequence[Alert], log) -> None:
-    for alert in found:
-        alerts.send(alert, log)
-
-
 def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
     @run_status_sensor(
         name="check_failure_alert_sensor",
@@ -235,7 +230,7 @@ def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
         description="Alerts on every failed check of a successful run (checks that do not block leave runs green).",
     )
     def check_failure_alert_sensor(context: RunStatusSensorContext, alerts: StediAlerts):
-        _send_all(alerts, check_failure_alerts(context.instance, context.dagster_run, alerts), context.log)
+        alerts.send_all(check_failure_alerts(context.instance, context.dagster_run, alerts), context.log)
 
     @run_failure_sensor(
         name="run_failure_alert_sensor",
@@ -245,7 +240,7 @@ def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
     )
     def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: StediAlerts):
         found = [run_failure_alert(context, alerts), *check_failure_alerts(context.instance, context.dagster_run, alerts)]
-        _send_all(alerts, found, context.log)
+        alerts.send_all(found, context.log)
 
     return [check_failure_alert_sensor, run_failure_alert_sensor]
 
@@ -268,7 +263,7 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
         seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
         watched = {s.name for s in context.repository_def.sensor_defs} - {context.sensor_name}
         states = context.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-        sent = 0
+        found: list[Alert] = []
         for state in states:
             name = state.instigator_name
             if name not in watched or state.origin.repository_origin.repository_name != context.repository_def.name:
@@ -284,19 +279,18 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
                     details = {"sensor": name, "tick_id": str(tick.tick_id)}
                     if tick.error is not None:
                         details["error"] = tick.error.cls_name or "error"
-                    alerts.send(
+                    found.append(
                         Alert(
                             subject=f"sensor tick failed: {name}",
                             details=details,
                             link=alerts.ui_link(f"automation/{name}"),
-                        ),
-                        context.log,
+                        )
                     )
-                    sent += 1
                 last = {"timestamp": tick.timestamp, "failing": failed}
             seen[name] = last
+        alerts.send_all(found, context.log)
         context.update_cursor(json.dumps(seen))
-        return SkipReason(f"{sent} sensor failure(s) reported")
+        return SkipReason(f"{len(found)} sensor failure(s) reported")
 
     return sensor_tick_alert_sensor
 
@@ -316,7 +310,7 @@ def build_stale_table_alert_sensor(keys: Sequence[AssetKey], interval_seconds: i
     def stale_table_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         records = context.instance.get_freshness_state_records(list(keys))
-        sent = 0
+        found: list[Alert] = []
         for key in keys:
             record = records.get(key)
             if record is None:
@@ -324,17 +318,16 @@ def build_stale_table_alert_sensor(keys: Sequence[AssetKey], interval_seconds: i
             name = key.to_user_string()
             state = record.freshness_state
             if state == FreshnessState.FAIL and seen.get(name) != FreshnessState.FAIL.value:
-                alerts.send(
+                found.append(
                     Alert(
                         subject=f"table stale: {name}",
                         details={"asset": name, "freshness": state.value, "since": record.updated_at.isoformat()},
                         link=alerts.ui_link(f"assets/{'/'.join(key.path)}"),
-                    ),
-                    context.log,
+                    )
                 )
-                sent += 1
             seen[name] = state.value
+        alerts.send_all(found, context.log)
         context.update_cursor(json.dumps(seen))
-        return SkipReason(f"{sent} stale table(s) reported")
+        return SkipReason(f"{len(found)} stale table(s) reported")
 
     return stale_table_alert_sensor

@@ -72,6 +72,17 @@ def test_a_failing_webhook_is_retried_until_it_answers(webhook, caplog):
     assert "attempt 1 of 3" in caplog.text and "HTTP 500" in caplog.text
 
 
+def test_a_dead_channel_is_not_retried_for_every_alert_of_a_batch(webhook, mailbox, caplog):
+    webhook.fail_next = 1_000
+    alerts = quick(webhook_url=webhook.url, email_to="ops@example.org", smtp_url=mailbox.url)
+    with caplog.at_level(logging.INFO):
+        outcomes = alerts.send_all([ALERT, ALERT, ALERT])
+    assert outcomes == [{"webhook": False, "email": True}] * 3
+    # Three attempts for the first alert, none for the next two; email delivered all three.
+    assert webhook.attempts == 3 and len(mailbox.messages) == 3
+    assert caplog.text.count("alert not sent by webhook, which failed earlier in this batch") == 2
+
+
 def test_an_undeliverable_alert_is_logged_and_never_raised(caplog):
     closed = free_port()
     alerts = quick(
