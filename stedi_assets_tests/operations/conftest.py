@@ -6,21 +6,23 @@ import email
 import email.policy
 import http.server
 import json
-import shutil
 import socket
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import narwhals as nw
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from dagster import AssetsDefinition, asset, materialize
 
 from stedi_assets.resources import StediLakehouse
+from stedi_assets.schemas import TABLES
 from stedi_assets.simulate import simulate_landing, write_landing
-from stedi_assets_tests.conftest import materialize_all
+from stedi_assets_tests.conftest import materialize_all, resources_for
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +35,42 @@ def published_lakehouse(tmp_path_factory) -> StediLakehouse:
     return lakehouse
 
 
+ZONE_TABLES = [name for name, table in TABLES.items() if table.zone != "quarantine"]
+
+
+@pytest.fixture(scope="module")
+def published_frames(published_lakehouse: StediLakehouse) -> dict[str, nw.LazyFrame]:
+    """Every zone table of the published lakehouse, held in memory."""
+    return {table: published_lakehouse.read_table([table]).collect().lazy() for table in ZONE_TABLES}
+
+
+def stand_in(table: str, frame: nw.LazyFrame) -> AssetsDefinition:
+    """An asset with the table's key that returns ``frame``: publishing it is what a writer outside the pipeline does."""
+
+    @asset(name=table)
+    def published() -> nw.LazyFrame:
+        return frame
+
+    return published
+
+
+def publish_tables(lakehouse: StediLakehouse, frames: dict[str, nw.LazyFrame]) -> None:
+    """Publish ``frames`` as the tables of ``lakehouse`` through its IO manager, whatever they contain."""
+    result = materialize([stand_in(t, f) for t, f in frames.items()], resources=resources_for(lakehouse))
+    assert result.success
+
+
 @pytest.fixture
-def lakehouse_copy(published_lakehouse: StediLakehouse, tmp_path: Path) -> StediLakehouse:
-    """A copy of the published lakehouse that a test may overwrite tables of."""
-    target = tmp_path / "lakehouse"
-    shutil.copytree(published_lakehouse.lakehouse_uri, target)
-    return StediLakehouse(landing_uri=published_lakehouse.landing_uri, lakehouse_uri=str(target))
+def publish(published_frames, tmp_path: Path) -> Callable[..., StediLakehouse]:
+    """A new lakehouse with the published tables, some replaced: ``publish(customer_trusted=frame)``."""
+
+    def make(**replaced: nw.LazyFrame | None) -> StediLakehouse:
+        lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+        frames = {**published_frames, **replaced}
+        publish_tables(lakehouse, {t: f for t, f in frames.items() if f is not None})
+        return lakehouse
+
+    return make
 
 
 # -- real alert receivers on loopback -------------------------------------------------------

@@ -20,7 +20,6 @@ from stedi_assets.operations.sensors import build_run_alert_sensors
 from stedi_assets.resources import StediLakehouse
 from stedi_assets_tests.conftest import resources_for
 from stedi_assets_tests.operations.conftest import SMTP_PASSWORD, free_port
-from stedi_assets_tests.operations.test_audit import publish
 
 # The loopback SMTP server takes a login without TLS, which aiosmtpd warns about on each connection.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -141,11 +140,11 @@ def evaluate_run_sensor(name: str, instance: DagsterInstance, run_id: str, event
     sensor(context)
 
 
-def test_a_failed_audit_in_a_green_run_alerts_once_per_failed_check(lakehouse_copy, webhook):
-    landing = lakehouse_copy.read_table(["accelerometer_landing"])
-    publish(lakehouse_copy, "accelerometer_trusted", landing)
+def test_a_failed_audit_in_a_green_run_alerts_once_per_failed_check(publish, published_frames, webhook):
+    # Every landed reading, consenting or not, published as accelerometer_trusted.
+    lakehouse = publish(accelerometer_trusted=published_frames["accelerometer_landing"])
     with DagsterInstance.ephemeral() as instance:
-        result = run_job(lakehouse_copy, stedi_audit_job, instance)
+        result = run_job(lakehouse, stedi_audit_job, instance)
         assert result.success  # the failed check does not fail the run
         evaluate_run_sensor(
             "check_failure_alert_sensor", instance, result.run_id, DagsterEventType.RUN_SUCCESS,
