@@ -5,7 +5,7 @@ temporary DAGSTER_HOME, a simulated landing zone and a lakehouse in tmp_path,
 and a webhook receiver on loopback. Then drops files into the landing folder
 and waits, each time with a deadline, for what the sensors must do: a run that
 succeeds and changes machine_learning_curated, and the alert of a failed
-check. Stops its own process group, SIGINT then SIGKILL (dagster dev can
+check, and a stale table's alert when no delivery follows. Stops its own process group, SIGINT then SIGKILL (dagster dev can
 linger after SIGINT). Does not drive a browser.
 """
 
@@ -61,14 +61,14 @@ class Deployment:
         except Exception:  # not published yet
             return None
 
-    def wait_for(self, what: str, condition: Callable[[], object]) -> object:
-        deadline = time.monotonic() + DEADLINE_SECONDS
+    def wait_for(self, what: str, condition: Callable[[], object], seconds: float = DEADLINE_SECONDS) -> object:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             value = condition()
             if value:
                 return value
             time.sleep(1)
-        raise AssertionError(f"no {what} within {DEADLINE_SECONDS}s; log tail:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(f"no {what} within {seconds}s; log tail:\n{self.log.read_text()[-3000:]}")
 
     def wait_for_sensor_run(self, changes: str, not_before: set[str] = frozenset()):
         """The landing sensor's run for ``changes`` (other than the runs ``not_before``), once it has finished."""
@@ -98,6 +98,9 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
         "STEDI_LANDING_URI": str(landing),
         "STEDI_LAKEHOUSE_URI": str(root / "lakehouse"),
         "STEDI_SENSOR_INTERVAL_SECONDS": "5",
+        # Short freshness windows, so that a table turns stale within the test.
+        "STEDI_FRESHNESS_WARN_MINUTES": "1",
+        "STEDI_FRESHNESS_FAIL_MINUTES": "2",
         # Readings of one customer only: the WARN cross_customer_pairs passes, so every alert is this test's.
         "STEDI_ML_JOIN": "same_customer",
         "STEDI_ALERT_WEBHOOK_URL": webhook.url,
@@ -185,3 +188,17 @@ def test_a_delivery_that_fails_a_check_alerts_once_through_the_webhook(deploymen
     # Once per failure: later ticks of the alert sensor send nothing more for this run.
     time.sleep(12)
     assert [t for t in deployment.webhook.texts if run.run_id in t] == [text]
+
+
+def test_a_table_without_a_new_delivery_turns_stale_and_alerts_once(deployment):
+    # Nothing is delivered any more: two minutes after its last materialization,
+    # machine_learning_curated fails its freshness policy (the daemon evaluates it).
+    subject = "[STEDI] table stale: machine_learning_curated"
+    text = deployment.wait_for(
+        "stale-table alert",
+        lambda: next((t for t in deployment.webhook.texts if t.startswith(subject)), None),
+        seconds=360,
+    )
+    assert "/assets/machine_learning_curated" in text
+    time.sleep(12)
+    assert [t for t in deployment.webhook.texts if t.startswith(subject)] == [text]
