@@ -36,6 +36,7 @@ from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
+from stedi_assets.masking import mask_metadata
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES
 from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
@@ -253,12 +254,12 @@ class LakehouseIOManager(IOManager):
         counted = (context.output_metadata or {}).get("dagster/row_count")
         rows = getattr(counted, "value", counted)
         published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id, rows=rows)
-        context.add_output_metadata({"uri": published.uri, "version": published.version})
+        context.add_output_metadata(mask_metadata({"uri": published.uri, "version": published.version}))
         if self.lakehouse.glue_database:
             from stedi_assets.catalog import publish_to_glue
 
             glue_table = publish_to_glue(self.lakehouse, context.asset_key.path[-1], published)
-            context.add_output_metadata({"glue_table": glue_table})
+            context.add_output_metadata(mask_metadata({"glue_table": glue_table}))
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         return self.lakehouse.read_table(list(context.asset_key.path))
