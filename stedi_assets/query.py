@@ -247,11 +247,26 @@ def query_batches(
             except duckdb.Error as error:
                 raise QueryError(_explain_error(error, connection, memory_limit)) from None
             yielded = True
-            yield pl.from_arrow(batch)
+            yield _frame(batch)
         if not yielded:
-            yield pl.from_arrow(reader.schema.empty_table())
+            yield _frame(reader.schema.empty_table())
     finally:
         connection.close()
+
+
+def _frame(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+    """``batch`` as a Polars frame; a repeated column name (``SELECT *`` of a self-join) gets a suffix, ``x_1``."""
+    names, seen = [], set()
+    for name in batch.schema.names:
+        unique, n = name, 0
+        while unique in seen:
+            n += 1
+            unique = f"{name}_{n}"
+        seen.add(unique)
+        names.append(unique)
+    if names != batch.schema.names:
+        batch = batch.rename_columns(names)
+    return pl.from_arrow(batch)
 
 
 def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection, memory_limit: str) -> str:
