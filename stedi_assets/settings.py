@@ -258,7 +258,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 _LAKEHOUSE_FIELDS = (
     "landing_uri", "lakehouse_uri", "profile", "engine", "ml_join", "glue_database",
-    "spark_master", "spark_conf", "quarantine_max_share",
+    "spark_master", "spark_conf", "quarantine_max_share", "consent_scope", "max_file_mb",
 )
 
 
