@@ -16,10 +16,8 @@ import narwhals as nw
 from dagster import AssetCheckSeverity, MetadataValue
 
 from stedi_assets.masking import mask_emails
-
-
-DEFAULT_QUARANTINE_MAX_SHARE = 0.01
-"""Share of a feed's records that may be quarantined before the landing table is held back."""
+# The share of a feed's records that may be quarantined; the checks take the default from here.
+from stedi_assets.settings import DEFAULT_QUARANTINE_MAX_SHARE  # noqa: F401
 
 _SAMPLES = 5
 
