@@ -27,7 +27,7 @@ from dagster import TableSchema as DagsterTableSchema
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
 from stedi_assets.landing import landing_metadata
-from stedi_assets.masking import mask_emails, masked
+from stedi_assets.masking import mask_emails, masked, masks_errors
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
@@ -89,6 +89,7 @@ def _materialize(
         engine.release(held)
 
 
+@masks_errors
 def _derive(
     context: AssetExecutionContext,
     lakehouse: StediLakehouse,
@@ -100,6 +101,7 @@ def _derive(
     yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
 
 
+@masks_errors
 def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
     landing = lakehouse.read_landing(feed)
     engine = lakehouse.get_engine()

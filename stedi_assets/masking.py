@@ -9,8 +9,9 @@ and the first two characters: enough to find the record, not to read it.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from dagster import MetadataValue
@@ -69,3 +70,37 @@ Event = TypeVar("Event")
 def masked(event: Event) -> Event:
     """An ``Output`` or ``AssetCheckResult`` whose metadata is masked."""
     return event.with_metadata(mask_metadata(event.metadata))  # type: ignore[attr-defined]
+
+
+Step = TypeVar("Step")
+
+
+def masking_errors(steps: Iterator[Step]) -> Iterator[Step]:
+    """``steps``, except that an error whose message holds an email address is raised again masked.
+
+    A step's error goes into the event log too (message and cause chain). The
+    masked error has the same type where it can be built from one message,
+    and no cause: the original one would carry the address.
+    """
+    try:
+        yield from steps
+    except Exception as error:
+        message = str(error)
+        masked_message = mask_emails(message)
+        if masked_message == message:
+            raise
+        try:
+            replacement = type(error)(masked_message)
+        except Exception:
+            replacement = RuntimeError(masked_message)
+        raise replacement from None
+
+
+def masks_errors(step: Callable[..., Iterator[Step]]) -> Callable[..., Iterator[Step]]:
+    """A generator function whose errors are masked as :func:`masking_errors` does."""
+
+    @functools.wraps(step)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Step]:
+        yield from masking_errors(step(*args, **kwargs))
+
+    return wrapper
