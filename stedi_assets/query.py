@@ -39,8 +39,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from stedi_assets.resources import StediLakehouse
-from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.storage import Store, is_s3_uri
 
 ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "bigint": pa.int64(), "double": pa.float64()}
