@@ -228,7 +228,10 @@ def query_batches(
     check_read_only(sql)
     if isinstance(lakehouse, str):
         lakehouse = StediLakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
-    connection = connect(lakehouse, memory_limit)
+    try:
+        connection = connect(lakehouse, memory_limit)
+    except duckdb.Error as error:
+        raise QueryError(_one_line(error)) from None
     try:
         try:
             relation = connection.sql(sql)

@@ -171,10 +171,14 @@ def parse_glue_database(text: str) -> str:
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
 def parse_memory_limit(text: str) -> str:
     match = _SIZE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None or float(match.group(1)) <= 0:
-        raise _Rejected("a size with its unit, e.g. 500MB, 2GB or 4GiB")
+    # Below about a megabyte DuckDB cannot even open its connection.
+    if match is None or float(match.group(1)) * _UNITS[match.group(2).lower()] < 2**20:
+        raise _Rejected("a size with its unit, at least 1MiB, e.g. 500MB, 2GB or 4GiB")
     return f"{match.group(1)}{match.group(2)}"
 
 

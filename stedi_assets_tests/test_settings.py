@@ -38,7 +38,7 @@ BAD = {
     "STEDI_QUARANTINE_MAX_SHARE": ["abc", "2", "nan", "-0.1", "inf", "1%"],
     "STEDI_CONSENT_SCOPE": ["always", "from-consent-date", "ANY_TIME"],
     "STEDI_MAX_FILE_MB": ["0", "-5", "1.5", "abc", "1GB", "10000000000"],
-    "STEDI_QUERY_MEMORY_LIMIT": ["abc", "2", "0GB", "-1GB", "2 parsecs", "80%"],
+    "STEDI_QUERY_MEMORY_LIMIT": ["abc", "2", "0GB", "-1GB", "2 parsecs", "80%", "10KB", "1000000B"],
     "AWS_MAX_ATTEMPTS": ["abc", "0", "-1", "2.5", "three"],
 }
 
@@ -58,7 +58,8 @@ GOOD = {
     "STEDI_QUARANTINE_MAX_SHARE": [("0", 0.0), ("0.25", 0.25), ("1", 1.0), ("1e-3", 0.001)],
     "STEDI_CONSENT_SCOPE": [("any_time", "any_time"), ("from_consent_date", "from_consent_date")],
     "STEDI_MAX_FILE_MB": [("1", 1), ("2048", 2048)],
-    "STEDI_QUERY_MEMORY_LIMIT": [("2GB", "2GB"), ("500MB", "500MB"), ("4GiB", "4GiB"), ("1.5 GB", "1.5GB")],
+    "STEDI_QUERY_MEMORY_LIMIT": [("2GB", "2GB"), ("500MB", "500MB"), ("4GiB", "4GiB"), ("1.5 GB", "1.5GB"),
+                                 ("1MiB", "1MiB")],
     "AWS_MAX_ATTEMPTS": [("1", 1), ("10", 10)],
 }
 
