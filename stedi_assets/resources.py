@@ -79,6 +79,11 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    consent_scope: str = Field(
+        default="any_time",
+        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
+        "(only readings taken at or after shareWithResearchAsOfDate).",
+    )
     glue_database: str = Field(
         default="",
         description="Glue Data Catalog database to register every published table in; empty for none.",
@@ -307,6 +312,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
         quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),

@@ -192,6 +192,19 @@ for _feed in FEEDS:
         QUARANTINE_COLUMNS, f"Records of the {_feed} feed that are unparseable or break the {_feed}_landing schema.",
     )
 
+QUARANTINED_CUSTOMERS = TableSchema(
+    "quarantined_customers", "quarantine",
+    "one row per customer_quarantine record: whose it is, as far as it can be read",
+    (
+        QUARANTINE_COLUMNS[0],
+        QUARANTINE_COLUMNS[1],
+        Column("email", "string", "Email identity recovered from the raw text; null if none can be.", pii=True),
+        Column("lastUpdateDate", "bigint", "lastUpdateDate recovered from the raw text; null if unreadable."),
+    ),
+    "Derived in memory from customer_quarantine.raw_text for customer_trusted; not stored.",
+)
+"""Who the quarantined customer records belong to: an input of customer_trusted (see rules.held_back_customers)."""
+
 FEED_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_landing"] for feed in FEEDS}
 QUARANTINE_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_quarantine"] for feed in FEEDS}
 ZONE_TABLES: tuple[str, ...] = tuple(name for name, table in TABLES.items() if table.zone != "quarantine")

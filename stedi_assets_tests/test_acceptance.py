@@ -28,7 +28,7 @@ def test_reference_counts_and_every_check(stedi_landing, make_lakehouse, tmp_pat
     failed = {key for key, passed in outcomes.items() if not passed}
     # The time-only join pairs 2,700 rows of different customers: reported, as a warning.
     assert failed == {("machine_learning_curated", "cross_customer_pairs")}
-    assert len(outcomes) == 27
+    assert len(outcomes) == 32
 
     for name, table in TABLES.items():
         manifest = json.loads((tmp_path / "lakehouse" / table.zone / name / "_manifest.json").read_text())

@@ -146,7 +146,7 @@ def test_customer_curated_consent_check():
 
 
 def test_step_trainer_trusted_device_check():
-    inputs = {"customer_curated": CONSENTING}
+    inputs = {"customer_curated": CONSENTING, "customer_landing": LANDING, "customer_trusted": CONSENTING}
     assert run_check("step_trainer_trusted", "curated_devices_only", steps(("s-y", T0)), inputs=inputs)[0]
     passed, metadata = run_check(
         "step_trainer_trusted", "curated_devices_only", steps(("s-y", T0), ("s-n", T0)), inputs=inputs

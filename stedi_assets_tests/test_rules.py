@@ -159,7 +159,7 @@ def test_customer_curated_needs_readings_and_lists_each_customer_once():
 def test_step_trainer_trusted_keeps_curated_devices_only():
     curated = customers({"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0})
     landing = steps(("s-a", T0), ("s-a", T0 + 1), ("s-unknown", T0))
-    result = collect(rules.step_trainer_trusted(landing, curated))
+    result = collect(rules.step_trainer_trusted(landing, curated, curated, curated))
     assert result["serialNumber"].to_list() == ["s-a", "s-a"]
 
 
