@@ -156,15 +156,17 @@ TABLES: dict[str, TableSchema] = {
             STEP_TRAINER_COLUMNS, "Every step-trainer record delivered, typed.",
         ),
         TableSchema(
-            "customer_trusted", "trusted", "one row per customer (email) who consented to research",
+            "customer_trusted", "trusted", "one row per customer (email identity) who consented to research",
             CUSTOMER_COLUMNS,
-            "Each email's current record (latest lastUpdateDate) where shareWithResearchAsOfDate is set.",
+            "Each customer's current record (latest lastUpdateDate) where shareWithResearchAsOfDate is set, unless "
+            "a quarantined record of theirs may be newer; email trimmed and lower-cased.",
             key=("email",),
         ),
         TableSchema(
             "accelerometer_trusted", "trusted", "one row per accelerometer reading of a consenting customer",
             ACCELEROMETER_COLUMNS,
-            "Accelerometer readings whose user is a customer in customer_trusted.",
+            "Accelerometer readings whose user is a customer in customer_trusted (within the consent scope); "
+            "user trimmed and lower-cased.",
         ),
         TableSchema(
             "customer_curated", "curated", "one row per consenting customer with accelerometer readings",
@@ -175,7 +177,8 @@ TABLES: dict[str, TableSchema] = {
         TableSchema(
             "step_trainer_trusted", "trusted", "one row per step-trainer reading of a curated customer's device",
             STEP_TRAINER_COLUMNS,
-            "Step-trainer readings whose serialNumber belongs to a customer in customer_curated.",
+            "Step-trainer readings whose serialNumber belongs to a customer in customer_curated and to no customer "
+            "outside customer_trusted (within the consent scope).",
         ),
         TableSchema(
             "machine_learning_curated", "curated",
