@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 import narwhals as nw
 
-from stedi_assets.schemas import RESEARCH_CONSENT, TABLES
+from stedi_assets.schemas import EPOCH_MS_MAX, EPOCH_MS_MIN, RESEARCH_CONSENT, TABLES
 
 CONSENT_SCOPES = ("any_time", "from_consent_date")
 """Which readings a consent covers: every one (the reference rule), or those taken from the consent date on."""
@@ -136,12 +136,17 @@ def _field(record: dict, name: str) -> object:
 
 
 def _as_epoch_ms(value: object) -> int | None:
+    """An integer (or integer text) within the valid epoch-millisecond range; None otherwise.
+
+    A value out of range (seconds instead of milliseconds, say) says nothing
+    about when the record was written, so it cannot prove the record older.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and EPOCH_MS_MIN <= value <= EPOCH_MS_MAX:
+        return value
     return None
 
 
@@ -151,7 +156,8 @@ def recover_identity(raw_text: str | None) -> tuple[str | None, int | None]:
     The record is parsed as JSON if possible; otherwise (cut short, not JSON)
     an ``"email"`` key is looked for in any letter case, and a
     ``"lastUpdateDate"`` with an integer value. A lastUpdateDate that is not
-    an integer (or integer text) is unreadable: such a record may be the newest.
+    an integer (or integer text) of the valid epoch-millisecond range is
+    unreadable: such a record may be the newest.
     """
     if not raw_text:
         return None, None
@@ -171,7 +177,7 @@ def recover_identity(raw_text: str | None) -> tuple[str | None, int | None]:
             except ValueError:
                 email = found.group(1)
         update = _LAST_UPDATE_FIELD.search(raw_text)
-        last_update = int(update.group(1)) if update else None
+        last_update = _as_epoch_ms(int(update.group(1))) if update else None
     email = identity_of(email) if isinstance(email, str) else None
     return email or None, last_update
 

@@ -253,6 +253,9 @@ def test_trusted_tables_store_the_normalized_email_and_match_readings_by_identit
         ('{"email": "ann@x.com", "lastUpdateDate": "yesterday"}', ("ann@x.com", None)),
         ('{"email": "ann@x.com", "lastUpdateDate": 1.6e12}', ("ann@x.com", None)),
         ('{"email": "ann@x.com"}', ("ann@x.com", None)),
+        # out of range (seconds, not milliseconds): it proves nothing about when the record was written
+        ('{"email": "ann@x.com", "lastUpdateDate": 1655564000}', ("ann@x.com", None)),
+        ('{"email": "ann@x.com", "lastUpdateDate": 1655564000, "phone": "80', ("ann@x.com", None)),
         # not JSON (cut short): found by the tolerant pattern
         ('{"Email" : "ann@x.com", "lastUpdateDate": 1655564000001, "phone": "80', ("ann@x.com", 1655564000001)),
         ('{"email": "ann@x.com", "lastUpdateDate": 16555', ("ann@x.com", None)),
@@ -260,6 +263,7 @@ def test_trusted_tables_store_the_normalized_email_and_match_readings_by_identit
         ('{"email": null, "lastUpdateDate": 1655564000001}', (None, 1655564000001)),
         ('{"email": "  ", "lastUpdateDate": 1655564000001}', (None, 1655564000001)),
         ('{"customerName": "Ann", "lastUpdateDate": 1', (None, None)),
+        ('{"customerName": "Ann", "lastUpdateDate": 1655564000001, "ph', (None, 1655564000001)),
         ("[1, 2]", (None, None)),
         ("not json", (None, None)),
         ("", (None, None)),
