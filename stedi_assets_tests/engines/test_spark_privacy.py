@@ -87,7 +87,7 @@ def test_shared_devices_and_consent_scope_alike(spark):
         customer("bob@x.com", 0, T0, serialNumber="shared"),
         customer("cat@x.com", 0, None, serialNumber="shared"),  # no consent: "shared" is not attributable
     ]
-    reading_rows = [{"user": "ann@x.com", "timestamp": T0 + i} for i in range(10)]
+    reading_rows = [{"user": user, "timestamp": T0 + i} for user in ("ann@x.com", "bob@x.com") for i in range(10)]
     step_rows = [{"sensorReadingTime": T0 + i, "serialNumber": s, "distanceFromObject": 1} for s in ("own", "shared") for i in range(10)]
     outputs = []
     for landing, readings, steps in zip(
@@ -98,13 +98,16 @@ def test_shared_devices_and_consent_scope_alike(spark):
         trusted = rules.customer_trusted(landing)
         accelerometer = rules.accelerometer_trusted(readings, trusted, from_consent_date=True)
         curated = rules.customer_curated(trusted, accelerometer)
-        outputs.append((accelerometer, rules.step_trainer_trusted(steps, trusted, landing, trusted, from_consent_date=True)))
-    accelerometer = same(outputs[0][0], outputs[1][0])
-    steps = same(outputs[0][1], outputs[1][1])
-    assert accelerometer["timestamp"].to_list() == [T0 + i for i in range(5, 10)]
+        steps = rules.step_trainer_trusted(steps, curated, landing, trusted, from_consent_date=True)
+        outputs.append((accelerometer, curated, steps))
+    accelerometer, curated, steps = (same(on_spark, on_polars) for on_spark, on_polars in zip(*outputs))
+    # Ann's readings from her consent on; all of Bob's (he consented at T0).
+    assert accelerometer.filter(pl.col("user") == "ann@x.com")["timestamp"].to_list() == [T0 + i for i in range(5, 10)]
+    assert accelerometer.filter(pl.col("user") == "bob@x.com").height == 10
+    assert curated["email"].to_list() == ["ann@x.com", "bob@x.com"]
+    # Bob's device is Cat's too, and Cat does not consent: none of its readings.
     assert steps["serialNumber"].unique().to_list() == ["own"]
     assert steps["sensorReadingTime"].to_list() == [T0 + i for i in range(5, 10)]
-    assert curated is not None
 
 
 # -- checks on violating Spark frames -----------------------------------------------------
