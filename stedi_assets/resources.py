@@ -85,6 +85,11 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    consent_scope: str = Field(
+        default="any_time",
+        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
+        "(only readings taken at or after shareWithResearchAsOfDate).",
+    )
     glue_database: str = Field(
         default="",
         description="Glue Data Catalog database to register every published table in; empty for none.",
@@ -295,6 +300,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
         # Dagster's EnvVar resolves to text or integers only: these are passed as values.
         quarantine_max_share=settings.quarantine_max_share,
