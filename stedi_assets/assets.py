@@ -27,9 +27,10 @@ from dagster import TableSchema as DagsterTableSchema
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
 from stedi_assets.landing import landing_metadata
+from stedi_assets.masking import mask_emails, masked, masks_errors
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import QUARANTINED_CUSTOMERS, TABLES
 
 
 def column_schema(table: str) -> DagsterTableSchema:
@@ -57,8 +58,9 @@ def _materialize(
             table=table,
             frame=held,
             inputs=inputs,
-            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer),
+            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer, lakehouse.consent_scope),
             same_customer=lakehouse.same_customer,
+            consent_scope=lakehouse.consent_scope,
             records_read=records_read,
             quarantine=quarantine,
             quarantined=quarantined,
@@ -71,7 +73,7 @@ def _materialize(
             c.name for c, r in results if c.blocking and not r.passed and r.severity == AssetCheckSeverity.ERROR
         ]
         if blocked:
-            context.log.error(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}")
+            context.log.error(mask_emails(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}"))
         else:
             metadata = {
                 "dagster/row_count": MetadataValue.int(check_input.rows),
@@ -80,13 +82,33 @@ def _materialize(
             }
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
-            yield Output(held, output_name=output_name, metadata=metadata)
+            # Everything emitted goes to the event log: no email address in it, whatever a value holds.
+            yield masked(Output(held, output_name=output_name, metadata=metadata))
         for _, result in results:
-            yield result
+            yield masked(result)
     finally:
         engine.release(held)
 
 
+def _from_consent_date(lakehouse: StediLakehouse) -> bool:
+    if lakehouse.consent_scope not in rules.CONSENT_SCOPES:
+        raise ValueError(
+            f"unknown consent_scope {lakehouse.consent_scope!r}; choose one of: {', '.join(rules.CONSENT_SCOPES)}"
+        )
+    return lakehouse.consent_scope == "from_consent_date"
+
+
+def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
+    """Whose each quarantined customer record is, as a frame of the engine in use.
+
+    The customer feed is small and its quarantine smaller: the raw texts are
+    read into Python, where the JSON parser can recover what a frame cannot.
+    """
+    texts = customer_quarantine.select("source_file", "line", "raw_text").collect().rows()
+    return lakehouse.get_engine().frame(rules.quarantined_customer_rows(texts), QUARANTINED_CUSTOMERS)
+
+
+@masks_errors
 def _derive(
     context: AssetExecutionContext,
     lakehouse: StediLakehouse,
@@ -98,13 +120,14 @@ def _derive(
     yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
 
 
+@masks_errors
 def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
     landing = lakehouse.read_landing(feed)
     engine = lakehouse.get_engine()
     quarantine = engine.hold(landing.quarantine)
     quarantined = row_count(quarantine)
     context.log.info(
-        f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined"
+        mask_emails(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined")
     )
     try:
         # The quarantine is published even when the landing table is not:
@@ -162,9 +185,17 @@ def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehou
 
 
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
-def customer_trusted(context: AssetExecutionContext, lakehouse: StediLakehouse, customer_landing: nw.LazyFrame):
-    """One row per customer (email) whose current record consents to research."""
-    yield from _derive(context, lakehouse, "customer_trusted", rules.customer_trusted, customer_landing=customer_landing)
+def customer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    customer_landing: nw.LazyFrame,
+    customer_quarantine: nw.LazyFrame,
+):
+    """One row per customer (email identity) whose current record consents and none of whose records is unreadable."""
+    yield from _derive(
+        context, lakehouse, "customer_trusted", rules.customer_trusted,
+        customer_landing=customer_landing, quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
+    )
 
 
 @asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
@@ -176,7 +207,8 @@ def accelerometer_trusted(
 ):
     """One row per accelerometer reading of a customer in customer_trusted."""
     yield from _derive(
-        context, lakehouse, "accelerometer_trusted", rules.accelerometer_trusted,
+        context, lakehouse, "accelerometer_trusted",
+        partial(rules.accelerometer_trusted, from_consent_date=_from_consent_date(lakehouse)),
         accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
     )
 
@@ -201,11 +233,15 @@ def step_trainer_trusted(
     lakehouse: StediLakehouse,
     step_trainer_landing: nw.LazyFrame,
     customer_curated: nw.LazyFrame,
+    customer_landing: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
 ):
-    """One row per step-trainer reading of a device that belongs to a curated customer."""
+    """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
     yield from _derive(
-        context, lakehouse, "step_trainer_trusted", rules.step_trainer_trusted,
+        context, lakehouse, "step_trainer_trusted",
+        partial(rules.step_trainer_trusted, from_consent_date=_from_consent_date(lakehouse)),
         step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
+        customer_landing=customer_landing, customer_trusted=customer_trusted,
     )
 
 

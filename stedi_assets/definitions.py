@@ -13,8 +13,9 @@ from stedi_assets.operations.sensors import (
     build_stale_table_alert_sensor,
     build_tick_alert_sensor,
 )
-from stedi_assets.resources import build_resources, operations_settings
+from stedi_assets.resources import build_resources
 from stedi_assets.schemas import TABLES
+from stedi_assets.settings import read_settings
 
 # Group names come from the zone each table is declared in, applied here once.
 zone_assets = [
@@ -35,7 +36,7 @@ stedi_audit_job = build_audit_job(AUDIT_CHECKS)
 
 def build_definitions() -> Definitions:
     """The code location, with resources and operations configured from the current environment."""
-    settings = operations_settings()
+    settings = read_settings()
     assets = with_curated_freshness(zone_assets, settings)
     landing = {"customer": customer_landing, "accelerometer": accelerometer_landing, "step_trainer": step_trainer_landing}
     interval = settings.sensor_interval_seconds

@@ -1,4 +1,4 @@
-"""The lakehouse resource, its IO manager, and the one place the environment is read.
+"""The lakehouse resource, its IO manager, and the resources built from the settings.
 
 Layout under the lakehouse root (a local folder or ``s3://bucket/prefix``)::
 
@@ -36,16 +36,22 @@ from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
+from stedi_assets.masking import mask_metadata
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES
+from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
+    DEFAULT_LAKEHOUSE_URI,
+    DEFAULT_LANDING_URI,
+    DEFAULT_S3_MAX_ATTEMPTS,
+    ML_JOINS,
+    Settings,
+    check_lakehouse_fields,
+    parse_spark_conf,
+    read_settings,
+)
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 
 MANIFEST = "_manifest.json"
-DEFAULT_LANDING_URI = "data/landing"
-DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
-ML_JOINS = ("time", "same_customer")
-# Few retries: an unreachable S3 endpoint should fail a run in seconds.
-DEFAULT_S3_MAX_ATTEMPTS = 3
 
 
 class LandingError(RuntimeError):
@@ -79,6 +85,11 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    consent_scope: str = Field(
+        default="any_time",
+        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
+        "(only readings taken at or after shareWithResearchAsOfDate).",
+    )
     glue_database: str = Field(
         default="",
         description="Glue Data Catalog database to register every published table in; empty for none.",
@@ -102,6 +113,12 @@ class StediLakehouse(ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
     _s3_store: Store | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Runs when a run initializes its resources, before any step reads or
+        # publishes anything: launchpad config gets the same checks as the
+        # environment (whose EnvVars are resolved by now).
+        check_lakehouse_fields(dict(self))
 
     # -- engine and storage --------------------------------------------------
 
@@ -242,12 +259,12 @@ class LakehouseIOManager(IOManager):
         counted = (context.output_metadata or {}).get("dagster/row_count")
         rows = getattr(counted, "value", counted)
         published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id, rows=rows)
-        context.add_output_metadata({"uri": published.uri, "version": published.version})
+        context.add_output_metadata(mask_metadata({"uri": published.uri, "version": published.version}))
         if self.lakehouse.glue_database:
             from stedi_assets.catalog import publish_to_glue
 
             glue_table = publish_to_glue(self.lakehouse, context.asset_key.path[-1], published)
-            context.add_output_metadata({"glue_table": glue_table})
+            context.add_output_metadata(mask_metadata({"glue_table": glue_table}))
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         return self.lakehouse.read_table(list(context.asset_key.path))
@@ -263,123 +280,46 @@ def lakehouse_io_manager(init_context: InitResourceContext) -> LakehouseIOManage
     return LakehouseIOManager(init_context.resources.lakehouse)
 
 
-def _share(environ: Mapping[str, str], variable: str) -> float:
-    # Dagster's EnvVar resolves to text or integers only, so a share is read here, as a number.
-    text = environ.get(variable)
-    if not text:
-        return DEFAULT_QUARANTINE_MAX_SHARE
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"{variable}={text!r}: expected a share between 0 and 1, e.g. 0.01")
-    return share
-
-
-def parse_spark_conf(text: str) -> dict[str, str]:
-    """``spark.a=1,spark.b=2`` as a dict; every key must be a ``spark.*`` setting."""
-    conf = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        key = key.strip()
-        if not equals or not key.startswith("spark."):
-            raise ValueError(f"STEDI_SPARK_CONF: {item!r} is not a spark.*=value setting")
-        conf[key] = value.strip()
-    return conf
-
-
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The resources for this environment; the only place STEDI_* variables are read.
+    """The resources for this environment, from the validated settings (``settings.read_settings``).
 
-    A variable that is set is passed as an EnvVar, so the UI shows its name
-    rather than its value and it is resolved when a run starts.
+    Raises ``SettingsError`` (one line) for a setting that is not valid. A
+    variable that is set is passed as an EnvVar, so the UI shows its name
+    rather than its value and it is resolved when a run starts; it has been
+    validated here first.
     """
-    environ = os.environ if environ is None else environ
+    settings = read_settings(environ)
 
     def setting(variable: str, default: str) -> str:
-        return EnvVar(variable) if environ.get(variable) else default
+        return EnvVar(variable) if settings.is_set(variable) else default
 
     lakehouse = StediLakehouse(
-        s3=s3_resource(environ),
+        s3=s3_resource(os.environ if environ is None else environ, settings),
         landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
         lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
-        quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
+        # Dagster's EnvVar resolves to text or integers only: these are passed as values.
+        quarantine_max_share=settings.quarantine_max_share,
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
-        spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
+        spark_conf=settings.spark_conf,
     )
     # Imported here: the operations package reads tables through this module.
-    from stedi_assets.operations.alerts import DEFAULT_EMAIL_FROM, DEFAULT_UI_URL, SEVERITIES, StediAlerts
+    from stedi_assets.operations.alerts import StediAlerts
 
-    min_severity = environ.get("STEDI_ALERT_MIN_SEVERITY", "WARN") or "WARN"
-    if min_severity not in SEVERITIES:
-        raise ValueError(f"STEDI_ALERT_MIN_SEVERITY={min_severity!r}: choose one of {', '.join(SEVERITIES)}")
     alerts = StediAlerts(
         webhook_url=setting("STEDI_ALERT_WEBHOOK_URL", ""),
         email_to=setting("STEDI_ALERT_EMAIL_TO", ""),
-        email_from=setting("STEDI_ALERT_EMAIL_FROM", DEFAULT_EMAIL_FROM),
+        email_from=setting("STEDI_ALERT_EMAIL_FROM", settings.alert_email_from),
         # A secret: always by name, never as a value the UI would show.
         smtp_url=setting("STEDI_SMTP_URL", ""),
-        min_severity=setting("STEDI_ALERT_MIN_SEVERITY", "WARN"),
-        ui_url=setting("STEDI_UI_URL", DEFAULT_UI_URL),
+        min_severity=setting("STEDI_ALERT_MIN_SEVERITY", settings.alert_min_severity),
+        ui_url=setting("STEDI_UI_URL", settings.ui_url),
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": alerts}
-
-
-@dataclass(frozen=True)
-class OperationsSettings:
-    """Settings of sensors, schedules and freshness policies: fixed when the code location loads."""
-
-    sensor_interval_seconds: int = 15
-    audit_cron: str = "0 * * * *"
-    full_run_cron: str = "0 3 * * *"
-    freshness_warn_minutes: int = 12 * 60
-    freshness_fail_minutes: int = 24 * 60
-
-
-def operations_settings(environ: Mapping[str, str] | None = None) -> OperationsSettings:
-    """Sensor interval, schedules and freshness windows, from the STEDI_* variables that are set.
-
-    Read when the code location loads (Dagster needs them to declare sensors
-    and schedules), so they are values, not EnvVars; each is validated here
-    with a one-line error naming the variable.
-    """
-    from dagster._utils.schedules import is_valid_cron_string
-
-    environ = os.environ if environ is None else environ
-    defaults = OperationsSettings()
-
-    def positive(variable: str, default: int) -> int:
-        text = environ.get(variable)
-        if not text:
-            return default
-        if not text.strip().isdigit() or int(text) < 1:
-            raise ValueError(f"{variable}={text!r}: expected a whole number above 0")
-        return int(text)
-
-    def cron(variable: str, default: str) -> str:
-        text = environ.get(variable) or default
-        if not is_valid_cron_string(text):
-            raise ValueError(f"{variable}={text!r}: not a cron expression (e.g. '0 * * * *')")
-        return text
-
-    settings = OperationsSettings(
-        sensor_interval_seconds=positive("STEDI_SENSOR_INTERVAL_SECONDS", defaults.sensor_interval_seconds),
-        audit_cron=cron("STEDI_AUDIT_CRON", defaults.audit_cron),
-        full_run_cron=cron("STEDI_FULL_RUN_CRON", defaults.full_run_cron),
-        freshness_warn_minutes=positive("STEDI_FRESHNESS_WARN_MINUTES", defaults.freshness_warn_minutes),
-        freshness_fail_minutes=positive("STEDI_FRESHNESS_FAIL_MINUTES", defaults.freshness_fail_minutes),
-    )
-    if settings.freshness_warn_minutes >= settings.freshness_fail_minutes:
-        raise ValueError(
-            f"STEDI_FRESHNESS_WARN_MINUTES={settings.freshness_warn_minutes} must be below "
-            f"STEDI_FRESHNESS_FAIL_MINUTES={settings.freshness_fail_minutes}"
-        )
-    return settings
 
 
 # The standard AWS variables, as the S3Resource fields they configure. boto3
@@ -396,12 +336,13 @@ _AWS_SETTINGS = {
 }
 
 
-def s3_resource(environ: Mapping[str, str]) -> S3Resource:
+def s3_resource(environ: Mapping[str, str], settings: Settings | None = None) -> S3Resource:
     """The S3 connection configured from the standard AWS variables that are set."""
+    settings = read_settings(environ) if settings is None else settings
     fields: dict[str, Any] = {}
     for name, variables in _AWS_SETTINGS.items():
         variable = next((v for v in variables if environ.get(v)), None)
         if variable is not None:
             fields[name] = EnvVar(variable)
-    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if environ.get("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
+    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if settings.is_set("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
     return S3Resource(**fields)

@@ -1,7 +1,9 @@
 """The code location as Dagster loads it: assets, groups, lineage, checks, settings.
 
 Covers build_resources (the STEDI_* variables) and launchpad configuration of
-the lakehouse resource. Running the tables is covered elsewhere.
+the lakehouse resource, including a bad launchpad value failing the run before
+anything is published. Running the tables is covered elsewhere; each
+setting's accepted values are in test_settings.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 from stedi_assets.checks import CHECKS
 from stedi_assets.definitions import build_definitions, defs, zone_assets
 from stedi_assets.operations.audit import AUDIT_CHECKS
-from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources, operations_settings
+from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import normalize_uri
 
@@ -35,10 +37,10 @@ def test_assets_groups_and_lineage():
         "customer_landing": set(),
         "accelerometer_landing": set(),
         "step_trainer_landing": set(),
-        "customer_trusted": {"customer_landing"},
+        "customer_trusted": {"customer_landing", "customer_quarantine"},
         "accelerometer_trusted": {"accelerometer_landing", "customer_trusted"},
         "customer_curated": {"customer_trusted", "accelerometer_trusted"},
-        "step_trainer_trusted": {"step_trainer_landing", "customer_curated"},
+        "step_trainer_trusted": {"step_trainer_landing", "customer_curated", "customer_landing", "customer_trusted"},
         "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
         "customer_quarantine": set(),
         "accelerometer_quarantine": set(),
@@ -64,16 +66,20 @@ def test_stedi_job_runs_the_in_step_checks_and_the_audit_job_only_the_audits():
 
 
 def test_settings_come_from_the_environment_as_env_vars():
-    lakehouse = build_resources({"STEDI_LAKEHOUSE_URI": "s3://bucket/lake", "STEDI_PROFILE": "stedi-reference"})["lakehouse"]
+    lakehouse = build_resources(
+        {"STEDI_LAKEHOUSE_URI": "s3://bucket/lake", "STEDI_PROFILE": "stedi-reference", "STEDI_CONSENT_SCOPE": "from_consent_date"}
+    )["lakehouse"]
     # A set variable is passed by name, so the UI shows the name and the value is resolved at run time.
     assert lakehouse.lakehouse_uri == EnvVar("STEDI_LAKEHOUSE_URI")
     assert lakehouse.profile == EnvVar("STEDI_PROFILE")
+    assert lakehouse.consent_scope == EnvVar("STEDI_CONSENT_SCOPE")
 
 
 def test_defaults_without_environment():
     lakehouse = build_resources({})["lakehouse"]
     assert lakehouse.lakehouse_uri == normalize_uri(DEFAULT_LAKEHOUSE_URI)
     assert (lakehouse.profile, lakehouse.engine, lakehouse.ml_join) == ("", "polars", "time")
+    assert lakehouse.consent_scope == "any_time"
 
 
 def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
@@ -85,6 +91,44 @@ def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
     assert result.success
     manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
     assert manifest["rows"] == 482
+
+
+def test_launchpad_consent_scope(stedi_landing, tmp_path):
+    job = build_definitions().resolve_job_def("stedi_job")
+    config = {
+        "landing_uri": str(stedi_landing), "lakehouse_uri": str(tmp_path / "lake"), "profile": "stedi-reference",
+        "consent_scope": "from_consent_date",
+    }
+    result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}})
+
+    assert result.success
+    manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
+    assert manifest["rows"] == 464
+
+
+@pytest.mark.parametrize(
+    "field, value, accepted",
+    [
+        ("profile", "wrong", "one of stedi-reference, simulated, or empty for none"),
+        ("ml_join", "wrong", "one of time, same_customer"),
+        ("engine", "pandas", "one of polars, spark"),
+        ("consent_scope", "sometimes", "one of any_time, from_consent_date"),
+    ],
+)
+def test_bad_launchpad_config_fails_the_run_before_anything_is_published(stedi_landing, tmp_path, field, value, accepted):
+    job = build_definitions().resolve_job_def("stedi_job")
+    config = {"landing_uri": str(stedi_landing), "lakehouse_uri": str(tmp_path / "lake"), field: value}
+    result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}}, raise_on_error=False)
+
+    assert not result.success
+    assert not (tmp_path / "lake").exists()  # no table, not even a quarantine table
+    assert result.get_asset_materialization_events() == []
+    failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
+    error = failure.event_specific_data.error
+    assert error.cls_name == "SettingsError"
+    assert error.message.strip() == (
+        f"stedi_assets.settings.SettingsError: lakehouse.config.{field}={value!r} is not valid: expected {accepted}"
+    )
 
 
 # -- operations: sensors, schedules, freshness, alert settings ------------------------------------
@@ -127,20 +171,6 @@ def test_operations_settings_reach_sensors_schedules_and_freshness_policies(monk
     )
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        ("STEDI_SENSOR_INTERVAL_SECONDS", "soon", "STEDI_SENSOR_INTERVAL_SECONDS='soon': expected a whole number above 0"),
-        ("STEDI_SENSOR_INTERVAL_SECONDS", "0", "expected a whole number above 0"),
-        ("STEDI_AUDIT_CRON", "hourly", "STEDI_AUDIT_CRON='hourly': not a cron expression"),
-        ("STEDI_FRESHNESS_WARN_MINUTES", "5000", "must be below STEDI_FRESHNESS_FAIL_MINUTES=1440"),
-    ],
-)
-def test_bad_operations_settings_are_one_line_errors_naming_the_variable(variable, value, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        operations_settings({variable: value})
-
-
 def test_alert_settings_are_env_vars_and_the_smtp_url_never_a_value():
     environ = {
         "STEDI_ALERT_WEBHOOK_URL": "https://hooks.example.org/T/B/X",
@@ -158,5 +188,3 @@ def test_alert_settings_are_env_vars_and_the_smtp_url_never_a_value():
     assert (defaults.webhook_url, defaults.email_to, defaults.min_severity, defaults.ui_url) == (
         "", "", "WARN", "http://localhost:3000",
     )
-    with pytest.raises(ValueError, match="STEDI_ALERT_MIN_SEVERITY='INFO': choose one of WARN, ERROR"):
-        build_resources({"STEDI_ALERT_MIN_SEVERITY": "INFO"})

@@ -56,3 +56,6 @@ class Engine(Protocol):
 
     def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
         """Write ``frame`` as Parquet files into ``directory_uri``; return their URIs."""
+
+    def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
+        """A small frame of this engine from rows held in Python, one value per declared column."""

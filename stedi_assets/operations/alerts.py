@@ -26,14 +26,20 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from urllib.parse import unquote, urlparse
 
 from dagster import AssetCheckSeverity, ConfigurableResource
 from pydantic import Field
 
-SEVERITIES = ("WARN", "ERROR")
-DEFAULT_UI_URL = "http://localhost:3000"
-DEFAULT_EMAIL_FROM = "stedi-lakehouse@localhost"
+from stedi_assets.settings import (
+    ALERT_SEVERITIES,
+    DEFAULT_EMAIL_FROM,
+    DEFAULT_UI_URL,
+    SettingsError,
+    SmtpServer,
+    smtp_server,
+)
+
+SEVERITIES = ALERT_SEVERITIES
 
 _log = logging.getLogger(__name__)
 
@@ -60,39 +66,15 @@ class Alert:
         return {"text": self.text()}
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    host: str
-    port: int
-    user: str | None
-    password: str | None
-    implicit_tls: bool
-
-
 def parse_smtp_url(url: str) -> SmtpServer:
-    """``smtp://user:password@host:port`` (or ``smtps://``) as its parts; a one-line error names the problem."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
-        # Never echo the URL: it may hold a password.
-        raise ValueError("STEDI_SMTP_URL: expected smtp://user:password@host:port or smtps://...")
-    try:
-        port = parsed.port
-    except ValueError:
-        raise ValueError("STEDI_SMTP_URL: the port is not a number") from None
-    implicit_tls = parsed.scheme == "smtps"
-    return SmtpServer(
-        host=parsed.hostname,
-        port=port or (465 if implicit_tls else 25),
-        user=unquote(parsed.username) if parsed.username else None,
-        password=unquote(parsed.password) if parsed.password else None,
-        implicit_tls=implicit_tls,
-    )
+    """``smtp://user:password@host:port`` (or ``smtps://``) as its parts; the error never shows the URL."""
+    return smtp_server(url)
 
 
 def severity_at_least(severity: AssetCheckSeverity, minimum: str) -> bool:
     """Whether a failed check of ``severity`` is worth an alert under the ``minimum`` setting."""
     if minimum not in SEVERITIES:
-        raise ValueError(f"STEDI_ALERT_MIN_SEVERITY={minimum!r}: choose one of {', '.join(SEVERITIES)}")
+        raise SettingsError(f"alerts.config.min_severity={minimum!r} is not valid: expected one of {', '.join(SEVERITIES)}")
     return SEVERITIES.index(severity.value) >= SEVERITIES.index(minimum)
 
 

@@ -22,6 +22,7 @@ import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from stedi_assets import rules
+from stedi_assets.assets import quarantined_customers
 from stedi_assets.checks import _PERSONAL_IDENTIFIERS, mask_email, row_count
 from stedi_assets.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.schemas import RESEARCH_CONSENT
@@ -58,7 +59,8 @@ def _audit(
 
     ``violations`` returns, for each kind of violation, the offending rows, the
     column to sample and whether that column identifies a person (masked).
-    ``references`` are the other published tables it reads.
+    ``references`` are the other published tables it reads: if one cannot be
+    read, the audit fails (consent cannot be proven).
     """
 
     @asset_check(
@@ -72,6 +74,9 @@ def _audit(
         if not _is_published(lakehouse, table):
             return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata={"published": False})
         try:
+            for reference in references:
+                # Read first, so that a missing reference table is named as the problem.
+                published[reference]
             found = violations(published)
             metadata: dict[str, object] = {"rows": row_count(published[table])}
             for kind, (rows, column, personal) in found.items():
@@ -106,24 +111,35 @@ def _cannot_verify(error: Exception) -> AssetCheckResult:
     )
 
 
-def _withdrawn(frame: nw.LazyFrame, key: str, customer_landing: nw.LazyFrame) -> nw.LazyFrame:
-    """Rows of ``frame`` whose customer's current landing record has no research consent."""
-    current = rules.current_customer_records(customer_landing)
-    return rules.rows_with_key_in(frame, key, current.filter(nw.col(RESEARCH_CONSENT).is_null()), "email")
+def _identities(frame: nw.LazyFrame, column: str) -> nw.LazyFrame:
+    # Emails are compared as identities (trimmed, lower-cased), as every rule and check does.
+    return frame.with_columns(rules.identity(column))
+
+
+def _not_consenting(published: _Published) -> nw.LazyFrame:
+    """Emails whose current landing record has no research consent, or who are held back (an unreadable record)."""
+    landing = published["customer_landing"]
+    current = rules.current_customer_records(landing)
+    withdrawn = current.filter(nw.col(RESEARCH_CONSENT).is_null()).select("email")
+    held_back = rules.held_back_customers(
+        landing, quarantined_customers(published.lakehouse, published["customer_quarantine"])
+    )
+    return rules.distinct(nw.concat([withdrawn, held_back.select("email")]))
 
 
 def _consenting_customers(table: str, reference: str | None) -> Callable[[_Published], dict]:
     def violations(published: _Published) -> dict:
-        frame = published[table]
+        frame = _identities(published[table], "email")
         found = {
             "rows_without_consent": (frame.filter(nw.col(RESEARCH_CONSENT).is_null()), "email", True),
-            "rows_whose_current_record_has_no_consent": (
-                _withdrawn(frame, "email", published["customer_landing"]), "email", True,
+            "rows_whose_current_record_has_no_consent_or_is_held_back": (
+                rules.rows_with_key_in(frame, "email", _not_consenting(published), "email"), "email", True,
             ),
         }
         if reference:
             found[f"rows_not_in_{reference}"] = (
-                rules.rows_with_key_not_in(frame, "email", published[reference], "email"), "email", True,
+                rules.rows_with_key_not_in(frame, "email", _identities(published[reference], "email"), "email"),
+                "email", True,
             )
         return found
 
@@ -131,34 +147,39 @@ def _consenting_customers(table: str, reference: str | None) -> Callable[[_Publi
 
 
 def _consenting_readings(published: _Published) -> dict:
-    readings = published["accelerometer_trusted"]
+    readings = _identities(published["accelerometer_trusted"], "user")
     return {
         "readings_of_users_not_in_customer_trusted": (
-            rules.rows_with_key_not_in(readings, "user", published["customer_trusted"], "email"), "user", True,
+            rules.rows_with_key_not_in(readings, "user", _identities(published["customer_trusted"], "email"), "email"),
+            "user", True,
         ),
-        "readings_of_users_whose_current_record_has_no_consent": (
-            _withdrawn(readings, "user", published["customer_landing"]), "user", True,
+        "readings_of_users_whose_current_record_has_no_consent_or_is_held_back": (
+            rules.rows_with_key_in(readings, "user", _not_consenting(published), "email"), "user", True,
         ),
     }
 
 
-def _curated_devices(table: str) -> Callable[[_Published], dict]:
-    def violations(published: _Published) -> dict:
-        outside = rules.rows_with_key_not_in(
-            published[table], "serialNumber", published["customer_curated"], "serialNumber"
-        )
-        return {"rows_of_devices_not_in_customer_curated": (outside, "serialNumber", False)}
-
-    return violations
-
-
-def _traceable(published: _Published) -> dict:
-    frame = published["machine_learning_curated"]
+def _device_violations(frame: nw.LazyFrame, published: _Published) -> dict:
+    devices = rules.non_consenting_devices(published["customer_landing"], published["customer_trusted"])
     return {
         "rows_of_devices_not_in_customer_curated": (
             rules.rows_with_key_not_in(frame, "serialNumber", published["customer_curated"], "serialNumber"),
             "serialNumber", False,
         ),
+        "rows_of_devices_of_non_consenting_customers": (
+            rules.rows_with_key_in(frame, "serialNumber", devices, "serialNumber"), "serialNumber", False,
+        ),
+    }
+
+
+def _curated_devices(published: _Published) -> dict:
+    return _device_violations(published["step_trainer_trusted"], published)
+
+
+def _traceable(published: _Published) -> dict:
+    frame = published["machine_learning_curated"]
+    return {
+        **_device_violations(frame, published),
         "rows_without_trusted_reading": (
             rules.rows_with_key_not_in(frame, "timestamp", published["accelerometer_trusted"], "timestamp"),
             "timestamp", False,
@@ -192,31 +213,34 @@ def audit_no_personal_identifiers(lakehouse: StediLakehouse) -> AssetCheckResult
     return _no_identifier_columns(lakehouse)
 
 
+_CONSENT = ("customer_landing", "customer_quarantine")
+
 AUDIT_CHECKS: list[AssetChecksDefinition] = [
     _audit(
         "customer_trusted", "audit_consenting_customers_only",
-        "every customer has research consent, also in their current landing record.",
-        ("customer_landing",), _consenting_customers("customer_trusted", None),
+        "every customer has research consent, also in their current landing record, and none is held back.",
+        _CONSENT, _consenting_customers("customer_trusted", None),
     ),
     _audit(
         "customer_curated", "audit_consenting_customers_only",
         "every customer is in customer_trusted and has research consent, also in their current landing record.",
-        ("customer_landing", "customer_trusted"), _consenting_customers("customer_curated", "customer_trusted"),
+        (*_CONSENT, "customer_trusted"), _consenting_customers("customer_curated", "customer_trusted"),
     ),
     _audit(
         "accelerometer_trusted", "audit_consenting_readings_only",
         "every reading's user is in customer_trusted and their current landing record has research consent.",
-        ("customer_landing", "customer_trusted"), _consenting_readings,
+        (*_CONSENT, "customer_trusted"), _consenting_readings,
     ),
     _audit(
         "step_trainer_trusted", "audit_curated_devices_only",
-        "every reading's device belongs to a customer in customer_curated.",
-        ("customer_curated",), _curated_devices("step_trainer_trusted"),
+        "every reading's device belongs to a customer in customer_curated and to no non-consenting customer.",
+        ("customer_landing", "customer_trusted", "customer_curated"), _curated_devices,
     ),
     _audit(
         "machine_learning_curated", "audit_traceable_to_consenting_customers",
-        "every row's device is in customer_curated and its accelerometer time is a trusted reading's.",
-        ("customer_curated", "accelerometer_trusted"), _traceable,
+        "every row's device is a curated customer's and no non-consenting customer's, "
+        "and its accelerometer time is a trusted reading's.",
+        ("customer_landing", "customer_trusted", "customer_curated", "accelerometer_trusted"), _traceable,
     ),
     audit_no_personal_identifiers,
 ]

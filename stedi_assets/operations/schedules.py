@@ -24,7 +24,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from stedi_assets.resources import OperationsSettings
+from stedi_assets.settings import Settings
 from stedi_assets.schemas import TABLES
 
 
@@ -37,7 +37,7 @@ def build_audit_job(audit_checks: Sequence) -> UnresolvedAssetJobDefinition:
 
 
 def build_schedules(
-    settings: OperationsSettings,
+    settings: Settings,
     audit_job: UnresolvedAssetJobDefinition,
     full_job: UnresolvedAssetJobDefinition | JobDefinition,
 ) -> list[ScheduleDefinition]:
@@ -59,14 +59,14 @@ def build_schedules(
     ]
 
 
-def curated_freshness(settings: OperationsSettings) -> FreshnessPolicy:
+def curated_freshness(settings: Settings) -> FreshnessPolicy:
     return FreshnessPolicy.time_window(
         fail_window=timedelta(minutes=settings.freshness_fail_minutes),
         warn_window=timedelta(minutes=settings.freshness_warn_minutes),
     )
 
 
-def with_curated_freshness(assets: Sequence[AssetsDefinition], settings: OperationsSettings) -> list[AssetsDefinition]:
+def with_curated_freshness(assets: Sequence[AssetsDefinition], settings: Settings) -> list[AssetsDefinition]:
     """``assets`` with the freshness policy on every curated-zone table."""
     policy = curated_freshness(settings)
 

@@ -79,3 +79,24 @@ def polars_same_customer_run(polars_run, tmp_path_factory) -> Run:
 @pytest.fixture(scope="session")
 def spark_same_customer_run(spark_run, tmp_path_factory) -> Run:
     return _same_customer(spark_run, tmp_path_factory.mktemp("spark_same") / "lakehouse", "spark")
+
+
+def _from_consent_date(run: Run, lakehouse_uri: Path, engine: str) -> Run:
+    """``run``'s tables, with the tables that depend on the consent scope recomputed with from_consent_date."""
+    shutil.copytree(run.lakehouse.lakehouse_uri, lakehouse_uri)
+    lakehouse = StediLakehouse(
+        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=str(lakehouse_uri), profile="stedi-reference",
+        engine=engine, consent_scope="from_consent_date",
+    )
+    selection = ["accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated"]
+    return Run(lakehouse, materialize_all(lakehouse, selection=selection))
+
+
+@pytest.fixture(scope="session")
+def polars_consent_run(polars_run, tmp_path_factory) -> Run:
+    return _from_consent_date(polars_run, tmp_path_factory.mktemp("polars_consent") / "lakehouse", "polars")
+
+
+@pytest.fixture(scope="session")
+def spark_consent_run(spark_run, tmp_path_factory) -> Run:
+    return _from_consent_date(spark_run, tmp_path_factory.mktemp("spark_consent") / "lakehouse", "spark")

@@ -35,13 +35,10 @@ def published_lakehouse(tmp_path_factory) -> StediLakehouse:
     return lakehouse
 
 
-ZONE_TABLES = [name for name, table in TABLES.items() if table.zone != "quarantine"]
-
-
 @pytest.fixture(scope="module")
 def published_frames(published_lakehouse: StediLakehouse) -> dict[str, nw.LazyFrame]:
-    """Every zone table of the published lakehouse, held in memory."""
-    return {table: published_lakehouse.read_table([table]).collect().lazy() for table in ZONE_TABLES}
+    """Every table of the published lakehouse (zone and quarantine tables), held in memory."""
+    return {table: published_lakehouse.read_table([table]).collect().lazy() for table in TABLES}
 
 
 def stand_in(table: str, frame: nw.LazyFrame) -> AssetsDefinition:

@@ -117,7 +117,7 @@ def test_smtp_url_parsing_and_errors_without_the_url():
         "mail.example.org", 2525, "me@corp", "p:ss", False,
     )
     assert parse_smtp_url("smtps://mail.example.org").port == 465
-    with pytest.raises(ValueError, match="^STEDI_SMTP_URL: expected") as error:
+    with pytest.raises(ValueError, match="^STEDI_SMTP_URL=<hidden> is not valid: expected") as error:
         parse_smtp_url("http://user:hunter2@mail.example.org")
     assert "hunter2" not in str(error.value)
 

@@ -9,6 +9,7 @@ stedi_audit_job, which recomputes no table. Does not cover alerts
 from __future__ import annotations
 
 import narwhals as nw
+import polars as pl
 import pytest
 from dagster import DagsterEventType, Definitions
 
@@ -16,7 +17,7 @@ from stedi_assets import rules
 from stedi_assets.definitions import defs, stedi_audit_job, zone_assets
 from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import RESEARCH_CONSENT
+from stedi_assets.schemas import RESEARCH_CONSENT, TABLES
 from stedi_assets_tests.conftest import resources_for
 from stedi_assets_tests.operations.conftest import publish_tables
 
@@ -57,7 +58,7 @@ def test_nothing_published_yet_passes(tmp_path):
 
 def without_consent(frames: dict[str, nw.LazyFrame]) -> nw.LazyFrame:
     """Landing records without consent of customers who are not in customer_trusted at all."""
-    landing = frames["customer_landing"].filter(nw.col(RESEARCH_CONSENT).is_null())
+    landing = frames["customer_landing"].filter(nw.col(RESEARCH_CONSENT).is_null()).with_columns(rules.identity("email"))
     return rules.rows_with_key_not_in(landing, "email", frames["customer_trusted"], "email")
 
 
@@ -78,9 +79,28 @@ def test_customer_trusted_keeping_a_customer_who_withdrew_fails(publish, publish
     )
     _, outcomes = run_audit(publish(customer_landing=nw.concat([published_frames["customer_landing"], withdrawn])))
     passed, metadata = outcomes[("customer_trusted", "audit_consenting_customers_only")]
-    assert not passed and metadata["rows_whose_current_record_has_no_consent"] == 1
+    assert not passed and metadata["rows_whose_current_record_has_no_consent_or_is_held_back"] == 1
     # The same customer's readings and curated row fail their audits too.
     assert not outcomes[("customer_curated", "audit_consenting_customers_only")][0]
+    assert not outcomes[("accelerometer_trusted", "audit_consenting_readings_only")][0]
+
+
+def test_a_customer_with_an_unreadable_newer_record_is_held_back_and_fails_the_audit(publish, published_frames):
+    # A quarantined record of a trusted customer, newer than their current one: consent is not proven.
+    customer = published_frames["customer_trusted"].head(1).collect().rows(named=True)[0]
+    raw = '{"email": "%s", "lastUpdateDate": %d, "shareWithResearchAsOfDate": ' % (
+        customer["email"], customer["lastUpdateDate"] + 1
+    )
+    broken = nw.from_native(
+        pl.DataFrame(
+            {"source_file": ["customer-late.json"], "line": [1], "reason": ["not valid JSON"], "raw_text": [raw]},
+            schema=TABLES["customer_quarantine"].polars_schema,
+        ).lazy()
+    )
+    quarantine = nw.concat([published_frames["customer_quarantine"], broken])
+    _, outcomes = run_audit(publish(customer_quarantine=quarantine))
+    passed, metadata = outcomes[("customer_trusted", "audit_consenting_customers_only")]
+    assert not passed and metadata["rows_whose_current_record_has_no_consent_or_is_held_back"] == 1
     assert not outcomes[("accelerometer_trusted", "audit_consenting_readings_only")][0]
 
 
@@ -104,6 +124,18 @@ def test_step_trainer_trusted_with_a_device_outside_customer_curated_fails(publi
     _, outcomes = run_audit(publish(step_trainer_trusted=published_frames["step_trainer_landing"]))
     passed, metadata = outcomes[("step_trainer_trusted", "audit_curated_devices_only")]
     assert not passed and metadata["rows_of_devices_not_in_customer_curated"] > 0
+
+
+def test_a_device_shared_with_a_non_consenting_customer_fails_the_audits(publish, published_frames):
+    # A non-consenting customer whose current record carries a curated customer's device.
+    device = published_frames["step_trainer_trusted"].select("serialNumber").head(1).collect().item()
+    stranger = without_consent(published_frames).head(1).with_columns(nw.lit(device).alias("serialNumber"))
+    _, outcomes = run_audit(publish(customer_landing=nw.concat([published_frames["customer_landing"], stranger])))
+    passed, metadata = outcomes[("step_trainer_trusted", "audit_curated_devices_only")]
+    assert not passed and metadata["rows_of_devices_of_non_consenting_customers"] > 0
+    assert metadata["rows_of_devices_not_in_customer_curated"] == 0
+    passed, metadata = outcomes[("machine_learning_curated", "audit_traceable_to_consenting_customers")]
+    assert not passed and metadata["rows_of_devices_of_non_consenting_customers"] > 0
 
 
 def test_machine_learning_curated_with_an_uncurated_device_fails(publish, published_frames):
