@@ -171,15 +171,15 @@ def test_a_dropped_withdrawal_reaches_machine_learning_curated_with_no_click(dep
 
 
 def test_a_delivery_that_fails_a_check_alerts_once_through_the_webhook(deployment):
-    good = next((deployment.landing / "customer").glob("customer-1*.json")).read_text().splitlines()[0]
-    # One record that cannot be read: it goes to quarantine, and quarantined_records fails as a WARN
+    good = sorted((deployment.landing / "accelerometer").iterdir())[0].read_text().splitlines()[0]
+    # One reading that cannot be read: it goes to quarantine, and quarantined_records fails as a WARN
     # (below the allowed share), which leaves the run green.
     earlier = {r.run_id for r in deployment.sensor_runs()}
-    (deployment.landing / "customer" / "customer-broken.json").write_text(good + "\n{not json\n")
+    (deployment.landing / "accelerometer" / "accelerometer-broken.json").write_text(good + "\n{not json\n")
 
-    run = deployment.wait_for_sensor_run("customer: 1 added", earlier)
-    assert run.status == DagsterRunStatus.SUCCESS
-    subject = "[STEDI] check failed: customer_landing quarantined_records (WARN)"
+    run = deployment.wait_for_sensor_run("accelerometer: 1 added", earlier)
+    assert run.status == DagsterRunStatus.SUCCESS, deployment.log.read_text()[-3000:]
+    subject = "[STEDI] check failed: accelerometer_landing quarantined_records (WARN)"
     text = deployment.wait_for(
         "alert", lambda: next((t for t in deployment.webhook.texts if t.startswith(subject)), None)
     )
