@@ -24,6 +24,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition,
 from stedi_assets import rules
 from stedi_assets.assets import quarantined_customers
 from stedi_assets.checks import _PERSONAL_IDENTIFIERS, mask_email, row_count
+from stedi_assets.masking import masked
 from stedi_assets.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.schemas import RESEARCH_CONSENT
 
@@ -70,9 +71,17 @@ def _audit(
         blocking=False,
     )
     def audit(lakehouse: StediLakehouse) -> AssetCheckResult:
+        # Samples are masked already; an error's text could still quote an address.
+        return masked(_evaluate(lakehouse))
+
+    def _evaluate(lakehouse: StediLakehouse) -> AssetCheckResult:
         published = _Published(lakehouse)
-        if not _is_published(lakehouse, table):
-            return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata={"published": False})
+        try:
+            published[table]
+        except TableNotPublishedError:
+            return _NOT_PUBLISHED
+        except Exception as error:  # noqa: BLE001 - a table that cannot be read cannot be vouched for
+            return _cannot_verify(error)
         try:
             for reference in references:
                 # Read first, so that a missing reference table is named as the problem.
@@ -92,12 +101,7 @@ def _audit(
     return audit
 
 
-def _is_published(lakehouse: StediLakehouse, table: str) -> bool:
-    try:
-        lakehouse.read_table([table])
-    except TableNotPublishedError:
-        return False
-    return True
+_NOT_PUBLISHED = AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata={"published": False})
 
 
 def _cannot_verify(error: Exception) -> AssetCheckResult:
@@ -188,13 +192,13 @@ def _traceable(published: _Published) -> dict:
 
 
 def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
-    if not _is_published(lakehouse, "machine_learning_curated"):
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata={"published": False})
     try:
         frame = lakehouse.read_table(["machine_learning_curated"])
         # Reading one row makes the storage compare the files with the declared columns.
         frame.head(1).collect()
         columns = list(frame.collect_schema())
+    except TableNotPublishedError:
+        return _NOT_PUBLISHED
     except Exception as error:  # noqa: BLE001 - e.g. files with a column the table does not declare
         return _cannot_verify(error)
     found = [c for c in columns if c.lower() in _PERSONAL_IDENTIFIERS]
@@ -210,7 +214,7 @@ def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
     blocking=False,
 )
 def audit_no_personal_identifiers(lakehouse: StediLakehouse) -> AssetCheckResult:
-    return _no_identifier_columns(lakehouse)
+    return masked(_no_identifier_columns(lakehouse))
 
 
 _CONSENT = ("customer_landing", "customer_quarantine")

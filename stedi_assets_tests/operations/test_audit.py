@@ -158,6 +158,22 @@ def test_machine_learning_curated_with_an_identifier_column_fails(publish, publi
     assert "email" in metadata.get("identifier_columns", "") or "email" in metadata.get("problem", "")
 
 
+def test_an_unreadable_table_fails_the_audit_with_the_reason_masked(publish, published_frames, monkeypatch):
+    lakehouse = publish()
+
+    def unreadable(self, asset_path, *args, **kwargs):
+        if asset_path[-1] == "customer_curated":
+            raise OSError("cannot read the file of Ann.Example@example.com")
+        return original(self, asset_path, *args, **kwargs)
+
+    original = type(lakehouse).read_table
+    monkeypatch.setattr(type(lakehouse), "read_table", unreadable)
+    _, outcomes = run_audit(lakehouse)
+    passed, metadata = outcomes[("customer_curated", "audit_consenting_customers_only")]
+    assert not passed
+    assert metadata["problem"] == "cannot verify: OSError: cannot read the file of An***@example.com"
+
+
 def test_a_missing_reference_table_fails_the_audit(publish):
     _, outcomes = run_audit(publish(customer_curated=None, machine_learning_curated=None))
     passed, metadata = outcomes[("step_trainer_trusted", "audit_curated_devices_only")]
