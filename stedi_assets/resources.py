@@ -39,6 +39,7 @@ from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
+from stedi_assets.validation import DEFAULT_MAX_FILE_MB
 
 MANIFEST = "_manifest.json"
 DEFAULT_LANDING_URI = "data/landing"
@@ -93,6 +94,10 @@ class StediLakehouse(ConfigurableResource):
         le=1.0,
         description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
     )
+    max_file_mb: int = Field(
+        default=DEFAULT_MAX_FILE_MB,
+        description="Largest landing file, in MiB after decompression; a larger file is quarantined unread.",
+    )
     spark_master: str = Field(
         default="local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
     )
@@ -110,12 +115,12 @@ class StediLakehouse(ConfigurableResource):
             if self.engine == "polars":
                 from stedi_assets.engines.polars_engine import PolarsEngine
 
-                self._engine = PolarsEngine()
+                self._engine = PolarsEngine(max_file_mb=self.max_file_mb)
             elif self.engine == "spark":
                 # Imported only when chosen: pyspark is an optional extra.
                 from stedi_assets.engines.spark_engine import SparkEngine
 
-                self._engine = SparkEngine(self.spark_master, self.spark_conf)
+                self._engine = SparkEngine(self.spark_master, self.spark_conf, max_file_mb=self.max_file_mb)
             else:
                 raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
         return self._engine
@@ -311,6 +316,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
         spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
+        max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if environ.get("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 
