@@ -10,7 +10,7 @@ reference's (see ``_fast_frame``); any other file (a broken line, an array or
 object value, an exact duplicate name, a column whose values mix JSON kinds in
 a way that changes their typed value, a JSON-array file) is read by the
 reference itself, so a bad record never costs the others of its file.
-``stedi_assets_tests/test_landing_differential.py`` holds both to the same
+``stedi_assets_tests/engines/test_landing_differential.py`` holds both to the same
 answer.
 
 Accepted deliveries: newline-delimited JSON or a JSON array of objects,

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -245,6 +246,8 @@ def test_unusual_spacing_after_the_first_lines_changes_no_value():
 
 def _as_rows(frame) -> list[tuple]:
     native = frame.to_native()
+    if isinstance(native, pl.LazyFrame):
+        return native.collect().rows()
     return [tuple(row) for row in native.collect()]
 
 
