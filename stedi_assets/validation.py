@@ -207,7 +207,7 @@ def unknown_field_counts(raw: nw.LazyFrame, match: FieldMatch) -> dict[str, int]
 # -- the reference: every record on its own, with Python's json module ----------
 #
 # This is the definition of what a landing reader produces; an engine may be
-# faster, never different (stedi_assets_tests/test_landing_differential.py
+# faster, never different (stedi_assets_tests/engines/test_landing_differential.py
 # holds every engine to it, record by record).
 #
 # A file is decompressed (``.json.gz`` or gzip bytes, all members) up to the
