@@ -70,14 +70,17 @@ class _LineTexts:
 #
 # Polars' reader and Python's json agree on a line that is one flat JSON object
 # (names without escapes, values that are strings, numbers, booleans or null),
-# with these exceptions, each of which sends the file to the reference:
-# - a name twice in one object: Polars keeps the first value, json the last;
-# - a column read as text although some of its values are numbers or booleans
-#   (Polars writes them as text its own way);
-# - a column mixing integers and fractions, read as doubles, for an integer
-#   or text column (the integers would no longer be integers);
-# - a number no 64-bit type holds (Int128), except for an integer column, and
-#   a lone UTF-16 surrogate escape (Polars reads it as a NUL character).
+# read with an explicit schema: every name found in the file, a declared
+# column's spellings as its declared type, other names as text. Polars then
+# refuses a value of another kind in an integer or double column (the file
+# goes to the reference), so those columns hold exactly the reference's values.
+# What remains is checked before the fast answer is used; each sends the file
+# to the reference:
+# - a name twice in one object (Polars keeps the first value, json the last);
+# - a number or boolean in a declared text column (Polars writes numbers as
+#   text its own way);
+# - a lone UTF-16 surrogate escape (Polars reads it as a NUL character): not
+#   accepted by the line pattern.
 
 _WS = r"[ \t\r]*"
 _NAME = r'"[^"\\\x00-\x1f]*"'
@@ -85,16 +88,23 @@ _STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]
 _NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _MEMBER = f"{_NAME}{_WS}:{_WS}(?:{_STRING}|{_NUMBER}|true|false|null)"
 _FLAT_LINE = f"^{_WS}(?:\\{{{_WS}(?:{_MEMBER}(?:{_WS},{_WS}{_MEMBER})*)?{_WS}\\}})?{_WS}$"
-"""A line that is blank or one flat JSON object (a name and a string value cannot be told apart otherwise)."""
+"""A line that is blank or one flat JSON object. Names hold no escape, so a
+name's text is the name, and in such a line only a name is a string followed
+by a colon: ``_NAME_COLON`` finds exactly the names."""
 _NAME_COLON = f"{_NAME}{_WS}:"
+_FAST_TYPES = {"bigint": pl.Int64, "double": pl.Float64, "string": pl.String}
 
-# The declared column types, and the raw types whose values the fast path reads exactly as the reference does.
-_CERTAIN_TYPES: dict[str | None, tuple[pl.DataType, ...]] = {
-    "bigint": (pl.Null, pl.Int64, pl.Int128, pl.Boolean, pl.String),
-    "double": (pl.Null, pl.Int64, pl.Float64, pl.Boolean, pl.String),
-    "string": (pl.Null, pl.Int64, pl.Boolean, pl.String),
-    None: (pl.Null, pl.Int64, pl.Int128, pl.Float64, pl.Boolean, pl.String),  # unknown fields are only counted
-}
+
+def _names_by_record(records: pl.Series) -> list[list[str]] | None:
+    """The names of each distinct shape of record; None when a record repeats a name."""
+    shapes = records.str.extract_all(_NAME_COLON).list.join("\x00").unique().to_list()
+    names = []
+    for shape in shapes:
+        found = [name.rstrip(" \t\r:")[1:-1] for name in shape.split("\x00")] if shape else []
+        if len(set(found)) != len(found):
+            return None
+        names.append(found)
+    return names
 
 
 def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
@@ -108,22 +118,27 @@ def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
         return None
     blank = lines.str.contains(f"^{_WS}$")
     records = lines.filter(~blank)
-    names = records.str.extract_all(_NAME_COLON).list.eval(pl.element().str.strip_chars_end(" \t\r:"))
-    if (names.list.len() != names.list.n_unique()).any():
-        return None
-    try:
-        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        return None
-    if frame.height != records.len() or SOURCE in frame.columns or LINE in frame.columns:
+    shapes = _names_by_record(records)
+    if shapes is None:
         return None
     declared = {column.name.lower(): column.type for column in schema.columns}
-    for name, dtype in frame.schema.items():
-        if dtype not in _CERTAIN_TYPES[declared.get(name.lower())]:
+    fields: dict[str, pl.DataType] = {}
+    for names in shapes:
+        for name in names:
+            fields.setdefault(name, _FAST_TYPES[declared.get(name.lower(), "string")])
+    if SOURCE in fields or LINE in fields:
+        return None
+    for name, dtype in fields.items():
+        # A declared text column holding a number or boolean somewhere: found
+        # by its name followed by such a value (or, harmlessly, by text that looks so).
+        if name.lower() in declared and dtype == pl.String and re.search(f'"{re.escape(name)}"{_WS}:{_WS}[-0-9tf]', text):
             return None
-        # Text mixed with numbers or booleans: found by a name followed by such a value.
-        if dtype == pl.String and re.search(f'"{re.escape(name)}"{_WS}:{_WS}[-0-9tf]', text):
-            return None
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), schema=fields)
+    except pl.exceptions.PolarsError:
+        return None
+    if frame.height != records.len():
+        return None
     return frame.with_columns(pl.Series(LINE, (~blank).arg_true() + 1, dtype=pl.Int64))
 
 

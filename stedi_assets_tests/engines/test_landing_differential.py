@@ -79,7 +79,7 @@ VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     _NUMBER_TEXT.map(Number),
     st.sampled_from([
-        "123", str(T0), "1.5", "-0", " 7", "1e3", "-2", "", "  ", "\u3000", "\x1c", "[1]", "{}", '{"a": 1}',
+        "123", str(T0), "1.5", "-0", " 7", "1e3", "-2", "1e400", "00012", "1.7976931348623159e308", "", "  ", "\u3000", "\x1c", "[1]", "{}", '{"a": 1}',
         "true", "Ann.Lee@test.com", "x\ny", "\ud800", "\U0001f600", 'quote " and \\ backslash', "a\": 1",
     ]),
     st.text(max_size=6),
