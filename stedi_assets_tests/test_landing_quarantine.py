@@ -12,6 +12,7 @@ import codecs
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ from hypothesis import strategies as st
 
 from stedi_assets import rules
 from stedi_assets.engines.polars_landing import read_feed
+from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.schemas import EPOCH_MS_MAX, FEED_SCHEMAS, RAW_TEXT_LIMIT
+from stedi_assets_tests.conftest import materialize_all, published_rows
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 T0 = 1_655_564_444_103
@@ -481,3 +484,23 @@ def test_the_bound_is_a_setting(monkeypatch):
     with build_resources({"STEDI_MAX_FILE_MB": "5"})["lakehouse"].process_config_and_initialize_cm() as lakehouse:
         assert lakehouse.max_file_mb == 5
         assert lakehouse.get_engine().max_file_mb == 5
+
+
+def test_one_bad_record_in_the_real_data_leaves_the_landing_table_published(stedi_landing, tmp_path, make_lakehouse):
+    landing = tmp_path / "landing"
+    shutil.copytree(stedi_landing, landing)
+    path = sorted((landing / "step_trainer").iterdir())[0]
+    path.write_bytes(path.read_bytes().rstrip(b"\n") + b"\n" + json.dumps(step(1655564600000.5)).encode() + b"\n")
+
+    result = materialize_all(make_lakehouse(landing, profile="stedi-reference"))
+
+    assert result.success
+    rows = published_rows(result)
+    assert rows["step_trainer_quarantine"] == 1
+    assert rows["step_trainer_landing"] == STEDI_REFERENCE["step_trainer_landing"]
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "step_trainer_landing" and e.check_name == "quarantined_records"
+    )
+    assert evaluation.severity.value == "WARN"
+    assert evaluation.metadata["by_reason"].value == "wrong type for sensorReadingTime: 1"
