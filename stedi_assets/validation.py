@@ -1,10 +1,16 @@
-"""Validation of landing records, written once as narwhals expressions.
+"""Validation of landing records: the reference reader, and the same rules as narwhals expressions.
 
-An engine parses a feed's files into a *raw frame*: one column per field
-name found in the files (any letter case, whatever type the JSON reader
-inferred), plus the record's source file and line. The functions here turn
-that into typed records and a reason for every record that cannot be kept,
-so the Polars and the Spark engine quarantine exactly the same records.
+The reference (``reference_read`` and the functions below it) is the
+definition: each record parsed on its own with Python's json module, then
+typed and checked, giving the landing records and the quarantined ones with
+their reasons. The Spark engine runs it in its Python workers; the Polars
+engine runs it for any file its fast path cannot read with certainty.
+
+The fast path parses a file into a *raw frame*: one column per field name
+found (any letter case, whatever type the JSON reader gave it), plus the
+record's source file and line. ``validate_records`` turns that into typed
+records and a reason for every record that cannot be kept, with the same
+rules written as narwhals expressions on whole columns.
 
 What a field accepts (the declared type comes from schemas.py):
 
