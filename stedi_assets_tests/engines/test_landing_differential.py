@@ -41,7 +41,7 @@ settings.register_profile(
 )
 # Spark reads several generated files per example; fewer examples, each a whole delivery.
 settings.register_profile(
-    "landing-differential-spark", max_examples=12, deadline=None, derandomize=True, database=None,
+    "landing-differential-spark", max_examples=10, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
