@@ -108,7 +108,7 @@ def _names_by_record(records: pl.Series) -> list[list[str]] | None:
 
 
 def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
-    """The file parsed whole by Polars, with each record's line; None unless that is certainly the reference's reading."""
+    """The file parsed whole by Polars, with each record's line; None unless certainly the reference's reading."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -131,7 +131,8 @@ def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     for name, dtype in fields.items():
         # A declared text column holding a number or boolean somewhere: found
         # by its name followed by such a value (or, harmlessly, by text that looks so).
-        if name.lower() in declared and dtype == pl.String and re.search(f'"{re.escape(name)}"{_WS}:{_WS}[-0-9tf]', text):
+        not_text = f'"{re.escape(name)}"{_WS}:{_WS}[-0-9tf]'
+        if name.lower() in declared and dtype == pl.String and re.search(not_text, text):
             return None
     try:
         frame = pl.read_ndjson(io.BytesIO(data), schema=fields)

@@ -182,8 +182,6 @@ def _first_line(error: BaseException) -> str:
 # a cluster's nodes, as any Python UDF's code is).
 
 _RAW_TEXT = "raw_text"
-
-
 _SCHEME = re.compile("^[a-z0-9]+:(//[^/]*)?")
 
 
@@ -235,7 +233,8 @@ class SparkEngine:
 
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
         contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")
-        reads = contents.rdd.mapPartitions(_file_reads(self.max_file_mb, feed, files)).persist(StorageLevel.MEMORY_AND_DISK)
+        reads = contents.rdd.mapPartitions(_file_reads(self.max_file_mb, feed, files))
+        reads = reads.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             totals = reads.map(lambda item: (item[1].records_read, item[1].unknown_fields)).collect()
             columns = [T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in feed.columns]
@@ -243,8 +242,10 @@ class SparkEngine:
                 T.StructField(SOURCE, T.StringType()), T.StructField(LINE, T.LongType()),
                 T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()), *columns,
             ])
-            # Only the first columns are checked; the typed ones were typed by the reference.
-            records_of_files = self.session.createDataFrame(reads.flatMap(_record_rows(len(feed.columns))), layout, verifySchema=False)
+            # The reference has typed every value already: no second check of each row in Python.
+            records_of_files = self.session.createDataFrame(
+                reads.flatMap(_record_rows(len(feed.columns))), layout, verifySchema=False
+            )
             records_of_files = records_of_files.persist(StorageLevel.MEMORY_AND_DISK)
             records_of_files.count()
         finally:
