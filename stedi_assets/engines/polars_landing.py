@@ -107,13 +107,32 @@ def _names_by_record(records: pl.Series) -> list[list[str]] | None:
     return names
 
 
+def _physical_lines(data: bytes, text: str) -> pl.Series:
+    """The file's lines, one per physical line (split at ``\\n``; a carriage return before it may be dropped)."""
+    expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    # Polars' CSV reader with a separator the file does not hold splits lines
+    # several times faster than splitting the text; it also splits at a lone
+    # carriage return, which the count would then not match.
+    if b"\x01" not in data and data.count(b"\r") == data.count(b"\r\n"):
+        try:
+            lines = pl.read_csv(
+                io.BytesIO(data), has_header=False, separator="\x01", quote_char=None,
+                new_columns=["text"], schema={"text": pl.String},
+            )["text"].fill_null("")
+            if lines.len() == expected:
+                return lines
+        except pl.exceptions.PolarsError:
+            pass
+    return pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n").explode())["text"]
+
+
 def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     """The file parsed whole by Polars, with each record's line; None unless certainly the reference's reading."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    lines = pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n").explode())["text"]
+    lines = _physical_lines(data, text)
     if not lines.str.contains(_FLAT_LINE).all():
         return None
     blank = lines.str.contains(f"^{_WS}$")

@@ -147,7 +147,9 @@ def render_record(draw, members: list[tuple[str, object]]) -> str:
 
 @st.composite
 def broken_line(draw, feed: str) -> str:
-    kind = draw(st.sampled_from(["truncated", "garbage", "array", "number", "blank", "empty object", "two objects"]))
+    kind = draw(st.sampled_from(
+        ["truncated", "garbage", "array", "number", "blank", "empty object", "two objects", "lone carriage return"]
+    ))
     text = json.dumps(ordinary(feed, 1))
     if kind == "truncated":
         return text[: draw(st.integers(min_value=1, max_value=len(text) - 1))]
@@ -161,6 +163,8 @@ def broken_line(draw, feed: str) -> str:
         return draw(st.sampled_from(["", " ", "\t", "\r", "\x0c"]))
     if kind == "empty object":
         return "{}"
+    if kind == "lone carriage return":
+        return text + "\r" + text
     return text + " " + text
 
 
