@@ -2,8 +2,8 @@
 
     stedi run        materialize every table, run every check, print a summary
     stedi simulate   write a simulated landing zone
-    stedi query SQL  run a read-only SQL query over the published tables
-    stedi ddl        print CREATE EXTERNAL TABLE statements for Athena / Glue
+    stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
+    stedi history T  list the snapshots of table T (time, run id, rows)
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--glue-database",
         dest="glue_database",
-        help="also register every published table in this Glue database (default: $STEDI_GLUE_DATABASE)",
+        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
     )
 
 
@@ -206,7 +206,7 @@ def query(args: argparse.Namespace) -> int:
 
     from stedi_assets.query import query as run_query
 
-    result = run_query(args.sql, _configured_lakehouse(args))
+    result = run_query(args.sql, _configured_lakehouse(args), as_of=args.as_of)
     if args.format == "csv":
         sys.stdout.write(result.write_csv())
     elif args.format == "json":
@@ -228,11 +228,23 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
-def ddl(args: argparse.Namespace) -> int:
-    from stedi_assets.catalog import athena_ddl
+def history(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.tables import history as snapshots
 
+    if args.table not in TABLES:
+        print(f"error: unknown table {args.table!r}; one of: {', '.join(TABLES)}", file=sys.stderr)
+        return 2
     lakehouse = _configured_lakehouse(args)
-    print(athena_ddl(lakehouse, database=args.database or lakehouse.glue_database or "stedi"))
+    table = lakehouse.load_table(args.table)
+    print(f"{lakehouse.table_identifier(args.table)} in {lakehouse.catalog_settings().describe()}")
+    print(f"{'snapshot_id':<20}  {'committed_at (UTC)':<23}  {'operation':<9}  {'rows':>12}  run_id")
+    for info in snapshots(table):
+        marker = "  (current)" if info.current else ""
+        when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        print(f"{info.snapshot_id:<20}  {when:<23}  {info.operation:<9}  {info.rows:>12,}  {info.run_id or '-'}{marker}")
+        if args.upstream and info.upstream:
+            for name, snapshot_id in sorted(info.upstream.items()):
+                print(f"{'':<20}  computed from {name} snapshot {snapshot_id}")
     return 0
 
 
@@ -260,15 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     query_parser.add_argument(
         "--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)"
     )
+    query_parser.add_argument(
+        "--as-of", dest="as_of",
+        help="run against an earlier state: a snapshot id (stedi history) or a time, e.g. 2026-11-28T08:15:00Z (UTC)",
+    )
     query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     query_parser.set_defaults(handler=query)
-    ddl_parser = commands.add_parser(
-        "ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog"
+    history_parser = commands.add_parser("history", help="list the snapshots of a table (time, run id, rows)")
+    history_parser.add_argument("table", help="table name, e.g. machine_learning_curated")
+    history_parser.add_argument(
+        "--upstream", action="store_true", help="also list the upstream snapshots each one was computed from"
     )
-    ddl_parser.add_argument("--database", help="database name (default: $STEDI_GLUE_DATABASE or stedi)")
-    ddl_parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
-    ddl_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
-    ddl_parser.set_defaults(handler=ddl)
+    history_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    history_parser.set_defaults(handler=history)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

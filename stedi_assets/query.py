@@ -1,14 +1,17 @@
 """Read-only SQL over the published zone tables, with DuckDB as the engine.
 
 Every published table is queryable by its asset name (``customer_trusted``,
-``machine_learning_curated`` ...), as it was in Athena through the Glue Data
-Catalog. Only the version named in a table's ``_manifest.json`` is read.
+``machine_learning_curated`` ...), as it is in Athena through the Glue Data
+Catalog. Tables are read through the Iceberg catalog: the current snapshot,
+or the one current at an earlier time (``as_of``).
 
-Files are read by pyarrow, not by DuckDB: each table is a pyarrow dataset over
-its manifest's files, on a filesystem built from the lakehouse store's
-settings (local files, or S3 from the store's ``storage_options``), registered
-in DuckDB as a view. That keeps S3 reachable without DuckDB's ``httpfs``
-extension, which is downloaded at run time.
+pyiceberg plans each table's scan (which data files make up the snapshot);
+pyarrow reads the files, not DuckDB: each table the statement names is a
+pyarrow dataset over its snapshot's files, on a filesystem built from the
+lakehouse store's settings (local files, or S3 from the store's
+``storage_options``), registered in DuckDB as a view. That keeps S3 reachable
+without DuckDB's ``iceberg`` and ``httpfs`` extensions, which are downloaded
+at run time; only the tables a statement names are planned and read.
 
 A query can never change a table, for two independent reasons:
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import duckdb
@@ -33,7 +38,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from stedi_assets.resources import StediLakehouse
+from stedi_assets.lakehouse.tables import data_file_paths, snapshot_at
+from stedi_assets.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.schemas import TABLES, TableSchema
 from stedi_assets.storage import Store, is_s3_uri
 
@@ -141,15 +147,97 @@ def _arrow_path(uri: str) -> str:
     return parsed.path if parsed.scheme == "file" else uri
 
 
-def published_datasets(lakehouse: StediLakehouse) -> dict[str, ds.Dataset]:
-    """A pyarrow dataset over the published version of every table that has one."""
-    datasets = {}
-    for name, table in TABLES.items():
-        manifest = lakehouse.read_manifest([name])
-        if manifest is None:
+@dataclass(frozen=True)
+class AsOf:
+    """A point in a lakehouse's history: a snapshot id of one table, or a time (epoch ms, UTC)."""
+
+    snapshot_id: int | None = None
+    timestamp_ms: int | None = None
+
+
+def parse_as_of(text: str) -> AsOf:
+    """``SNAPSHOT_ID`` (digits) or a time: ``2026-11-28T08:15:00Z``, ``2026-11-28 08:15``, ``2026-11-28`` (UTC)."""
+    text = text.strip()
+    if re.fullmatch(r"-?\d{6,}", text):
+        return AsOf(snapshot_id=int(text))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(
+            f"--as-of {text!r}: expected a snapshot id (see `stedi history TABLE`) or a time such as 2026-11-28T08:15:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return AsOf(timestamp_ms=int(moment.timestamp() * 1000))
+
+
+def mentioned_tables(sql: str | None) -> list[str]:
+    """The tables a statement names (as words, any case); every table when it names none (SHOW TABLES)."""
+    if sql is None:
+        return list(TABLES)
+    named = [name for name in TABLES if re.search(rf"(?<![\w.]){name}(?!\w)", sql, re.IGNORECASE)]
+    return named or list(TABLES)
+
+
+def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | None) -> tuple[dict, dict[str, str]]:
+    """(table -> (iceberg table, snapshot id)) to read, and table -> why it is not there."""
+    loaded = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        try:
+            loaded[name] = lakehouse.load_table(name)
+        except TableNotPublishedError:
+            missing[name] = "has not been published yet: run `stedi run` first"
+    if as_of is None:
+        return {name: (table, table.metadata.current_snapshot_id) for name, table in loaded.items()}, missing
+    timestamp_ms = as_of.timestamp_ms
+    owner = None
+    if as_of.snapshot_id is not None:
+        candidates = dict(loaded)
+        for name in TABLES:
+            if name not in candidates:
+                try:
+                    candidates[name] = lakehouse.load_table(name)
+                except TableNotPublishedError:
+                    continue
+        for name, table in candidates.items():
+            snapshot = table.metadata.snapshot_by_id(as_of.snapshot_id)
+            if snapshot is not None:
+                owner, timestamp_ms = name, snapshot.timestamp_ms
+                break
+        if owner is None:
+            raise QueryError(
+                f"--as-of {as_of.snapshot_id}: no table has this snapshot (expired by maintenance, or of another "
+                "lakehouse); `stedi history TABLE` lists the snapshots kept"
+            )
+    chosen = {}
+    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for name, table in loaded.items():
+        snapshot_id = as_of.snapshot_id if name == owner else snapshot_at(table, timestamp_ms)
+        if snapshot_id is None:
+            missing[name] = f"had no snapshot at {when}"
             continue
-        files = list(manifest["files"])
-        schema = arrow_schema(table)
+        chosen[name] = (table, snapshot_id)
+    return chosen, missing
+
+
+def published_datasets(
+    lakehouse: StediLakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
+) -> dict[str, ds.Dataset]:
+    """A pyarrow dataset over the snapshot of each table ``sql`` names (every table without ``sql``).
+
+    The current snapshot, or the one current at ``as_of``; with a snapshot id,
+    its table is read at that snapshot and every other table at the snapshot
+    current when it was committed. Tables that are not there are left out and,
+    with the reason, put into ``missing``.
+    """
+    chosen, not_there = _table_snapshots(lakehouse, mentioned_tables(sql), as_of)
+    if missing is not None:
+        missing.update(not_there)
+    datasets = {}
+    for name, (table, snapshot_id) in chosen.items():
+        schema = arrow_schema(TABLES[name])
+        files = data_file_paths(table, snapshot_id) if snapshot_id is not None else []
         if files:
             filesystem = arrow_filesystem(lakehouse.store_for(files[0]), files[0])
             datasets[name] = ds.dataset(
@@ -160,8 +248,10 @@ def published_datasets(lakehouse: StediLakehouse) -> dict[str, ds.Dataset]:
     return datasets
 
 
-def connect(lakehouse: StediLakehouse) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that sees every published table as a read-only view."""
+def connect(
+    lakehouse: StediLakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that sees the tables ``sql`` names (default: all) as read-only views."""
     connection = duckdb.connect(
         ":memory:",
         config={
@@ -175,38 +265,44 @@ def connect(lakehouse: StediLakehouse) -> duckdb.DuckDBPyConnection:
             "python_enable_replacements": False,
         },
     )
-    for name, dataset in published_datasets(lakehouse).items():
+    for name, dataset in published_datasets(lakehouse, sql, as_of, missing).items():
         connection.register(name, dataset)
     connection.execute("SET lock_configuration = true")
     return connection
 
 
-def query(sql: str, lakehouse: StediLakehouse | str) -> pl.DataFrame:
+def query(sql: str, lakehouse: StediLakehouse | str, as_of: AsOf | str | None = None) -> pl.DataFrame:
     """Run one read-only SQL statement over the published tables of ``lakehouse``.
 
     ``lakehouse`` is the configured resource, or just the URI of a local
     lakehouse. Table names are the asset names; column names are
-    case-insensitive, as in Athena. Raises :class:`QueryError` with a
-    one-line message when the statement is not a read or the engine rejects it.
+    case-insensitive, as in Athena. ``as_of`` (a snapshot id or a time, see
+    :func:`parse_as_of`) runs it against an earlier state. Raises
+    :class:`QueryError` with a one-line message when the statement is not a
+    read or the engine rejects it.
     """
     check_read_only(sql)
     if isinstance(lakehouse, str):
         lakehouse = StediLakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
-    connection = connect(lakehouse)
+    if isinstance(as_of, str):
+        as_of = parse_as_of(as_of)
+    missing: dict[str, str] = {}
+    connection = connect(lakehouse, sql, as_of, missing)
     try:
         relation = connection.sql(sql)
         return relation.pl() if relation is not None else pl.DataFrame()
     except duckdb.Error as error:
-        raise QueryError(_explain_error(error, connection)) from None
+        raise QueryError(_explain_error(error, connection, missing)) from None
     finally:
         connection.close()
 
 
-def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection) -> str:
+def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection, missing: dict[str, str]) -> str:
     message = _one_line(error)
     if isinstance(error, duckdb.CatalogException):
         registered = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}
-        missing = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
-        if missing:
-            message += f" ({missing[0]} has not been published yet: run `stedi run` first)"
+        absent = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
+        if absent:
+            reason = missing.get(absent[0], "has not been published yet: run `stedi run` first")
+            message += f" ({absent[0]} {reason})"
     return message
