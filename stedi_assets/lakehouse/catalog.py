@@ -160,9 +160,33 @@ def _check_sqlite_file(path: Path) -> None:
                 raise CatalogError(f"{path}: the catalog is not an SQLite database (corrupt or overwritten)")
 
 
+_ARROW_S3_OBJECT = re.compile(r"(?:key|path) '([^']+)' in bucket '([^']+)'|bucket '([^']+)'")
+
+
+def _s3_reason(text: str) -> str | None:
+    """One phrase for pyarrow's S3 error text (as pyiceberg's FileIO raises it), naming the object."""
+    from stedi_assets.storage_s3 import describe_s3_code
+
+    found = _ARROW_S3_OBJECT.search(text)
+    if found is None or "AWS Error" not in text:
+        return None
+    key, bucket = (found.group(1), found.group(2)) if found.group(2) else ("", found.group(3))
+    uri = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if "NO_SUCH_BUCKET" in text or "specified bucket does not exist" in text:
+        return f"{uri}: {describe_s3_code('NoSuchBucket', bucket)}"
+    if "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return f"{uri}: {describe_s3_code('InvalidAccessKeyId' if 'InvalidAccessKeyId' in text else 'AccessDenied', bucket)}"
+    if "NETWORK_CONNECTION" in text or "curlCode" in text:
+        return f"{uri}: cannot connect to the S3 endpoint"
+    return f"{uri}: {text.split('AWS Error', 1)[1].split('(Request ID', 1)[0].strip(' :')}"
+
+
 def _reason(error: BaseException) -> str:
     """The first meaningful line of an error from pyiceberg, SQLAlchemy, boto or pyarrow."""
     from pyiceberg.exceptions import NoSuchTableError
+
+    if isinstance(error, OSError) and (phrase := _s3_reason(str(error))):
+        return phrase
 
     if isinstance(error, NoSuchTableError):
         return "no such table"
