@@ -13,8 +13,8 @@ The files carry no Iceberg field ids: the table's name mapping
 provides for imported files; Spark, Trino, Athena and pyiceberg honour it.
 
 Commits are optimistic: when another writer committed first, the commit is
-rebuilt against the new current snapshot and tried again; after
-:data:`COMMIT_ATTEMPTS` the step fails with one line.
+rebuilt against the new current snapshot (whose files it then replaces) and
+tried again; after :data:`COMMIT_ATTEMPTS` the step fails with one line.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def replace_contents(
     a conflict, and the commit is rebuilt on top of what the other writer
     committed (its files are the ones replaced).
     """
-    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     data_files = None
@@ -160,7 +160,10 @@ def replace_contents(
                 overwrite.append_data_file(data_file)
         try:
             committed = transaction.commit_transaction()
-        except CommitFailedException as error:
+        # pyiceberg retries a conflict itself when the other commit does not touch
+        # this one's files (e.g. maintenance expired snapshots); when it does (another
+        # run replaced the contents), it refuses, and the commit is rebuilt here.
+        except (CommitFailedException, ValidationException) as error:
             if attempt == attempts:
                 raise CatalogError(
                     f"table {identifier}: commit conflict: other writers committed first {attempts} times in a row "
