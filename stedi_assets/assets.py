@@ -27,6 +27,7 @@ from dagster import TableSchema as DagsterTableSchema
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
 from stedi_assets.landing import landing_metadata
+from stedi_assets.masking import mask_emails, masked, masks_errors
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
@@ -71,7 +72,7 @@ def _materialize(
             c.name for c, r in results if c.blocking and not r.passed and r.severity == AssetCheckSeverity.ERROR
         ]
         if blocked:
-            context.log.error(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}")
+            context.log.error(mask_emails(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}"))
         else:
             metadata = {
                 "dagster/row_count": MetadataValue.int(check_input.rows),
@@ -80,13 +81,15 @@ def _materialize(
             }
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
-            yield Output(held, output_name=output_name, metadata=metadata)
+            # Everything emitted goes to the event log: no email address in it, whatever a value holds.
+            yield masked(Output(held, output_name=output_name, metadata=metadata))
         for _, result in results:
-            yield result
+            yield masked(result)
     finally:
         engine.release(held)
 
 
+@masks_errors
 def _derive(
     context: AssetExecutionContext,
     lakehouse: StediLakehouse,
@@ -98,13 +101,14 @@ def _derive(
     yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
 
 
+@masks_errors
 def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
     landing = lakehouse.read_landing(feed)
     engine = lakehouse.get_engine()
     quarantine = engine.hold(landing.quarantine)
     quarantined = row_count(quarantine)
     context.log.info(
-        f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined"
+        mask_emails(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined")
     )
     try:
         # The quarantine is published even when the landing table is not:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from stedi_assets.schemas import TABLES
 
-# Command-line options and the environment variables they set. The resources
-# read the environment in one place (resources.build_resources); an option
-# only overrides the variable for this process.
+# Command-line options and the environment variables they set. The settings
+# are read and validated in one place (settings.read_settings); an option only
+# overrides the variable for this process.
 _SETTINGS = {
     "landing": "STEDI_LANDING_URI",
     "lakehouse": "STEDI_LAKEHOUSE_URI",
@@ -81,14 +81,15 @@ def run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from stedi_assets.definitions import build_definitions
-    from stedi_assets.resources import DEFAULT_LANDING_URI
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.storage import normalize_uri
 
-    lakehouse = _configured_lakehouse(args)
-    # The embedded default: a new user's empty default landing zone gets simulated data.
+    settings, lakehouse = _configure(args)
+    # The embedded default: with no landing zone configured at all, an empty
+    # default folder gets simulated data. A configured landing zone is never
+    # written to; an empty one fails the landing steps, naming its URI.
     landing_uri = normalize_uri(lakehouse.landing_uri)
-    if landing_uri == normalize_uri(DEFAULT_LANDING_URI) and _landing_is_empty(lakehouse):
+    if not settings.landing_configured and _landing_is_empty(lakehouse):
         count = write_simulated_landing(lakehouse, landing_uri, DEFAULT_CUSTOMERS, DEFAULT_SEED)
         print(f"The landing zone {landing_uri} is empty: wrote {count} files of simulated STEDI data there.")
         if not lakehouse.profile:
@@ -167,19 +168,26 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
 def simulate(args: argparse.Namespace) -> int:
     from stedi_assets.storage import normalize_uri
 
-    lakehouse = _configured_lakehouse(args)
+    _, lakehouse = _configure(args)
     landing_uri = normalize_uri(args.out or lakehouse.landing_uri)
     count = write_simulated_landing(lakehouse, landing_uri, args.customers, args.seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
 
 
-def _configured_lakehouse(args: argparse.Namespace):
-    """The lakehouse resource as configured by the options and the environment, EnvVars resolved."""
-    from stedi_assets.resources import build_resources
+def _configure(args: argparse.Namespace):
+    """The validated settings and the lakehouse resource (EnvVars resolved), from the options and the environment.
+
+    Raises ``SettingsError`` before anything is read or written.
+    """
+    from stedi_assets.settings import read_settings
 
     _apply_settings(args)
-    return _resolved(build_resources()["lakehouse"])
+    settings = read_settings()
+
+    from stedi_assets.resources import build_resources
+
+    return settings, _resolved(build_resources()["lakehouse"])
 
 
 def _resolved(resource):
@@ -202,19 +210,67 @@ def _resolved(resource):
 
 
 def query(args: argparse.Namespace) -> int:
+    from stedi_assets.query import query_batches
+
+    settings, lakehouse = _configure(args)
+    max_rows = args.max_rows if args.max_rows is not None else (100 if args.format == "table" else -1)
+    batches = query_batches(args.sql, lakehouse, memory_limit=settings.query_memory_limit, as_of=args.as_of)
+    try:
+        rows = _FirstRows(batches, max_rows)
+        shown = _print_rows(rows, args.format)
+    finally:
+        batches.close()  # stops the query and closes the connection
+    if rows.more:
+        note = f"(first {shown:,} row{'s' if shown != 1 else ''} shown; more rows exist: raise --max-rows, -1 for all)"
+        # For csv and json the note goes to stderr, so stdout stays one valid document.
+        print(note, file=sys.stdout if args.format == "table" else sys.stderr)
+    elif args.format == "table":
+        print(f"({shown:,} row{'s' if shown != 1 else ''})")
+    return 0
+
+
+class _FirstRows:
+    """The frames of ``batches`` up to ``max_rows`` rows in all (-1: all); ``more`` tells whether rows were left."""
+
+    def __init__(self, batches, max_rows: int):
+        self.batches, self.max_rows, self.more = batches, max_rows, False
+
+    def __iter__(self):
+        taken = 0
+        for frame in self.batches:
+            if 0 <= self.max_rows <= taken + frame.height:
+                head = frame.head(self.max_rows - taken)
+                # Rows are left if this frame had more, or another non-empty one follows.
+                self.more = frame.height > head.height or any(f.height for f in self.batches)
+                yield head
+                return
+            taken += frame.height
+            yield frame
+
+
+def _print_rows(frames, output_format: str) -> int:
+    """Write the frames in ``output_format`` as they come; return how many rows were written."""
     import polars as pl
 
-    from stedi_assets.query import query as run_query
-
-    result = run_query(args.sql, _configured_lakehouse(args), as_of=args.as_of)
-    if args.format == "csv":
-        sys.stdout.write(result.write_csv())
-    elif args.format == "json":
-        sys.stdout.write(result.write_json() + "\n")
+    written = 0
+    if output_format == "csv":
+        for index, frame in enumerate(frames):
+            sys.stdout.write(frame.write_csv(include_header=index == 0))
+            written += frame.height
+    elif output_format == "json":
+        # One JSON array, written as the rows come (nothing before the first batch, so an error prints alone).
+        for frame in frames:
+            text = frame.write_json()[1:-1]
+            if text:
+                sys.stdout.write(("," if written else "[") + text)
+            written += frame.height
+        sys.stdout.write("]\n" if written else "[]\n")
     else:
-        rows = result.height if args.max_rows < 0 else args.max_rows
+        # A table is laid out once its column widths are known: it holds the rows it shows.
+        result = pl.concat(list(frames), how="vertical")
+        written = result.height
         table_style = pl.Config(
-            tbl_rows=rows,
+            tbl_rows=max(result.height, 1),
             tbl_cols=-1,
             tbl_width_chars=10_000,
             fmt_str_lengths=200,
@@ -224,8 +280,7 @@ def query(args: argparse.Namespace) -> int:
         )
         with table_style:
             print(result)
-        print(f"({result.height:,} row{'s' if result.height != 1 else ''})")
-    return 0
+    return written
 
 
 def history(args: argparse.Namespace) -> int:
@@ -234,7 +289,7 @@ def history(args: argparse.Namespace) -> int:
     if args.table not in TABLES:
         print(f"error: unknown table {args.table!r}; one of: {', '.join(TABLES)}", file=sys.stderr)
         return 2
-    lakehouse = _configured_lakehouse(args)
+    _, lakehouse = _configure(args)
     table = lakehouse.load_table(args.table)
     print(f"{lakehouse.table_identifier(args.table)} in {lakehouse.catalog_settings().describe()}")
     print(f"{'snapshot_id':<20}  {'committed_at (UTC)':<23}  {'operation':<9}  {'rows':>12}  run_id")
@@ -270,7 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)"
     )
     query_parser.add_argument(
-        "--max-rows", dest="max_rows", type=int, default=100, help="rows shown in table format (-1: all)"
+        "--max-rows",
+        dest="max_rows",
+        type=int,
+        default=None,
+        help="stop after this many rows (-1: all; default: 100 in table format, all in csv and json)",
     )
     query_parser.add_argument(
         "--as-of", dest="as_of",
@@ -286,8 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     history_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     history_parser.set_defaults(handler=history)
     args = parser.parse_args(argv)
+    # Imported after parsing: `stedi --help` works whatever the settings hold.
+    from stedi_assets.settings import SettingsError
+
     try:
         return args.handler(args)
+    except SettingsError as error:
+        print(f"stedi: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # one readable line, not a stack trace
         print(f"error: {error}", file=sys.stderr)
         return 2

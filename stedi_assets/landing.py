@@ -15,9 +15,9 @@ from typing import Any
 import narwhals as nw
 from dagster import AssetCheckSeverity, MetadataValue
 
-
-DEFAULT_QUARANTINE_MAX_SHARE = 0.01
-"""Share of a feed's records that may be quarantined before the landing table is held back."""
+from stedi_assets.masking import mask_emails
+# The share of a feed's records that may be quarantined; the checks take the default from here.
+from stedi_assets.settings import DEFAULT_QUARANTINE_MAX_SHARE  # noqa: F401
 
 _SAMPLES = 5
 
@@ -34,8 +34,9 @@ def landing_metadata(records_read: int, rows: int, quarantined: int, extra: Mapp
         "reconciliation": MetadataValue.text(
             f"{records_read} read = {rows} kept + {quarantined} quarantined + {duplicates} exact duplicates dropped"
         ),
+        # Field names come from the delivered records: a name may be an email address.
         "unknown_fields": MetadataValue.text(
-            ", ".join(f"{name}: {count}" for name, count in unknown.items()) or "none"
+            ", ".join(f"{mask_emails(name)}: {count}" for name, count in unknown.items()) or "none"
         ),
     }
 

@@ -13,6 +13,11 @@ lakehouse store's settings (local files, or S3 from the store's
 without DuckDB's ``iceberg`` and ``httpfs`` extensions, which are downloaded
 at run time; only the tables a statement names are planned and read.
 
+Results are streamed: the statement runs under DuckDB's ``memory_limit``
+(``STEDI_QUERY_MEMORY_LIMIT``, nothing spilled to disk) and its rows are
+fetched in record batches, so a caller that stops after N rows never holds
+more than a batch beyond them, whatever the query would return.
+
 A query can never change a table, for two independent reasons:
 
 * only read statements are accepted (SELECT, WITH, VALUES, DESCRIBE, SHOW,
@@ -27,7 +32,7 @@ A query can never change a table, for two independent reasons:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlparse
@@ -41,6 +46,7 @@ import pyarrow.fs as pafs
 from stedi_assets.lakehouse.tables import data_file_paths, snapshot_at
 from stedi_assets.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.storage import Store, is_s3_uri
 
 ARROW_TYPES: dict[str, pa.DataType] = {"string": pa.string(), "bigint": pa.int64(), "double": pa.float64()}
@@ -248,16 +254,27 @@ def published_datasets(
     return datasets
 
 
+# Rows fetched from DuckDB at a time: large enough to keep the per-batch
+# overhead small, small enough that a batch is a few MB.
+BATCH_ROWS = 10_000
+
+
 def connect(
-    lakehouse: StediLakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
+    lakehouse: StediLakehouse,
+    memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
+    sql: str | None = None,
+    as_of: AsOf | None = None,
+    missing: dict[str, str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that sees the tables ``sql`` names (default: all) as read-only views."""
     connection = duckdb.connect(
         ":memory:",
         config={
-            # No file can be opened, attached, copied to or loaded as an
-            # extension: the only data reachable is the registered datasets.
-            "enable_external_access": False,
+            # A query that needs more fails with an out-of-memory error rather
+            # than taking the machine's memory. No temporary directory: nothing
+            # is spilled to disk, so the connection writes no file at all.
+            "memory_limit": memory_limit,
+            "temp_directory": "",
             "autoload_known_extensions": False,
             "autoinstall_known_extensions": False,
             # Names in a query resolve to the registered tables only, never
@@ -265,21 +282,47 @@ def connect(
             "python_enable_replacements": False,
         },
     )
+    # No file can be opened, attached, copied to or loaded as an extension:
+    # the only data reachable is the registered datasets. Set after connecting,
+    # because with it DuckDB refuses to take the temp_directory setting above.
+    connection.execute("SET enable_external_access = false")
     for name, dataset in published_datasets(lakehouse, sql, as_of, missing).items():
         connection.register(name, dataset)
     connection.execute("SET lock_configuration = true")
     return connection
 
 
-def query(sql: str, lakehouse: StediLakehouse | str, as_of: AsOf | str | None = None) -> pl.DataFrame:
-    """Run one read-only SQL statement over the published tables of ``lakehouse``.
+def query(
+    sql: str,
+    lakehouse: StediLakehouse | str,
+    memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
+    as_of: AsOf | str | None = None,
+) -> pl.DataFrame:
+    """Run one read-only SQL statement over the published tables of ``lakehouse``; every row.
 
     ``lakehouse`` is the configured resource, or just the URI of a local
     lakehouse. Table names are the asset names; column names are
     case-insensitive, as in Athena. ``as_of`` (a snapshot id or a time, see
     :func:`parse_as_of`) runs it against an earlier state. Raises
     :class:`QueryError` with a one-line message when the statement is not a
-    read or the engine rejects it.
+    read, the engine rejects it, or it needs more than ``memory_limit``. To
+    stop after some rows without holding the rest, use :func:`query_batches`.
+    """
+    return pl.concat(list(query_batches(sql, lakehouse, memory_limit, as_of=as_of)), how="vertical")
+
+
+def query_batches(
+    sql: str,
+    lakehouse: StediLakehouse | str,
+    memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
+    batch_rows: int = BATCH_ROWS,
+    as_of: AsOf | str | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The result of one read-only statement as frames of at most ``batch_rows`` rows.
+
+    DuckDB produces the rows as they are fetched; closing the generator (or
+    stopping the iteration) stops the query. At least one frame is yielded,
+    so an empty result still has its columns.
     """
     check_read_only(sql)
     if isinstance(lakehouse, str):
@@ -287,17 +330,58 @@ def query(sql: str, lakehouse: StediLakehouse | str, as_of: AsOf | str | None = 
     if isinstance(as_of, str):
         as_of = parse_as_of(as_of)
     missing: dict[str, str] = {}
-    connection = connect(lakehouse, sql, as_of, missing)
     try:
-        relation = connection.sql(sql)
-        return relation.pl() if relation is not None else pl.DataFrame()
+        connection = connect(lakehouse, memory_limit, sql, as_of, missing)
     except duckdb.Error as error:
-        raise QueryError(_explain_error(error, connection, missing)) from None
+        raise QueryError(_one_line(error)) from None
+    try:
+        try:
+            relation = connection.sql(sql)
+            if relation is None:
+                yield pl.DataFrame()
+                return
+            reader = relation.to_arrow_reader(batch_rows)
+        except duckdb.Error as error:
+            raise QueryError(_explain_error(error, connection, memory_limit, missing)) from None
+        yielded = False
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except duckdb.Error as error:
+                raise QueryError(_explain_error(error, connection, memory_limit, missing)) from None
+            yielded = True
+            yield _frame(batch)
+        if not yielded:
+            yield _frame(reader.schema.empty_table())
     finally:
         connection.close()
 
 
-def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection, missing: dict[str, str]) -> str:
+def _frame(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+    """``batch`` as a Polars frame; a repeated column name (``SELECT *`` of a self-join) gets a suffix, ``x_1``."""
+    names, seen = [], set()
+    for name in batch.schema.names:
+        unique, n = name, 0
+        while unique in seen:
+            n += 1
+            unique = f"{name}_{n}"
+        seen.add(unique)
+        names.append(unique)
+    if names != batch.schema.names:
+        batch = batch.rename_columns(names)
+    return pl.from_arrow(batch)
+
+
+def _explain_error(
+    error: duckdb.Error, connection: duckdb.DuckDBPyConnection, memory_limit: str, missing: dict[str, str]
+) -> str:
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return (
+            f"the query needs more memory than STEDI_QUERY_MEMORY_LIMIT={memory_limit} allows: "
+            "raise STEDI_QUERY_MEMORY_LIMIT (e.g. 8GB) or narrow the query"
+        )
     message = _one_line(error)
     if isinstance(error, duckdb.CatalogException):
         registered = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}

@@ -1,4 +1,4 @@
-"""The lakehouse resource, and the one place the environment is read.
+"""The lakehouse resource and the resources built from the settings.
 
 The zone tables are Apache Iceberg tables in a catalog (see
 ``stedi_assets.lakehouse``); this resource holds the settings, the engine and
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import narwhals as nw
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
@@ -30,25 +30,26 @@ from stedi_assets.lakehouse.catalog import (
 )
 from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
 from stedi_assets.lakehouse.tables import Commit, check_schema, data_file_paths, open_or_create, replace_contents
+from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
+    DEFAULT_LAKEHOUSE_URI,
+    DEFAULT_LANDING_URI,
+    DEFAULT_ORPHAN_MIN_AGE_HOURS,
+    DEFAULT_S3_MAX_ATTEMPTS,
+    DEFAULT_SNAPSHOT_MAX_AGE_HOURS,
+    DEFAULT_SNAPSHOTS_MIN_KEPT,
+    ML_JOINS,
+    Settings,
+    check_lakehouse_fields,
+    parse_spark_conf,
+    read_settings,
+)
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
-
-DEFAULT_LANDING_URI = "data/landing"
-DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
-ML_JOINS = ("time", "same_customer")
-# Few retries: an unreachable S3 endpoint should fail a run in seconds.
-DEFAULT_S3_MAX_ATTEMPTS = 3
 
 
 class LandingError(RuntimeError):
     """The landing zone cannot be read; the message names the URI."""
 
 
-# Maintenance defaults: snapshots older than a week are expired, but the last
-# five of each table are always kept; unreferenced files younger than a day
-# may belong to a write in flight and are never deleted.
-DEFAULT_SNAPSHOT_MAX_AGE_HOURS = 168
-DEFAULT_SNAPSHOTS_MIN_KEPT = 5
-DEFAULT_ORPHAN_MIN_AGE_HOURS = 24
 
 
 class StediLakehouse(ConfigurableResource):
@@ -104,6 +105,12 @@ class StediLakehouse(ConfigurableResource):
     _engine: Engine | None = PrivateAttr(default=None)
     _s3_store: Store | None = PrivateAttr(default=None)
     _catalog: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Runs when a run initializes its resources, before any step reads or
+        # publishes anything: launchpad config gets the same checks as the
+        # environment (whose EnvVars are resolved by now).
+        check_lakehouse_fields(dict(self))
 
     # -- engine and storage --------------------------------------------------
 
@@ -260,48 +267,24 @@ def _is_feed_file(uri: str) -> bool:
     return not name.startswith((".", "_")) and name.lower().endswith((".json", ".json.gz"))
 
 
-def _share(environ: Mapping[str, str], variable: str) -> float:
-    # Dagster's EnvVar resolves to text or integers only, so a share is read here, as a number.
-    text = environ.get(variable)
-    if not text:
-        return DEFAULT_QUARANTINE_MAX_SHARE
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"{variable}={text!r}: expected a share between 0 and 1, e.g. 0.01")
-    return share
-
-
-def parse_spark_conf(text: str) -> dict[str, str]:
-    """``spark.a=1,spark.b=2`` as a dict; every key must be a ``spark.*`` setting."""
-    conf = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        key = key.strip()
-        if not equals or not key.startswith("spark."):
-            raise ValueError(f"STEDI_SPARK_CONF: {item!r} is not a spark.*=value setting")
-        conf[key] = value.strip()
-    return conf
-
-
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The resources for this environment; the only place STEDI_* variables are read.
+    """The resources for this environment, from the validated settings (``settings.read_settings``).
 
-    A variable that is set is passed as an EnvVar, so the UI shows its name
-    rather than its value and it is resolved when a run starts.
+    Raises ``SettingsError`` (one line) for a setting that is not valid. A
+    variable that is set is passed as an EnvVar, so the UI shows its name
+    rather than its value and it is resolved when a run starts; it has been
+    validated here first.
     """
-    environ = os.environ if environ is None else environ
+    settings = read_settings(environ)
 
     def setting(variable: str, default: str) -> str:
-        return EnvVar(variable) if environ.get(variable) else default
+        return EnvVar(variable) if settings.is_set(variable) else default
 
     def integer(variable: str, default: int) -> int:
-        return EnvVar.int(variable) if environ.get(variable) else default
+        return EnvVar.int(variable) if settings.is_set(variable) else default
 
     lakehouse = StediLakehouse(
-        s3=s3_resource(environ),
+        s3=s3_resource(os.environ if environ is None else environ, settings),
         landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
         lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
         profile=setting("STEDI_PROFILE", ""),
@@ -313,9 +296,10 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         snapshot_max_age_hours=integer("STEDI_SNAPSHOT_MAX_AGE_HOURS", DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
         snapshots_min_kept=integer("STEDI_SNAPSHOTS_MIN_KEPT", DEFAULT_SNAPSHOTS_MIN_KEPT),
         orphan_min_age_hours=integer("STEDI_ORPHAN_MIN_AGE_HOURS", DEFAULT_ORPHAN_MIN_AGE_HOURS),
-        quarantine_max_share=_share(environ, "STEDI_QUARANTINE_MAX_SHARE"),
+        # Dagster's EnvVar resolves to text or integers only: these are passed as values.
+        quarantine_max_share=settings.quarantine_max_share,
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
-        spark_conf=parse_spark_conf(environ.get("STEDI_SPARK_CONF", "")),
+        spark_conf=settings.spark_conf,
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 
@@ -334,12 +318,13 @@ _AWS_SETTINGS = {
 }
 
 
-def s3_resource(environ: Mapping[str, str]) -> S3Resource:
+def s3_resource(environ: Mapping[str, str], settings: Settings | None = None) -> S3Resource:
     """The S3 connection configured from the standard AWS variables that are set."""
+    settings = read_settings(environ) if settings is None else settings
     fields: dict[str, Any] = {}
     for name, variables in _AWS_SETTINGS.items():
         variable = next((v for v in variables if environ.get(v)), None)
         if variable is not None:
             fields[name] = EnvVar(variable)
-    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if environ.get("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
+    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if settings.is_set("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
     return S3Resource(**fields)

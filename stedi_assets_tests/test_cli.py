@@ -1,7 +1,9 @@
 """The `stedi` command and `dagster asset materialize`, as a user runs them in a shell.
 
 Covers the embedded default (an empty landing zone is filled with simulated
-data), the per-table summary, exit codes and one-line errors.
+data only when no landing zone is configured), the per-table summary, exit
+codes and one-line errors, bad settings (every command refuses them before
+reading or writing anything; --help always works).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from stedi_assets import cli
 from stedi_assets.profiles import STEDI_REFERENCE, expected_rows
 from stedi_assets.schemas import TABLES
 from stedi_assets_tests.conftest import stored_table
+from stedi_assets_tests.test_settings import BAD
 
 BIN = Path(sys.executable).parent
 
@@ -71,10 +75,74 @@ def test_missing_landing_zone_is_one_line_naming_the_uri(tmp_path):
     assert not (tmp_path / "lake").exists()
 
 
-def test_unknown_profile_is_reported(stedi_landing, tmp_path):
+def test_unknown_profile_is_refused_before_anything_is_published(stedi_landing, tmp_path):
     result = stedi("run", "--landing", str(stedi_landing), "--lakehouse", str(tmp_path / "lake"), "--profile", "nope", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "unknown data-set profile 'nope'" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        "stedi: STEDI_PROFILE='nope' is not valid: expected one of stedi-reference, simulated, or empty for none\n"
+    )
+    assert not (tmp_path / "lake").exists()  # not even the quarantine tables
+
+
+@pytest.mark.parametrize("variable, value", [(variable, values[0]) for variable, values in BAD.items()])
+def test_a_bad_setting_stops_every_command_before_it_reads_or_writes(variable, value, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where the default landing zone and lakehouse would be
+    monkeypatch.setenv(variable, value)
+    for argv in (["run"], ["query", "SELECT 1"], ["history", "customer_trusted"], ["simulate"]):
+        assert cli.main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith(f"stedi: {variable}={value!r} is not valid") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_setting_in_a_shell_is_one_line_and_exit_code_2(tmp_path):
+    result = stedi("run", cwd=tmp_path, STEDI_QUARANTINE_MAX_SHARE="abc", AWS_MAX_ATTEMPTS="abc")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "stedi: STEDI_QUARANTINE_MAX_SHARE='abc' is not valid: expected a number between 0 and 1, e.g. 0.01\n"
+    )
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_help_works_whatever_the_settings_hold(tmp_path):
+    bad = {variable: values[0] for variable, values in BAD.items()}
+    for argv in (["--help"], ["run", "--help"], ["query", "--help"], ["simulate", "--help"], ["history", "--help"]):
+        result = stedi(*argv, cwd=tmp_path, **bad)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert result.stdout.startswith("usage: stedi") and result.stderr == ""
+
+
+def test_loading_the_code_location_with_a_bad_setting_shows_the_one_line_error(tmp_path):
+    # What `dagster dev` shows when it loads the code location.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STEDI_", "DAGSTER_HOME"))}
+    result = subprocess.run(
+        [sys.executable, "-c", "import stedi_assets.definitions"], cwd=tmp_path, capture_output=True, text=True,
+        env={**clean, "STEDI_SPARK_CONF": "foo"}, timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1] == (
+        "stedi_assets.settings.SettingsError: STEDI_SPARK_CONF='foo' is not valid ('foo' is not a spark.*=value "
+        "setting): expected spark.* settings as key=value,key=value, e.g. spark.sql.shuffle.partitions=4"
+    )
+    assert "During handling" not in result.stderr  # no chained error from the parsing
+
+
+@pytest.mark.parametrize("how", ["variable", "option", "relative variable"])
+def test_a_configured_empty_landing_zone_gets_no_simulated_data(how, tmp_path):
+    # The configured folder is where the default would be: configured is what counts, not where.
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    if how == "option":
+        result = stedi("run", "--landing", str(landing), cwd=tmp_path)
+    else:
+        result = stedi("run", cwd=tmp_path, STEDI_LANDING_URI="data/landing" if how.startswith("relative") else str(landing))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"error: customer_landing: no landing files for feed 'customer' at {landing}/customer/" in result.stderr
+    assert "simulated" not in result.stdout
+    assert list(landing.iterdir()) == []
+    assert not (tmp_path / "data" / "lakehouse").exists()
 
 
 def test_simulate_writes_the_landing_zone(tmp_path):

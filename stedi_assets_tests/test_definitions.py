@@ -1,12 +1,15 @@
 """The code location as Dagster loads it: assets, groups, lineage, checks, settings.
 
 Covers build_resources (the STEDI_* variables) and launchpad configuration of
-the lakehouse resource. Running the tables is covered elsewhere.
+the lakehouse resource, including a bad launchpad value failing the run before
+anything is published. Running the tables is covered elsewhere; each
+setting's accepted values are in test_settings.py.
 """
 
 from __future__ import annotations
 
 
+import pytest
 from dagster import AssetKey, EnvVar
 
 from stedi_assets.checks import CHECKS
@@ -85,3 +88,28 @@ def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
 
     assert result.success
     assert stored_table(tmp_path / "lake", "customer_curated").height == 482
+
+
+@pytest.mark.parametrize(
+    "field, value, accepted",
+    [
+        ("profile", "wrong", "one of stedi-reference, simulated, or empty for none"),
+        ("ml_join", "wrong", "one of time, same_customer"),
+        ("engine", "pandas", "one of polars, spark"),
+        ("namespace", "two words", "a namespace name of letters, digits and underscores, e.g. stedi"),
+    ],
+)
+def test_bad_launchpad_config_fails_the_run_before_anything_is_published(stedi_landing, tmp_path, field, value, accepted):
+    job = build_definitions().resolve_job_def("stedi_job")
+    config = {"landing_uri": str(stedi_landing), "lakehouse_uri": str(tmp_path / "lake"), field: value}
+    result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}}, raise_on_error=False)
+
+    assert not result.success
+    assert not (tmp_path / "lake").exists()  # no table, not even a quarantine table
+    assert result.get_asset_materialization_events() == []
+    failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
+    error = failure.event_specific_data.error
+    assert error.cls_name == "SettingsError"
+    assert error.message.strip() == (
+        f"stedi_assets.settings.SettingsError: lakehouse.config.{field}={value!r} is not valid: expected {accepted}"
+    )

@@ -2,9 +2,10 @@
 
 Covers the reference row counts through the command, the reference system's
 documented queries verbatim, full SQL (join, window, CTE), output formats,
-the read-only guarantee and one-line errors; and the same queries on a
-lakehouse in S3 (a moto server on 127.0.0.1). Time travel (``--as-of``) is
-covered in lakehouse/test_lineage.py.
+the read-only guarantee and one-line errors, the bounds (--max-rows stops a
+query without holding the rest: peak memory of the command measured; DuckDB's
+memory limit); and the same queries on a lakehouse in S3 (a moto server on
+127.0.0.1). Time travel (``--as-of``) is covered in lakehouse/test_lineage.py.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import psutil
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -252,3 +258,115 @@ def test_an_unpublished_table_says_so(tmp_path):
 
     with pytest.raises(QueryError, match="customer_trusted has not been published yet"):
         query("SELECT COUNT(*) FROM customer_trusted", empty)
+
+
+# -- bounds ----------------------------------------------------------------------
+
+MIB = 1024 * 1024
+# The command with Dagster, Polars, DuckDB and pyarrow imported peaks at about
+# 250 MiB on this query; holding range(200000000) took 1.8 GB.
+BOUNDED_PEAK = 700 * MIB
+
+
+def _peak_rss_of(argv: list[str], env: dict[str, str], limit: int) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``argv``; return its result and its peak resident memory (killed, and reported, above ``limit``)."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss, _high_water_mark(process.pid))
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+            break
+        if peak > limit:  # already failed: no need to let it take the machine's memory
+            process.kill()
+            break
+        time.sleep(0.01)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, process.returncode, out, err), peak
+
+
+def _high_water_mark(pid: int) -> int:
+    # The kernel's record of the process's peak, so a peak between two polls is not missed.
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _clean_env(**settings: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **settings}
+
+
+@pytest.mark.parametrize("output_format", ["table", "csv"])
+def test_max_rows_stops_a_huge_result_without_holding_it(tmp_path, output_format):
+    stedi_bin = str(Path(sys.executable).parent / "stedi")
+    argv = [stedi_bin, "query", "SELECT * FROM range(200000000)", "--max-rows", "10", "--format", output_format]
+    result, peak = _peak_rss_of(argv, _clean_env(STEDI_LAKEHOUSE_URI=str(tmp_path)), BOUNDED_PEAK)
+
+    assert peak < BOUNDED_PEAK, f"peak RSS {peak / MIB:.0f} MiB"
+    assert result.returncode == 0, result.stderr
+    assert "more rows exist" in (result.stdout if output_format == "table" else result.stderr)
+    if output_format == "csv":
+        assert result.stdout.splitlines() == ["range", *map(str, range(10))]
+    else:
+        assert "│ 9 " in result.stdout and "│ 10 " not in result.stdout
+
+
+def test_max_rows_bounds_a_self_join_of_the_real_data(lakehouse):
+    # About 14 million rows; the query stops after 10 of them.
+    sql = "SELECT * FROM accelerometer_landing AS a JOIN accelerometer_landing AS b USING (user)"
+    stedi_bin = str(Path(sys.executable).parent / "stedi")
+    argv = [stedi_bin, "query", sql, "--max-rows", "10", "--format", "json"]
+    result, peak = _peak_rss_of(argv, _clean_env(STEDI_LAKEHOUSE_URI=lakehouse.lakehouse_uri), BOUNDED_PEAK)
+
+    assert peak < BOUNDED_PEAK, f"peak RSS {peak / MIB:.0f} MiB"
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10
+    # Columns both sides have are told apart as DuckDB does: x and x_1.
+    assert set(rows[0]) == {"user", "timestamp", "x", "y", "z", "timestamp_1", "x_1", "y_1", "z_1"}
+    assert "more rows exist" in result.stderr
+
+
+@pytest.mark.parametrize("output_format", ["table", "csv", "json"])
+def test_max_rows_in_every_format(stedi, output_format):
+    sql = "SELECT email FROM customer_landing ORDER BY email"
+    code, out, err = stedi("query", sql, "--max-rows", "3", "--format", output_format)
+
+    assert code == 0
+    note = out if output_format == "table" else err
+    assert "(first 3 rows shown; more rows exist" in note
+    if output_format == "csv":
+        assert len(out.splitlines()) == 4
+    elif output_format == "json":
+        assert len(json.loads(out)) == 3
+
+
+def test_a_result_that_fits_says_how_many_rows(stedi):
+    code, out, err = stedi("query", "SELECT * FROM range(3)", "--max-rows", "3")
+    assert (code, err) == (0, "")
+    assert out.rstrip().endswith("(3 rows)") and "more rows" not in out
+
+
+def test_a_query_over_the_memory_limit_is_one_line_naming_the_setting(stedi, monkeypatch):
+    sql = "SELECT * FROM range(20000000) ORDER BY range DESC"  # a sort of 20 million rows, held whole
+    assert stedi("query", sql, "--max-rows", "1")[0] == 0  # under the default limit it runs
+
+    monkeypatch.setenv("STEDI_QUERY_MEMORY_LIMIT", "30MB")
+    code, out, err = stedi("query", sql, "--max-rows", "1")
+
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: the query needs more memory than STEDI_QUERY_MEMORY_LIMIT=30MB allows: "
+        "raise STEDI_QUERY_MEMORY_LIMIT (e.g. 8GB) or narrow the query\n"
+    )
+
+
+def test_the_connection_has_the_memory_limit_and_spills_nothing(tmp_path):
+    connection = connect(StediLakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path)), "100MB")
+    limit, temp_directory = connection.execute(
+        "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+    ).fetchone()
+    connection.close()
+    assert limit in ("95.3 MiB", "100.0 MB") and temp_directory == ""

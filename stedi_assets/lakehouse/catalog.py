@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
+from stedi_assets.settings import DEFAULT_NAMESPACE
 from stedi_assets.storage import is_s3_uri, local_path
 
 CATALOG_NAME = "stedi"
 """The name every reader of an SQL catalog must use: it lists only tables of its own name."""
-DEFAULT_NAMESPACE = "stedi"
 CATALOG_FILE = "catalog.db"
 
-_NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,254}$")
 
 
 class CatalogError(RuntimeError):
@@ -65,7 +65,7 @@ class CatalogSettings:
         """The namespace (Glue database) holding every table."""
         name = self.glue_database if self.kind == "glue" and self.glue_database else self.namespace
         if not _NAME.match(name):
-            raise CatalogError(f"invalid namespace {name!r}: use letters, digits and underscores only")
+            raise CatalogError(f"invalid namespace {name!r}: use letters, digits, underscores (and, in Glue, -) only")
         # Glue and Athena store database names in lowercase.
         return name.lower()
 

@@ -25,6 +25,7 @@ import narwhals as nw
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
 from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM
+from stedi_assets.masking import mask_metadata
 
 if TYPE_CHECKING:
     from stedi_assets.resources import StediLakehouse
@@ -97,7 +98,8 @@ class LakehouseIOManager(IOManager):
             if problems:
                 metadata["upstream_mismatches"] = MetadataValue.md("\n".join(f"- {p}" for p in problems))
                 context.log.warning(f"{commit.identifier} computed from inconsistent inputs: {'; '.join(problems)}")
-        context.add_output_metadata(metadata)
+        # Paths may hold an address (a lakehouse under a user's folder): masked like all metadata.
+        context.add_output_metadata(mask_metadata(metadata))
 
     def load_input(self, context: InputContext) -> nw.LazyFrame:
         asset_path = list(context.asset_key.path)

@@ -1,0 +1,152 @@
+"""Every setting: accepted values, defaults, and the one-line error for a bad value.
+
+Covers settings.read_settings (every STEDI_* variable and AWS_MAX_ATTEMPTS),
+build_resources refusing a bad environment, and the launchpad fields' checks.
+The command's handling of a bad setting is in test_cli.py; a run refusing a
+bad launchpad config is in test_definitions.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from stedi_assets import settings as settings_module
+from stedi_assets.engines import ENGINE_NAMES
+from stedi_assets.profiles import PROFILE_NAMES
+from stedi_assets.resources import build_resources
+from stedi_assets.settings import (
+    VARIABLES,
+    Settings,
+    SettingsError,
+    check_lakehouse_fields,
+    read_settings,
+)
+
+# Values each variable must refuse; one or more per variable, every variable listed.
+BAD = {
+    "STEDI_LANDING_URI": ["http://example.com/landing", "s3://", " data/landing", "s3a://bucket/landing"],
+    "STEDI_LAKEHOUSE_URI": ["ftp://host/lake", "s3:///prefix", "gs://bucket/lake"],
+    "STEDI_PROFILE": ["unknown", "Simulated", "stedi_reference"],
+    "STEDI_ENGINE": ["pandas", "Polars", "duckdb"],
+    "STEDI_ML_JOIN": ["wrong", "customer", "TIME"],
+    "STEDI_GLUE_DATABASE": ["has space", "semi;colon", "x" * 256, "-leading"],
+    "STEDI_SPARK_MASTER": ["localhost", "local[0]", "local[two]", "spark:/head", "cluster"],
+    "STEDI_SPARK_CONF": ["foo", "driver.memory=2g", "spark.a=1,foo", "=1"],
+    "STEDI_QUARANTINE_MAX_SHARE": ["abc", "2", "nan", "-0.1", "inf", "1%"],
+    "STEDI_CONSENT_SCOPE": ["always", "from-consent-date", "ANY_TIME"],
+    "STEDI_MAX_FILE_MB": ["0", "-5", "1.5", "abc", "1GB", "10000000000"],
+    "STEDI_QUERY_MEMORY_LIMIT": ["abc", "2", "0GB", "-1GB", "2 parsecs", "80%", "10KB", "1000000B"],
+    "STEDI_CATALOG_URI": ["catalog.db", "/srv/catalog.db", "sqlite:catalog", "postgres ql://host/db"],
+    "STEDI_NAMESPACE": ["two words", "stedi.prod", "stedi-prod", "x" * 256],
+    "STEDI_SNAPSHOT_MAX_AGE_HOURS": ["-1", "1.5", "a week", "7d"],
+    "STEDI_SNAPSHOTS_MIN_KEPT": ["0", "-1", "all", "2.5"],
+    "STEDI_ORPHAN_MIN_AGE_HOURS": ["-1", "0.5", "a day"],
+    "AWS_MAX_ATTEMPTS": ["abc", "0", "-1", "2.5", "three"],
+}
+
+# Accepted values and what they become.
+GOOD = {
+    "STEDI_LANDING_URI": [("data/landing", "data/landing"), ("s3://raw/landing", "s3://raw/landing"),
+                          ("file:///srv/landing", "file:///srv/landing"), ("/srv/landing", "/srv/landing")],
+    "STEDI_LAKEHOUSE_URI": [("s3://lake", "s3://lake"), ("./lake", "./lake")],
+    "STEDI_PROFILE": [("stedi-reference", "stedi-reference"), ("simulated", "simulated")],
+    "STEDI_ENGINE": [("polars", "polars"), ("spark", "spark")],
+    "STEDI_ML_JOIN": [("time", "time"), ("same_customer", "same_customer")],
+    "STEDI_GLUE_DATABASE": [("stedi", "stedi"), ("Research_2", "Research_2"), ("stedi-prod", "stedi-prod")],
+    "STEDI_SPARK_MASTER": [("local", "local"), ("local[*]", "local[*]"), ("local[4]", "local[4]"),
+                           ("local[2,3]", "local[2,3]"), ("spark://head:7077", "spark://head:7077"),
+                           ("yarn", "yarn"), ("k8s://https://host:443", "k8s://https://host:443")],
+    "STEDI_SPARK_CONF": [("spark.a=1, spark.b.c=x=y", {"spark.a": "1", "spark.b.c": "x=y"})],
+    "STEDI_QUARANTINE_MAX_SHARE": [("0", 0.0), ("0.25", 0.25), ("1", 1.0), ("1e-3", 0.001)],
+    "STEDI_CONSENT_SCOPE": [("any_time", "any_time"), ("from_consent_date", "from_consent_date")],
+    "STEDI_MAX_FILE_MB": [("1", 1), ("2048", 2048)],
+    "STEDI_QUERY_MEMORY_LIMIT": [("2GB", "2GB"), ("500MB", "500MB"), ("4GiB", "4GiB"), ("1.5 GB", "1.5GB"),
+                                 ("1MiB", "1MiB")],
+    "STEDI_CATALOG_URI": [("sqlite:////srv/lake/catalog.db", "sqlite:////srv/lake/catalog.db"),
+                          ("postgresql+psycopg2://user@host/catalog", "postgresql+psycopg2://user@host/catalog")],
+    "STEDI_NAMESPACE": [("stedi", "stedi"), ("Research_2", "Research_2")],
+    "STEDI_SNAPSHOT_MAX_AGE_HOURS": [("0", 0), ("168", 168)],
+    "STEDI_SNAPSHOTS_MIN_KEPT": [("1", 1), ("5", 5)],
+    "STEDI_ORPHAN_MIN_AGE_HOURS": [("0", 0), ("24", 24)],
+    "AWS_MAX_ATTEMPTS": [("1", 1), ("10", 10)],
+}
+
+
+def test_every_variable_is_tested_and_validated():
+    assert set(BAD) == set(GOOD) == set(VARIABLES)
+
+
+def test_every_stedi_variable_the_package_names_is_a_validated_setting():
+    package = Path(settings_module.__file__).parent
+    named = {v for path in package.rglob("*.py") for v in re.findall(r'"(STEDI_[A-Z_]*[A-Z])"', path.read_text())}
+    assert named and named <= set(VARIABLES)
+
+
+def test_choices_match_the_profiles_and_engines_they_stand_for():
+    assert settings_module.PROFILES == PROFILE_NAMES
+    assert settings_module.ENGINES == ENGINE_NAMES
+
+
+def test_defaults_without_environment():
+    settings = read_settings({})
+    assert settings == Settings()
+    assert (settings.profile, settings.engine, settings.ml_join, settings.consent_scope) == ("", "polars", "time", "any_time")
+    assert (settings.quarantine_max_share, settings.max_file_mb, settings.aws_max_attempts) == (0.01, 1024, 3)
+    assert settings.query_memory_limit == "2GB"
+    assert not settings.landing_configured
+
+
+def test_an_empty_variable_counts_as_not_set():
+    settings = read_settings({variable: "" for variable in VARIABLES})
+    assert settings == Settings()
+
+
+@pytest.mark.parametrize("variable, text, value", [(v, t, x) for v, cases in GOOD.items() for t, x in cases])
+def test_accepted_values(variable, text, value):
+    settings = read_settings({variable: text})
+    field = next(s.field for s in settings_module.SETTINGS if s.variable == variable)
+    assert getattr(settings, field) == value
+    assert settings.is_set(variable)
+
+
+@pytest.mark.parametrize("variable, text", [(v, t) for v, texts in BAD.items() for t in texts])
+def test_a_bad_value_is_one_line_naming_variable_value_and_accepted_values(variable, text):
+    with pytest.raises(SettingsError) as raised:
+        read_settings({variable: text})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{variable}={text!r} is not valid")
+    assert "expected " in message
+    # The resources are never built from a bad environment.
+    with pytest.raises(SettingsError, match=re.escape(variable)):
+        build_resources({variable: text})
+
+
+def test_the_message_lists_the_accepted_values():
+    with pytest.raises(SettingsError, match=r"expected one of stedi-reference, simulated, or empty for none$"):
+        read_settings({"STEDI_PROFILE": "unknown"})
+    with pytest.raises(SettingsError, match=r"expected one of time, same_customer$"):
+        read_settings({"STEDI_ML_JOIN": "wrong"})
+    with pytest.raises(SettingsError, match=r"expected a number between 0 and 1"):
+        read_settings({"STEDI_QUARANTINE_MAX_SHARE": "nan"})
+
+
+def test_a_value_with_a_line_break_stays_on_one_line():
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"STEDI_ENGINE": "polars\nspark"})
+    assert "\n" not in str(raised.value) and r"'polars\nspark'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("profile", "wrong"), ("ml_join", "wrong"), ("engine", "pandas"), ("landing_uri", ""),
+     ("lakehouse_uri", "http://x/y"), ("spark_master", "nowhere"), ("spark_conf", {"driver.memory": "2g"}),
+     ("glue_database", "a b"), ("quarantine_max_share", 2.0)],
+)
+def test_launchpad_fields_get_the_same_checks(field, value):
+    with pytest.raises(SettingsError, match=rf"^lakehouse\.config\.{field}=.* is not valid"):
+        check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "data/lakehouse", field: value})
+    check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "s3://lake", "profile": "", "spark_conf": {}})
