@@ -1,7 +1,8 @@
 """The Spark engine: the same narwhals rules, computed by Spark.
 
-Spark reads the landing JSON, computes every table and writes the Parquet
-files itself, so the data never has to fit in the Python process; narwhals
+Spark reads the landing JSON, computes every table and writes its Parquet
+data files itself (pyiceberg then commits them to the table's Iceberg
+metadata), so the data never has to fit in the Python process; narwhals
 wraps the pyspark DataFrames, so rules.py and checks.py run unchanged.
 
 The session is started through dagster-pyspark's resource on first use and
