@@ -7,7 +7,9 @@ The feed schemas are declared here on purpose rather than imported from the
 ``stedi_assets`` package: the reference must stay independent of the code it
 checks. DuckDB matches top-level JSON keys to the declared columns
 case-sensitively (``"Email"`` does not fill ``email``), so the feeds must use the
-spellings below, as the real feeds do.
+spellings below, as the real feeds do. The privacy rules for dirty input
+(email identity, customers held back for an unreadable record, shared
+devices) are left out: the real data has no such records.
 
 Usage::
 

@@ -4,7 +4,10 @@ The yardstick for the Spark engine: what a hand-written Glue-style job costs on
 the same landing zone and the same machine. Same rules as stedi_assets/rules.py
 (distinct records; each email's current record with consent; semi joins; the
 time join), written directly against the DataFrame API; it reads the feeds
-with their declared schemas and their usual spelling only.
+with their declared schemas and their usual spelling only. Left out: the
+privacy rules for dirty input (email identity, customers held back for an
+unreadable record, shared devices, the consent scope), which change nothing
+on the real data.
 
 Usage::
 

@@ -30,7 +30,7 @@ from stedi_assets.landing import landing_metadata
 from stedi_assets.masking import mask_emails, masked, masks_errors
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import QUARANTINED_CUSTOMERS, TABLES
 
 
 def column_schema(table: str) -> DagsterTableSchema:
@@ -58,8 +58,9 @@ def _materialize(
             table=table,
             frame=held,
             inputs=inputs,
-            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer),
+            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer, lakehouse.consent_scope),
             same_customer=lakehouse.same_customer,
+            consent_scope=lakehouse.consent_scope,
             records_read=records_read,
             quarantine=quarantine,
             quarantined=quarantined,
@@ -87,6 +88,24 @@ def _materialize(
             yield masked(result)
     finally:
         engine.release(held)
+
+
+def _from_consent_date(lakehouse: StediLakehouse) -> bool:
+    if lakehouse.consent_scope not in rules.CONSENT_SCOPES:
+        raise ValueError(
+            f"unknown consent_scope {lakehouse.consent_scope!r}; choose one of: {', '.join(rules.CONSENT_SCOPES)}"
+        )
+    return lakehouse.consent_scope == "from_consent_date"
+
+
+def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
+    """Whose each quarantined customer record is, as a frame of the engine in use.
+
+    The customer feed is small and its quarantine smaller: the raw texts are
+    read into Python, where the JSON parser can recover what a frame cannot.
+    """
+    texts = customer_quarantine.select("source_file", "line", "raw_text").collect().rows()
+    return lakehouse.get_engine().frame(rules.quarantined_customer_rows(texts), QUARANTINED_CUSTOMERS)
 
 
 @masks_errors
@@ -169,9 +188,17 @@ def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehou
 
 
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
-def customer_trusted(context: AssetExecutionContext, lakehouse: StediLakehouse, customer_landing: nw.LazyFrame):
-    """One row per customer (email) whose current record consents to research."""
-    yield from _derive(context, lakehouse, "customer_trusted", rules.customer_trusted, customer_landing=customer_landing)
+def customer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    customer_landing: nw.LazyFrame,
+    customer_quarantine: nw.LazyFrame,
+):
+    """One row per customer (email identity) whose current record consents and none of whose records is unreadable."""
+    yield from _derive(
+        context, lakehouse, "customer_trusted", rules.customer_trusted,
+        customer_landing=customer_landing, quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
+    )
 
 
 @asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
@@ -183,7 +210,8 @@ def accelerometer_trusted(
 ):
     """One row per accelerometer reading of a customer in customer_trusted."""
     yield from _derive(
-        context, lakehouse, "accelerometer_trusted", rules.accelerometer_trusted,
+        context, lakehouse, "accelerometer_trusted",
+        partial(rules.accelerometer_trusted, from_consent_date=_from_consent_date(lakehouse)),
         accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
     )
 
@@ -208,11 +236,15 @@ def step_trainer_trusted(
     lakehouse: StediLakehouse,
     step_trainer_landing: nw.LazyFrame,
     customer_curated: nw.LazyFrame,
+    customer_landing: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
 ):
-    """One row per step-trainer reading of a device that belongs to a curated customer."""
+    """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
     yield from _derive(
-        context, lakehouse, "step_trainer_trusted", rules.step_trainer_trusted,
+        context, lakehouse, "step_trainer_trusted",
+        partial(rules.step_trainer_trusted, from_consent_date=_from_consent_date(lakehouse)),
         step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
+        customer_landing=customer_landing, customer_trusted=customer_trusted,
     )
 
 

@@ -32,6 +32,8 @@ class CheckInput:
     inputs: Mapping[str, nw.LazyFrame] = field(default_factory=dict)
     expected_rows: int | None = None
     same_customer: bool = False
+    consent_scope: str = "any_time"
+    """Which readings a research consent covers (rules.CONSENT_SCOPES)."""
     records_read: int | None = None
     """Landing tables: records read from the feed's files before duplicates were dropped."""
     quarantine: nw.LazyFrame | None = None
@@ -105,8 +107,8 @@ def _upper_bound(ci: CheckInput) -> tuple[int | None, str]:
     if ci.table.endswith("_landing"):
         return ci.records_read, "records read from the landing files"
     if ci.table == "customer_trusted":
-        emails = inputs["customer_landing"].select(nw.col("email").n_unique()).collect().item()
-        return int(emails), "distinct emails in customer_landing"
+        emails = inputs["customer_landing"].select(rules.identity("email").n_unique()).collect().item()
+        return int(emails), "distinct email identities in customer_landing"
     if ci.table == "accelerometer_trusted":
         return row_count(inputs["accelerometer_landing"]), "rows of accelerometer_landing"
     if ci.table == "customer_curated":
@@ -170,19 +172,28 @@ def check_schema(ci: CheckInput) -> Outcome:
 
 
 def check_consenting_customers(ci: CheckInput) -> Outcome:
-    """Every customer has research consent, now: also in their most recent record."""
-    without_consent = ci.frame.filter(nw.col(RESEARCH_CONSENT).is_null())
+    """Every customer has research consent, now: also in their most recent record, and none is held back.
+
+    Emails are compared as identities (trimmed, lower-cased), so a withdrawal
+    delivered as ``Ann@x.com`` counts against ``ann@x.com``.
+    """
+    frame = ci.frame.with_columns(rules.identity("email"))
+    without_consent = frame.filter(nw.col(RESEARCH_CONSENT).is_null())
     metadata: dict[str, object] = {"rows_without_consent": row_count(without_consent)}
     offending = [without_consent]
     if "customer_landing" in ci.inputs:
         current = rules.current_customer_records(ci.inputs["customer_landing"])
-        withdrawn = ci.frame.join(
-            current.filter(nw.col(RESEARCH_CONSENT).is_null()).select("email"), on="email", how="semi"
-        )
+        withdrawn = rules.rows_with_key_in(frame, "email", current.filter(nw.col(RESEARCH_CONSENT).is_null()), "email")
         metadata["rows_whose_current_record_has_no_consent"] = row_count(withdrawn)
         offending.append(withdrawn)
+        if "quarantined_customers" in ci.inputs:
+            held_back = rules.held_back_customers(ci.inputs["customer_landing"], ci.inputs["quarantined_customers"])
+            unreadable = rules.rows_with_key_in(frame, "email", held_back, "email")
+            metadata["rows_of_customers_with_unreadable_newer_records"] = row_count(unreadable)
+            offending.append(unreadable)
     if "customer_trusted" in ci.inputs:
-        outside = rules.rows_with_key_not_in(ci.frame, "email", ci.inputs["customer_trusted"], "email")
+        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+        outside = rules.rows_with_key_not_in(frame, "email", trusted, "email")
         metadata["rows_not_in_customer_trusted"] = row_count(outside)
         offending.append(outside)
     passed = all(v == 0 for v in metadata.values())
@@ -192,7 +203,9 @@ def check_consenting_customers(ci: CheckInput) -> Outcome:
 
 
 def check_consenting_readings(ci: CheckInput) -> Outcome:
-    outside = rules.rows_with_key_not_in(ci.frame, "user", ci.inputs["customer_trusted"], "email")
+    readings = ci.frame.with_columns(rules.identity("user"))
+    trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+    outside = rules.rows_with_key_not_in(readings, "user", trusted, "email")
     rows = row_count(outside)
     metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
     if rows:
@@ -201,7 +214,7 @@ def check_consenting_readings(ci: CheckInput) -> Outcome:
 
 
 def check_unique_customers(ci: CheckInput) -> Outcome:
-    duplicated = ci.frame.group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
+    duplicated = ci.frame.with_columns(rules.identity("email")).group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
     emails = row_count(duplicated)
     metadata: dict[str, object] = {"customers_more_than_once": emails}
     if emails:
@@ -210,11 +223,76 @@ def check_unique_customers(ci: CheckInput) -> Outcome:
 
 
 def check_curated_devices(ci: CheckInput) -> Outcome:
+    """Every reading's device is a curated customer's, and no non-consenting customer's current record carries it."""
     outside = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
-    rows = row_count(outside)
-    metadata: dict[str, object] = {"readings_of_other_devices": rows}
+    devices = rules.non_consenting_devices(ci.inputs["customer_landing"], ci.inputs["customer_trusted"])
+    shared = rules.rows_with_key_in(ci.frame, "serialNumber", devices, "serialNumber")
+    metadata: dict[str, object] = {
+        "readings_of_other_devices": row_count(outside),
+        "readings_of_devices_of_non_consenting_customers": row_count(shared),
+    }
+    passed = all(v == 0 for v in metadata.values())
+    offending = [f for f in (outside, shared) if row_count(f)]
+    if offending:
+        metadata["sample_serial_numbers"] = "; ".join(
+            _sample(rules.distinct(f.select("serialNumber")), "serialNumber") for f in offending
+        )
+    return passed, metadata
+
+
+def check_held_back_customers(ci: CheckInput) -> Outcome:
+    """Customers held back because a quarantined record of theirs may be newer than their current one."""
+    landing, quarantined = ci.inputs["customer_landing"], ci.inputs["quarantined_customers"]
+    held_back = rules.held_back_customers(landing, quarantined)
+    current = rules.current_customer_records(landing)
+    consenting = rules.rows_with_key_in(current.filter(~nw.col(RESEARCH_CONSENT).is_null()), "email", held_back, "email")
+    customers = row_count(held_back)
+    metadata: dict[str, object] = {
+        "customers_held_back": customers,
+        "held_back_whose_valid_record_consents": row_count(consenting),
+        "rule": "a customer with a quarantined record not provably older than their current valid record "
+        "is treated as not consenting",
+    }
+    if customers:
+        metadata["sample_emails"] = _sample(held_back, "email", mask=True)
+    return customers == 0, metadata
+
+
+def check_quarantined_records_attributed(ci: CheckInput) -> Outcome:
+    """Every quarantined customer record names its customer: otherwise nobody can prove who withdrew."""
+    anonymous = ci.inputs["quarantined_customers"].filter(nw.col("email").is_null())
+    records = row_count(anonymous)
+    metadata: dict[str, object] = {"records_without_recoverable_email": records}
+    if records:
+        rows = anonymous.select("source_file", "line").sort("source_file", "line").head(_SAMPLE_SIZE).collect().rows()
+        metadata["samples"] = ", ".join(f"{source.rsplit('/', 1)[-1]}:{line}" for source, line in rows)
+        metadata["problem"] = "customer_quarantine holds records whose email cannot be read; fix or remove them"
+    return records == 0, metadata
+
+
+def _before_consent(ci: CheckInput) -> nw.LazyFrame:
+    if ci.table == "accelerometer_trusted":
+        readings = ci.frame.with_columns(rules.identity("user"))
+        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+        return rules.readings_before_consent(readings, "timestamp", "user", trusted, "email")
+    # Step readings (also those of the ML table) go to a device's curated owners; the latest consent counts.
+    return rules.readings_before_consent(
+        ci.frame, "sensorReadingTime", "serialNumber", ci.inputs["customer_curated"], "serialNumber"
+    )
+
+
+def check_consent_scope(ci: CheckInput) -> Outcome:
+    """Under consent_scope=from_consent_date, no reading taken before its owner's consent date."""
+    if ci.consent_scope != "from_consent_date":
+        return True, {"consent_scope": ci.consent_scope, "note": "every reading of a consenting customer is in scope"}
+    early = _before_consent(ci)
+    rows = row_count(early)
+    metadata: dict[str, object] = {"consent_scope": ci.consent_scope, "readings_before_consent": rows}
     if rows:
-        metadata["sample_serial_numbers"] = _sample(rules.distinct(outside.select("serialNumber")), "serialNumber")
+        key = "user" if ci.table == "accelerometer_trusted" else "serialNumber"
+        metadata["sample_owners" if key == "user" else "sample_serial_numbers"] = _sample(
+            rules.distinct(early.select(key)), key, mask=key == "user"
+        )
     return rows == 0, metadata
 
 
@@ -271,6 +349,14 @@ QUARANTINED_RECORDS = Check(
     blocking=True,
 )
 
+CONSENT_SCOPE = Check(
+    "readings_within_consent_scope",
+    "Privacy: with consent_scope=from_consent_date (STEDI_CONSENT_SCOPE), no reading taken before its owner's "
+    "research consent date; passes trivially under any_time.",
+    check_consent_scope,
+    blocking=True,
+)
+
 CHECKS: dict[str, tuple[Check, ...]] = {
     "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
     "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
@@ -280,9 +366,24 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         SCHEMA,
         Check(
             "consenting_customers_only",
-            "Privacy: only customers whose current record has research consent.",
+            "Privacy: only customers whose current record has research consent and no unreadable record "
+            "that may be newer.",
             check_consenting_customers,
             blocking=True,
+        ),
+        Check(
+            "quarantined_records_attributed",
+            "Privacy: every quarantined customer record's email can be recovered; otherwise no one can prove who "
+            "withdrew, and the table is not published.",
+            check_quarantined_records_attributed,
+            blocking=True,
+        ),
+        Check(
+            "unreadable_records_held_back",
+            "Customers treated as not consenting because a quarantined record of theirs may be newer than their "
+            "current one (masked samples).",
+            check_held_back_customers,
+            severity=WARN,
         ),
     ),
     "accelerometer_trusted": (
@@ -294,6 +395,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             check_consenting_readings,
             blocking=True,
         ),
+        CONSENT_SCOPE,
     ),
     "customer_curated": (
         ROW_COUNT,
@@ -311,10 +413,12 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         SCHEMA,
         Check(
             "curated_devices_only",
-            "Privacy: only readings of devices that belong to customers in customer_curated.",
+            "Privacy: only readings of devices that belong to customers in customer_curated and to no "
+            "customer outside customer_trusted.",
             check_curated_devices,
             blocking=True,
         ),
+        CONSENT_SCOPE,
     ),
     "machine_learning_curated": (
         ROW_COUNT,
@@ -331,6 +435,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             check_traceable,
             blocking=True,
         ),
+        CONSENT_SCOPE,
         Check(
             "cross_customer_pairs",
             "Rows pairing one customer's step reading with another customer's accelerometer reading.",

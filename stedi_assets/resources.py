@@ -66,6 +66,11 @@ class StediLakehouse(ConfigurableResource):
         default="time",
         description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
     )
+    consent_scope: str = Field(
+        default="any_time",
+        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
+        "(only readings taken at or after shareWithResearchAsOfDate).",
+    )
     catalog_uri: str = Field(
         default="",
         description="SQLAlchemy URL of the Iceberg SQL catalog; empty: {lakehouse}/catalog.db locally, Glue on s3://.",
@@ -290,6 +295,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         profile=setting("STEDI_PROFILE", ""),
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
+        consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
         catalog_uri=setting("STEDI_CATALOG_URI", ""),
         namespace=setting("STEDI_NAMESPACE", DEFAULT_NAMESPACE),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),

@@ -156,15 +156,17 @@ TABLES: dict[str, TableSchema] = {
             STEP_TRAINER_COLUMNS, "Every step-trainer record delivered, typed.",
         ),
         TableSchema(
-            "customer_trusted", "trusted", "one row per customer (email) who consented to research",
+            "customer_trusted", "trusted", "one row per customer (email identity) who consented to research",
             CUSTOMER_COLUMNS,
-            "Each email's current record (latest lastUpdateDate) where shareWithResearchAsOfDate is set.",
+            "Each customer's current record (latest lastUpdateDate) where shareWithResearchAsOfDate is set, unless "
+            "a quarantined record of theirs may be newer; email trimmed and lower-cased.",
             key=("email",),
         ),
         TableSchema(
             "accelerometer_trusted", "trusted", "one row per accelerometer reading of a consenting customer",
             ACCELEROMETER_COLUMNS,
-            "Accelerometer readings whose user is a customer in customer_trusted.",
+            "Accelerometer readings whose user is a customer in customer_trusted (within the consent scope); "
+            "user trimmed and lower-cased.",
         ),
         TableSchema(
             "customer_curated", "curated", "one row per consenting customer with accelerometer readings",
@@ -175,7 +177,8 @@ TABLES: dict[str, TableSchema] = {
         TableSchema(
             "step_trainer_trusted", "trusted", "one row per step-trainer reading of a curated customer's device",
             STEP_TRAINER_COLUMNS,
-            "Step-trainer readings whose serialNumber belongs to a customer in customer_curated.",
+            "Step-trainer readings whose serialNumber belongs to a customer in customer_curated and to no customer "
+            "outside customer_trusted (within the consent scope).",
         ),
         TableSchema(
             "machine_learning_curated", "curated",
@@ -191,6 +194,19 @@ for _feed in FEEDS:
         f"{_feed}_quarantine", "quarantine", f"one row per {_feed} landing record that could not be kept",
         QUARANTINE_COLUMNS, f"Records of the {_feed} feed that are unparseable or break the {_feed}_landing schema.",
     )
+
+QUARANTINED_CUSTOMERS = TableSchema(
+    "quarantined_customers", "quarantine",
+    "one row per customer_quarantine record: whose it is, as far as it can be read",
+    (
+        QUARANTINE_COLUMNS[0],
+        QUARANTINE_COLUMNS[1],
+        Column("email", "string", "Email identity recovered from the raw text; null if none can be.", pii=True),
+        Column("lastUpdateDate", "bigint", "lastUpdateDate recovered from the raw text; null if unreadable."),
+    ),
+    "Derived in memory from customer_quarantine.raw_text for customer_trusted; not stored.",
+)
+"""Who the quarantined customer records belong to: an input of customer_trusted (see rules.held_back_customers)."""
 
 FEED_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_landing"] for feed in FEEDS}
 QUARANTINE_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_quarantine"] for feed in FEEDS}

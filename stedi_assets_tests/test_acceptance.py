@@ -1,10 +1,20 @@
 """Acceptance: the whole graph over the real STEDI landing data with the stedi-reference profile.
 
 Covers the eight reference row counts, every check's outcome and the
-tables as an independent pyiceberg client reads them from the catalog. Does not cover the Spark engine or S3 (their own modules).
+tables as an independent pyiceberg client reads them from the catalog;
+consent_scope=from_consent_date; and the privacy rules on the real data plus
+one small extra file (a withdrawal that fails validation, emails spelled
+differently, a device shared with a non-consenting customer). Does not cover
+the Spark engine or S3 (their own modules).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
 
 from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.schemas import FEEDS, TABLES, ZONE_TABLES
@@ -30,7 +40,7 @@ def test_reference_counts_and_every_check(stedi_landing, make_lakehouse, tmp_pat
     failed = {key for key, passed in outcomes.items() if not passed}
     # The time-only join pairs 2,700 rows of different customers: reported, as a warning.
     assert failed == {("machine_learning_curated", "cross_customer_pairs")}
-    assert len(outcomes) == 27
+    assert len(outcomes) == 32
 
     catalog = independent_catalog(tmp_path / "lakehouse")
     assert sorted(t for _, t in catalog.list_tables("stedi")) == sorted(TABLES)
@@ -63,3 +73,161 @@ def test_same_customer_join(stedi_landing, make_lakehouse):
     assert result.success
     assert published_rows(result)["machine_learning_curated"] == 40_981
     assert all(check_outcomes(result).values())
+
+
+# -- privacy rules on the real data plus one small extra file ------------------------------------
+#
+# Santosh Clayton consents in the real data and has 85 accelerometer and 30
+# step-trainer readings; Sean Jackson consents too.
+
+SANTOSH = "Santosh.Clayton@test.com"
+SANTOSH_SERIAL = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
+SEAN = "Sean.Jackson@test.com"
+LATEST_READING = 1_655_564_519_636
+
+
+def real_record(landing: Path, email: str) -> dict:
+    for path in (landing / "customer").iterdir():
+        for line in path.read_text().splitlines():
+            if line.strip() and json.loads(line)["email"] == email:
+                return json.loads(line)
+    raise LookupError(email)
+
+
+def landing_with(real: Path, root: Path, extra: dict[str, list[dict | str]]) -> Path:
+    """The real landing files (linked, not copied) and one extra file per feed in ``extra``."""
+    for feed in FEEDS:
+        (root / feed).mkdir(parents=True)
+        for path in (real / feed).iterdir():
+            (root / feed / path.name).symlink_to(path)
+    for feed, lines in extra.items():
+        text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+        (root / feed / f"{feed}-extra.json").write_text(text)
+    return root
+
+
+def stored(lakehouse_root: Path, table: str) -> pl.DataFrame:
+    return stored_table(lakehouse_root, table)
+
+
+def identities(frame: pl.DataFrame, column: str) -> set[str]:
+    return set(frame[column].to_list())
+
+
+def failed_checks(result) -> set[tuple[str, str]]:
+    return {key for key, passed in check_outcomes(result).items() if not passed}
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        {"shareWithResearchAsOfDate": ""},  # consent blank
+        {"shareWithResearchAsOfDate": 0},  # consent zero: out of range
+        {"shareWithResearchAsOfDate": None, "registrationDate": "2022-06-18"},  # withdrawn, another field malformed
+    ],
+)
+def test_withdrawal_that_fails_validation_holds_the_customer_back(stedi_landing, make_lakehouse, tmp_path, invalid):
+    santosh = real_record(stedi_landing, SANTOSH)
+    newer = {**santosh, "lastUpdateDate": santosh["lastUpdateDate"] + 1_000, **invalid}
+    landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [newer]})
+
+    result = materialize_all(make_lakehouse(landing))
+
+    assert result.success
+    rows = published_rows(result)
+    assert rows["customer_quarantine"] == 1
+    assert rows["customer_trusted"] == rows["customer_curated"] == 481
+    assert rows["accelerometer_trusted"] == 40_981 - 85
+    assert rows["step_trainer_trusted"] == 14_460 - 30
+    lakehouse = tmp_path / "lakehouse"
+    for table, column in (("customer_trusted", "email"), ("customer_curated", "email"), ("accelerometer_trusted", "user")):
+        assert SANTOSH.lower() not in identities(stored(lakehouse, table), column)
+    assert SANTOSH_SERIAL not in identities(stored(lakehouse, "step_trainer_trusted"), "serialNumber")
+    assert failed_checks(result) == {
+        ("customer_landing", "quarantined_records"),
+        ("customer_trusted", "unreadable_records_held_back"),
+        ("machine_learning_curated", "cross_customer_pairs"),
+    }
+    held_back = next(e for e in result.get_asset_check_evaluations() if e.check_name == "unreadable_records_held_back")
+    assert held_back.severity.value == "WARN"
+    assert held_back.metadata["customers_held_back"].value == 1
+    assert held_back.metadata["sample_emails"].value == "sa***@test.com"
+
+
+def test_quarantined_customer_record_without_email_blocks_customer_trusted(stedi_landing, make_lakehouse, tmp_path):
+    santosh = real_record(stedi_landing, SANTOSH)
+    nameless = {k: v for k, v in santosh.items() if k != "email"} | {"lastUpdateDate": santosh["lastUpdateDate"] + 1}
+    landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [nameless]})
+
+    result = materialize_all(make_lakehouse(landing))
+
+    assert not result.success
+    assert check_outcomes(result)[("customer_trusted", "quarantined_records_attributed")] is False
+    assert "customer_trusted" not in published_rows(result)
+    assert not (tmp_path / "lakehouse" / "trusted").exists()
+
+
+def test_emails_are_matched_trimmed_and_lower_cased(stedi_landing, make_lakehouse, tmp_path):
+    santosh = real_record(stedi_landing, SANTOSH)
+    withdrawn = {
+        **santosh, "email": " santosh.clayton@TEST.com ", "lastUpdateDate": santosh["lastUpdateDate"] + 1,
+        "shareWithResearchAsOfDate": None,
+    }
+    extra_readings = [
+        {"user": SEAN.upper(), "timestamp": LATEST_READING + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": SANTOSH.upper(), "timestamp": LATEST_READING + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
+    ]
+    landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [withdrawn], "accelerometer": extra_readings})
+
+    result = materialize_all(make_lakehouse(landing))
+
+    assert result.success
+    rows = published_rows(result)
+    assert rows["customer_trusted"] == rows["customer_curated"] == 481
+    assert rows["accelerometer_trusted"] == 40_981 - 85 + 1
+    lakehouse = tmp_path / "lakehouse"
+    users = stored(lakehouse, "accelerometer_trusted")
+    assert SANTOSH.lower() not in identities(users, "user")
+    assert users.filter(pl.col("timestamp") == LATEST_READING + 1_000)["user"].to_list() == [SEAN.lower()]
+    # trusted and curated tables store the normalized form
+    for table, column in (("customer_trusted", "email"), ("customer_curated", "email"), ("accelerometer_trusted", "user")):
+        values = stored(lakehouse, table)[column]
+        assert (values == values.str.strip_chars().str.to_lowercase()).all()
+
+
+def test_device_shared_with_a_non_consenting_customer_is_left_out(stedi_landing, make_lakehouse, tmp_path):
+    santosh = real_record(stedi_landing, SANTOSH)
+    sharer = {**santosh, "customerName": "Nora Shared", "email": "Nora.Shared@test.com", "shareWithResearchAsOfDate": None}
+    landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [sharer]})
+
+    result = materialize_all(make_lakehouse(landing))
+
+    assert result.success
+    rows = published_rows(result)
+    assert rows["customer_trusted"] == rows["customer_curated"] == 482
+    assert rows["step_trainer_trusted"] == 14_460 - 30
+    assert SANTOSH_SERIAL not in identities(stored(tmp_path / "lakehouse", "step_trainer_trusted"), "serialNumber")
+    assert failed_checks(result) == {("machine_learning_curated", "cross_customer_pairs")}
+
+
+@pytest.mark.parametrize("ml_join", ["time", "same_customer"])
+def test_consent_scope_from_consent_date(stedi_landing, make_lakehouse, ml_join):
+    result = materialize_all(
+        make_lakehouse(stedi_landing, profile="stedi-reference", consent_scope="from_consent_date", ml_join=ml_join)
+    )
+
+    assert result.success
+    rows = published_rows(result)
+    assert {t: rows[t] for t in ZONE_TABLES} == {
+        **{t: STEDI_REFERENCE[t] for t in ZONE_TABLES},
+        "accelerometer_trusted": 32_025,
+        "customer_curated": 464,
+        "step_trainer_trusted": 11_297,
+        "machine_learning_curated": 34_253 if ml_join == "time" else 32_025,
+    }
+    outcomes = check_outcomes(result)
+    assert all(outcomes[(t, "row_count")] for t in ZONE_TABLES)
+    assert all(passed for (_, check), passed in outcomes.items() if check == "readings_within_consent_scope")
+    assert {key for key, passed in outcomes.items() if not passed} == (
+        {("machine_learning_curated", "cross_customer_pairs")} if ml_join == "time" else set()
+    )

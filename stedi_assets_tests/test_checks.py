@@ -17,7 +17,7 @@ from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput
 from stedi_assets.schemas import FEEDS, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
-from stedi_assets_tests.test_rules import T0, customers, readings, steps
+from stedi_assets_tests.test_rules import T0, customers, quarantined, readings, steps
 
 
 def run_check(table: str, name: str, frame: nw.LazyFrame, **fields) -> tuple[bool, dict]:
@@ -146,12 +146,98 @@ def test_customer_curated_consent_check():
 
 
 def test_step_trainer_trusted_device_check():
-    inputs = {"customer_curated": CONSENTING}
+    inputs = {"customer_curated": CONSENTING, "customer_landing": LANDING, "customer_trusted": CONSENTING}
     assert run_check("step_trainer_trusted", "curated_devices_only", steps(("s-y", T0)), inputs=inputs)[0]
     passed, metadata = run_check(
         "step_trainer_trusted", "curated_devices_only", steps(("s-y", T0), ("s-n", T0)), inputs=inputs
     )
     assert not passed and metadata["readings_of_other_devices"] == 1
+
+
+def test_consent_checks_compare_email_identities():
+    # The current record withdrew consent under another spelling of the email.
+    landing = customers(
+        {"email": "yes@example.com", "serialNumber": "s-y", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0},
+        {"email": " Yes@Example.com", "serialNumber": "s-y", "lastUpdateDate": T0 + 1},
+    )
+    passed, metadata = run_check(
+        "customer_trusted", "consenting_customers_only", CONSENTING, inputs={"customer_landing": landing}
+    )
+    assert not passed and metadata["rows_whose_current_record_has_no_consent"] == 1
+    # A reading under another spelling of a consenting user's email is theirs.
+    inputs = {"customer_trusted": CONSENTING}
+    assert run_check("accelerometer_trusted", "consenting_readings_only", readings(("YES@example.com ", T0)), inputs=inputs)[0]
+    # One person twice, spelled differently, is a duplicate.
+    twice = nw.concat([CONSENTING, CONSENTING.with_columns(nw.lit("YES@EXAMPLE.COM").alias("email"))])
+    passed, metadata = run_check("customer_curated", "unique_customers", twice)
+    assert not passed and metadata["customers_more_than_once"] == 1
+
+
+def test_customer_trusted_consent_check_sees_customers_held_back():
+    inputs = {"customer_landing": CONSENTING, "quarantined_customers": quarantined(("yes@example.com", T0 + 1))}
+    passed, metadata = run_check("customer_trusted", "consenting_customers_only", CONSENTING, inputs=inputs)
+    assert not passed and metadata["rows_of_customers_with_unreadable_newer_records"] == 1
+    inputs["quarantined_customers"] = quarantined(("yes@example.com", T0 - 1))  # superseded
+    assert run_check("customer_trusted", "consenting_customers_only", CONSENTING, inputs=inputs)[0]
+
+
+def test_unreadable_records_held_back_warns_with_masked_samples():
+    check = next(c for c in CHECKS["customer_trusted"] if c.name == "unreadable_records_held_back")
+    inputs = {"customer_landing": LANDING, "quarantined_customers": quarantined(("yes@example.com", T0 - 1))}
+    assert check.run(CheckInput("customer_trusted", CONSENTING, inputs)).passed
+    inputs["quarantined_customers"] = quarantined(("yes@example.com", None), ("new@example.com", T0))
+    result = check.run(CheckInput("customer_trusted", CONSENTING.head(0), inputs))
+    metadata = {k: v.value for k, v in result.metadata.items()}
+    assert not result.passed and result.severity.value == "WARN"
+    assert metadata["customers_held_back"] == 2 and metadata["held_back_whose_valid_record_consents"] == 1
+    assert "ye***@example.com" in metadata["sample_emails"] and "yes@example.com" not in metadata["sample_emails"]
+
+
+def test_quarantined_records_attributed_fails_on_a_record_without_email():
+    inputs = {"customer_landing": LANDING, "quarantined_customers": quarantined(("yes@example.com", None))}
+    assert run_check("customer_trusted", "quarantined_records_attributed", CONSENTING, inputs=inputs)[0]
+    inputs["quarantined_customers"] = quarantined(("yes@example.com", None), (None, T0))
+    passed, metadata = run_check("customer_trusted", "quarantined_records_attributed", CONSENTING, inputs=inputs)
+    assert not passed and metadata["records_without_recoverable_email"] == 1
+    assert metadata["samples"] == "customer-2.json:2"
+    check = next(c for c in CHECKS["customer_trusted"] if c.name == "quarantined_records_attributed")
+    assert check.blocking and check.severity.value == "ERROR"
+
+
+def test_step_trainer_trusted_device_check_fails_on_a_device_shared_with_a_non_consenting_customer():
+    landing = customers(
+        {"email": "yes@example.com", "serialNumber": "s-y", "shareWithResearchAsOfDate": T0},
+        {"email": "no@example.com", "serialNumber": "s-y"},
+    )
+    inputs = {"customer_curated": CONSENTING, "customer_landing": landing, "customer_trusted": CONSENTING}
+    passed, metadata = run_check("step_trainer_trusted", "curated_devices_only", steps(("s-y", T0)), inputs=inputs)
+    assert not passed
+    assert metadata["readings_of_devices_of_non_consenting_customers"] == 1 and metadata["readings_of_other_devices"] == 0
+    assert metadata["sample_serial_numbers"] == "s-y"
+
+
+@pytest.mark.parametrize(
+    ("table", "early", "inputs"),
+    [
+        ("accelerometer_trusted", readings(("yes@example.com", T0 - 1)), {"customer_trusted": CONSENTING}),
+        ("step_trainer_trusted", steps(("s-y", T0 - 1)), {"customer_curated": CONSENTING}),
+        (
+            "machine_learning_curated",
+            rules.machine_learning_curated(steps(("s-y", T0 - 1)), readings(("yes@example.com", T0 - 1)), CONSENTING),
+            {"customer_curated": CONSENTING},
+        ),
+    ],
+)
+def test_readings_within_consent_scope(table, early, inputs):
+    # Under any_time every reading of a consenting customer is in scope: the check passes, saying so.
+    passed, metadata = run_check(table, "readings_within_consent_scope", early, inputs=inputs)
+    assert passed and metadata["consent_scope"] == "any_time"
+    on_time = early.with_columns(nw.lit(T0, nw.Int64).alias(c) for c in ("timestamp", "sensorReadingTime") if c in early.collect_schema())
+    assert run_check(table, "readings_within_consent_scope", on_time, inputs=inputs, consent_scope="from_consent_date")[0]
+    passed, metadata = run_check(table, "readings_within_consent_scope", early, inputs=inputs, consent_scope="from_consent_date")
+    assert not passed and metadata["readings_before_consent"] == 1
+    if table == "accelerometer_trusted":
+        assert metadata["sample_owners"] == "ye***@example.com"
 
 
 def _machine_learning_inputs():
@@ -217,7 +303,9 @@ def test_every_check_has_a_failing_test_here():
 
 def test_failed_privacy_check_blocks_publication_and_downstream(stedi_landing, make_lakehouse, monkeypatch, tmp_path):
     # A broken rule that forgets the consent filter.
-    monkeypatch.setattr(rules, "customer_trusted", lambda customer_landing: rules.current_customer_records(customer_landing))
+    monkeypatch.setattr(
+        rules, "customer_trusted", lambda customer_landing, quarantined_customers: rules.current_customer_records(customer_landing)
+    )
     result = materialize_all(make_lakehouse(stedi_landing))
 
     assert not result.success

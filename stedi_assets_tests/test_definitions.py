@@ -31,10 +31,10 @@ def test_assets_groups_and_lineage():
         "customer_landing": set(),
         "accelerometer_landing": set(),
         "step_trainer_landing": set(),
-        "customer_trusted": {"customer_landing"},
+        "customer_trusted": {"customer_landing", "customer_quarantine"},
         "accelerometer_trusted": {"accelerometer_landing", "customer_trusted"},
         "customer_curated": {"customer_trusted", "accelerometer_trusted"},
-        "step_trainer_trusted": {"step_trainer_landing", "customer_curated"},
+        "step_trainer_trusted": {"step_trainer_landing", "customer_curated", "customer_landing", "customer_trusted"},
         "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
         "customer_quarantine": set(),
         "accelerometer_quarantine": set(),
@@ -68,16 +68,20 @@ def test_every_check_is_declared_on_its_asset():
 
 
 def test_settings_come_from_the_environment_as_env_vars():
-    lakehouse = build_resources({"STEDI_LAKEHOUSE_URI": "s3://bucket/lake", "STEDI_PROFILE": "stedi-reference"})["lakehouse"]
+    lakehouse = build_resources(
+        {"STEDI_LAKEHOUSE_URI": "s3://bucket/lake", "STEDI_PROFILE": "stedi-reference", "STEDI_CONSENT_SCOPE": "from_consent_date"}
+    )["lakehouse"]
     # A set variable is passed by name, so the UI shows the name and the value is resolved at run time.
     assert lakehouse.lakehouse_uri == EnvVar("STEDI_LAKEHOUSE_URI")
     assert lakehouse.profile == EnvVar("STEDI_PROFILE")
+    assert lakehouse.consent_scope == EnvVar("STEDI_CONSENT_SCOPE")
 
 
 def test_defaults_without_environment():
     lakehouse = build_resources({})["lakehouse"]
     assert lakehouse.lakehouse_uri == normalize_uri(DEFAULT_LAKEHOUSE_URI)
     assert (lakehouse.profile, lakehouse.engine, lakehouse.ml_join) == ("", "polars", "time")
+    assert lakehouse.consent_scope == "any_time"
 
 
 def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
@@ -90,12 +94,25 @@ def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
     assert stored_table(tmp_path / "lake", "customer_curated").height == 482
 
 
+def test_launchpad_consent_scope(stedi_landing, tmp_path):
+    job = build_definitions().resolve_job_def("stedi_job")
+    config = {
+        "landing_uri": str(stedi_landing), "lakehouse_uri": str(tmp_path / "lake"), "profile": "stedi-reference",
+        "consent_scope": "from_consent_date",
+    }
+    result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}})
+
+    assert result.success
+    assert stored_table(tmp_path / "lake", "customer_curated").height == 464
+
+
 @pytest.mark.parametrize(
     "field, value, accepted",
     [
         ("profile", "wrong", "one of stedi-reference, simulated, or empty for none"),
         ("ml_join", "wrong", "one of time, same_customer"),
         ("engine", "pandas", "one of polars, spark"),
+        ("consent_scope", "sometimes", "one of any_time, from_consent_date"),
         ("namespace", "two words", "a namespace name of letters, digits and underscores, e.g. stedi"),
     ],
 )

@@ -159,7 +159,7 @@ def test_customer_curated_needs_readings_and_lists_each_customer_once():
 def test_step_trainer_trusted_keeps_curated_devices_only():
     curated = customers({"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0})
     landing = steps(("s-a", T0), ("s-a", T0 + 1), ("s-unknown", T0))
-    result = collect(rules.step_trainer_trusted(landing, curated))
+    result = collect(rules.step_trainer_trusted(landing, curated, curated, curated))
     assert result["serialNumber"].to_list() == ["s-a", "s-a"]
 
 
@@ -195,3 +195,196 @@ def test_machine_learning_curated_same_customer_drops_cross_customer_pairs():
 def test_landing_records_drop_exact_duplicates_only():
     landing = readings(("a@example.com", T0), ("a@example.com", T0), ("a@example.com", T0 + 1))
     assert collect(rules.landing_records(landing)).height == 2
+
+
+# -- identity: one person, one email ------------------------------------------------------
+
+
+def test_identity_trims_and_lower_cases():
+    frame = customers({"email": " \tAnn.Example@X.com \n", "serialNumber": "s"})
+    assert collect(frame.select(rules.identity("email")))["email"].to_list() == ["ann.example@x.com"]
+    assert rules.identity_of(" \tAnn.Example@X.com \n") == "ann.example@x.com"
+
+
+@pytest.mark.parametrize(
+    "newer_email",
+    [
+        "Ann@x.com",  # another letter case
+        " ann@x.com ",  # spaces around
+        "ANN@X.COM\t",  # both
+    ],
+)
+def test_a_withdrawal_spelled_differently_is_the_same_customer(newer_email):
+    frame = customers(
+        {"email": "ann@x.com", "serialNumber": "s", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0},
+        {"email": newer_email, "serialNumber": "s", "lastUpdateDate": T0 + 1},
+    )
+    assert emails(rules.customer_trusted(frame)) == []
+    assert collect(rules.current_customer_records(frame))["email"].to_list() == ["ann@x.com"]
+
+
+def test_trusted_tables_store_the_normalized_email_and_match_readings_by_identity():
+    trusted = rules.customer_trusted(
+        customers({"email": " Ann@X.com", "serialNumber": "s", "shareWithResearchAsOfDate": T0})
+    )
+    assert emails(trusted) == ["ann@x.com"]
+    landing = readings(("ANN@X.COM", T0), ("ann@x.com ", T0 + 1), ("bob@x.com", T0))
+    accelerometer = rules.accelerometer_trusted(landing, trusted)
+    assert collect(accelerometer)["user"].to_list() == ["ann@x.com", "ann@x.com"]
+    assert emails(rules.customer_curated(trusted, readings(("Ann@x.com", T0)).with_columns(rules.identity("user")))) == [
+        "ann@x.com"
+    ]
+    assert collect(rules.device_owners(trusted)).rows() == [("s", "ann@x.com")]
+
+
+# -- fail safe: records that could not be read ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw_text", "identity"),
+    [
+        # JSON that failed validation: blank consent, consent 0, a date as text
+        ('{"email": "Ann@x.com", "lastUpdateDate": 1655564000001, "shareWithResearchAsOfDate": ""}', ("ann@x.com", 1655564000001)),
+        ('{"email": "ann@x.com", "lastUpdateDate": 1655564000001, "shareWithResearchAsOfDate": 0}', ("ann@x.com", 1655564000001)),
+        ('{"email": " ann@x.com", "lastUpdateDate": "1655564000001", "registrationDate": "2022-06-18"}', ("ann@x.com", 1655564000001)),
+        # field names in another letter case, as the landing reader accepts them
+        ('{"EMAIL": "ann@x.com", "LastUpdateDate": 1655564000001}', ("ann@x.com", 1655564000001)),
+        # an unreadable lastUpdateDate: the record may be the newest
+        ('{"email": "ann@x.com", "lastUpdateDate": "yesterday"}', ("ann@x.com", None)),
+        ('{"email": "ann@x.com", "lastUpdateDate": 1.6e12}', ("ann@x.com", None)),
+        ('{"email": "ann@x.com"}', ("ann@x.com", None)),
+        # out of range (seconds, not milliseconds): it proves nothing about when the record was written
+        ('{"email": "ann@x.com", "lastUpdateDate": 1655564000}', ("ann@x.com", None)),
+        ('{"email": "ann@x.com", "lastUpdateDate": 1655564000, "phone": "80', ("ann@x.com", None)),
+        # not JSON (cut short): found by the tolerant pattern
+        ('{"Email" : "ann@x.com", "lastUpdateDate": 1655564000001, "phone": "80', ("ann@x.com", 1655564000001)),
+        ('{"email": "ann@x.com", "lastUpdateDate": 16555', ("ann@x.com", None)),
+        # no email to be found: nobody can tell whose record it is
+        ('{"email": null, "lastUpdateDate": 1655564000001}', (None, 1655564000001)),
+        ('{"email": "  ", "lastUpdateDate": 1655564000001}', (None, 1655564000001)),
+        ('{"customerName": "Ann", "lastUpdateDate": 1', (None, None)),
+        ('{"customerName": "Ann", "lastUpdateDate": 1655564000001, "ph', (None, 1655564000001)),
+        ("[1, 2]", (None, None)),
+        ("not json", (None, None)),
+        ("", (None, None)),
+    ],
+)
+def test_recover_identity(raw_text, identity):
+    assert rules.recover_identity(raw_text) == identity
+
+
+def quarantined(*records: tuple[str | None, int | None]) -> nw.LazyFrame:
+    from stedi_assets.schemas import QUARANTINED_CUSTOMERS
+
+    rows = [("customer-2.json", line, email, updated) for line, (email, updated) in enumerate(records, 1)]
+    return nw.from_native(pl.LazyFrame(rows, schema=QUARANTINED_CUSTOMERS.polars_schema, orient="row"))
+
+
+CONSENTING_ANN = {"email": "ann@x.com", "serialNumber": "s-a", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0}
+
+
+@pytest.mark.parametrize(
+    ("quarantined_record", "trusted"),
+    [
+        (("ann@x.com", T0 + 1), False),  # newer than the valid record: held back
+        (("ann@x.com", T0), False),  # as new as the valid record: not provably older, held back
+        (("ann@x.com", None), False),  # lastUpdateDate unreadable: may be newer, held back
+        (("Ann@X.com", T0 + 1), False),  # the same person, spelled differently
+        (("ann@x.com", T0 - 1), True),  # provably older: superseded by the valid record
+        (("bob@x.com", T0 + 1), True),  # somebody else's record
+        ((None, T0 + 1), True),  # nobody's: the quarantined_records_attributed check stops the table instead
+    ],
+)
+def test_customer_with_an_unreadable_record_is_held_back(quarantined_record, trusted):
+    result = rules.customer_trusted(customers(CONSENTING_ANN), quarantined(quarantined_record))
+    assert emails(result) == (["ann@x.com"] if trusted else [])
+
+
+def test_held_back_customers_include_those_without_a_valid_record():
+    held = rules.held_back_customers(customers(CONSENTING_ANN), quarantined(("carl@x.com", T0), ("ann@x.com", T0 - 5)))
+    assert emails(held) == ["carl@x.com"]
+
+
+def test_an_older_unreadable_record_does_not_hide_a_newer_withdrawal():
+    frame = customers(CONSENTING_ANN, {**CONSENTING_ANN, "lastUpdateDate": T0 + 2, "shareWithResearchAsOfDate": None})
+    assert emails(rules.customer_trusted(frame, quarantined(("ann@x.com", T0 + 1)))) == []
+
+
+# -- shared devices ---------------------------------------------------------------------------
+
+
+def test_device_shared_with_a_non_consenting_customer_is_excluded():
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+        {"email": "bob@x.com", "serialNumber": "shared"},  # no consent
+        {"email": "cat@x.com", "serialNumber": "own", "shareWithResearchAsOfDate": T0},
+    )
+    trusted = rules.customer_trusted(landing)
+    step_readings = steps(("shared", T0), ("shared", T0 + 1), ("own", T0))
+    result = collect(rules.step_trainer_trusted(step_readings, trusted, landing, trusted))
+    assert result["serialNumber"].to_list() == ["own"]
+    assert collect(rules.non_consenting_devices(landing, trusted))["serialNumber"].to_list() == ["shared"]
+
+
+def test_device_shared_by_two_consenting_customers_stays():
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+        {"email": "bob@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+    )
+    trusted = rules.customer_trusted(landing)
+    result = collect(rules.step_trainer_trusted(steps(("shared", T0), ("shared", T0 + 1)), trusted, landing, trusted))
+    assert result.height == 2  # each reading once, not once per owner
+
+
+def test_device_of_a_held_back_customer_is_excluded():
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+        {"email": "bob@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+    )
+    trusted = rules.customer_trusted(landing, quarantined(("bob@x.com", None)))
+    assert emails(trusted) == ["ann@x.com"]
+    assert collect(rules.step_trainer_trusted(steps(("shared", T0)), trusted, landing, trusted)).height == 0
+
+
+# -- consent scope ---------------------------------------------------------------------------
+
+
+def test_consent_scope_from_consent_date_keeps_readings_from_the_consent_on():
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0 + 10},
+        {"email": "bob@x.com", "serialNumber": "s-b", "shareWithResearchAsOfDate": T0 + 50},  # every reading before
+    )
+    trusted = rules.customer_trusted(landing)
+    landing_readings = readings(("ann@x.com", T0 + 9), ("Ann@x.com", T0 + 10), ("ann@x.com", T0 + 11), ("bob@x.com", T0 + 20))
+    any_time = rules.accelerometer_trusted(landing_readings, trusted)
+    assert collect(any_time).height == 4
+    scoped = rules.accelerometer_trusted(landing_readings, trusted, from_consent_date=True)
+    assert sorted(collect(scoped)["timestamp"].to_list()) == [T0 + 10, T0 + 11]
+    curated = rules.customer_curated(trusted, scoped)
+    assert emails(curated) == ["ann@x.com"]  # bob's readings all predate his consent
+    step_readings = steps(("s-a", T0 + 9), ("s-a", T0 + 10), ("s-b", T0 + 60))
+    result = rules.step_trainer_trusted(step_readings, curated, landing, trusted, from_consent_date=True)
+    assert collect(result)["sensorReadingTime"].to_list() == [T0 + 10]
+
+
+def test_consent_scope_of_a_shared_device_is_its_latest_owner_consent():
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0},
+        {"email": "bob@x.com", "serialNumber": "shared", "shareWithResearchAsOfDate": T0 + 10},
+    )
+    trusted = rules.customer_trusted(landing)
+    step_readings = steps(("shared", T0 + 5), ("shared", T0 + 10))
+    result = rules.step_trainer_trusted(step_readings, trusted, landing, trusted, from_consent_date=True)
+    assert collect(result)["sensorReadingTime"].to_list() == [T0 + 10]
+
+
+def test_expected_rows_by_consent_scope():
+    from stedi_assets.profiles import expected_rows
+
+    assert expected_rows("stedi-reference", "accelerometer_trusted", False) == 40_981
+    assert expected_rows("stedi-reference", "accelerometer_trusted", False, "from_consent_date") == 32_025
+    assert expected_rows("stedi-reference", "customer_trusted", False, "from_consent_date") == 482
+    assert expected_rows("stedi-reference", "machine_learning_curated", True, "from_consent_date") == 32_025
+    assert expected_rows("stedi-reference", "machine_learning_curated", False, "from_consent_date") == 34_253
+    # a profile without counts for the mode checks the bounds only
+    assert expected_rows("simulated", "customer_curated", False, "from_consent_date") is None

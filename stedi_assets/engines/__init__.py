@@ -59,3 +59,6 @@ class Engine(Protocol):
 
         Returns their URIs; an Iceberg commit then makes them the table's contents.
         """
+
+    def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
+        """A small frame of this engine from rows held in Python, one value per declared column."""

@@ -39,6 +39,9 @@ class PolarsEngine:
             pl.scan_parquet(list(files), storage_options=store.storage_options, schema=schema.polars_schema)
         )
 
+    def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
+        return nw.from_native(pl.LazyFrame(list(rows), schema=schema.polars_schema, orient="row"))
+
     def hold(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         native = frame.to_native()
         with object_store_errors():

@@ -305,6 +305,9 @@ class SparkEngine:
             return nw.from_native(self.session.createDataFrame([], struct))
         return nw.from_native(self.session.read.schema(struct).parquet(*[spark_uri(f) for f in files]))
 
+    def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
+        return nw.from_native(self.session.createDataFrame(list(rows), spark_schema(schema)))
+
     def hold(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         # Persisted, the table is computed by the first check that reads it;
         # the other checks and the writer read the cached blocks.

@@ -93,3 +93,30 @@ def polars_same_customer_run(polars_run) -> Run:
 @pytest.fixture(scope="session")
 def spark_same_customer_run(spark_run) -> Run:
     return _same_customer(spark_run, "spark")
+
+
+def _from_consent_date(run: Run, engine: str) -> Run:
+    """``run``'s tables, with the tables that depend on the consent scope recomputed with from_consent_date.
+
+    In the same lakehouse, as new snapshots. It reads customer_trusted and the
+    landing tables of ``run``, which no other recomputation changes; the
+    fixtures below order it after the same_customer one, whose
+    machine_learning_curated it does not read.
+    """
+    lakehouse = StediLakehouse(
+        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=run.lakehouse.lakehouse_uri, profile="stedi-reference",
+        engine=engine, consent_scope="from_consent_date",
+    )
+    selection = ["accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated"]
+    result = materialize_all(lakehouse, selection=selection)
+    return Run(lakehouse, result, {**run.snapshots, **_snapshots(result)})
+
+
+@pytest.fixture(scope="session")
+def polars_consent_run(polars_run, polars_same_customer_run) -> Run:
+    return _from_consent_date(polars_run, "polars")
+
+
+@pytest.fixture(scope="session")
+def spark_consent_run(spark_run, spark_same_customer_run) -> Run:
+    return _from_consent_date(spark_run, "spark")

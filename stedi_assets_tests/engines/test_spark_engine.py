@@ -190,7 +190,9 @@ def small_landing(tmp_path) -> Path:
 @pytest.mark.spark
 def test_broken_rule_is_stopped_by_the_privacy_check(spark, small_landing, make_lakehouse, monkeypatch, tmp_path):
     # A rule that lets every reading through, the non-consenting customer's too.
-    monkeypatch.setattr(rules, "accelerometer_trusted", lambda accelerometer_landing, customer_trusted: accelerometer_landing)
+    monkeypatch.setattr(
+        rules, "accelerometer_trusted", lambda accelerometer_landing, customer_trusted, from_consent_date: accelerometer_landing
+    )
     lakehouse = make_lakehouse(small_landing, engine="spark")
 
     result = materialize_all(lakehouse, selection=[

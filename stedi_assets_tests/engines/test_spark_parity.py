@@ -3,8 +3,9 @@
 Both engines materialize the whole graph once per test session (see conftest);
 every table must hold the same rows (as multisets) with the same column names
 and types, the reference counts, and the same check outcomes. Also covers
-ml_join=same_customer, that Spark's files are committed to Iceberg with the
-declared types, and that each engine reads the other's data files. Not covered: Spark on a cluster or on S3 (s3a://).
+ml_join=same_customer and consent_scope=from_consent_date, that Spark's files
+are committed to Iceberg with the declared types, and that each engine reads
+the other's data files. Not covered: Spark on a cluster or on S3 (s3a://).
 """
 
 from __future__ import annotations
@@ -103,3 +104,16 @@ def test_spark_reads_the_tables_polars_wrote(polars_run, spark_run):
         scanned = engine.scan(files, TABLES[table], polars_run.lakehouse.store_for(files[0]))
         frame = pl.from_arrow(scanned.to_native().toArrow())
         assert_frame_equal(frame.sort(frame.columns, nulls_last=True), stored_table(spark_run, table))
+
+
+def test_consent_scope_from_consent_date(polars_consent_run, spark_consent_run):
+    assert spark_consent_run.result.success
+    assert published_rows(spark_consent_run.result) == {
+        "accelerometer_trusted": 32_025, "customer_curated": 464, "step_trainer_trusted": 11_297,
+        "machine_learning_curated": 34_253,
+    }
+    outcomes = check_outcomes(spark_consent_run.result)
+    assert outcomes == check_outcomes(polars_consent_run.result)
+    assert {key for key, passed in outcomes.items() if not passed} == {("machine_learning_curated", "cross_customer_pairs")}
+    for table in ("accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated"):
+        assert_frame_equal(stored_table(spark_consent_run, table), stored_table(polars_consent_run, table))
