@@ -212,14 +212,16 @@ class StediLakehouse(ConfigurableResource):
 
         settings = self.catalog_settings()
         identifier = settings.identifier(table)
+        try:
+            catalog = self.catalog(create=create)
+        except CatalogError as error:
+            raise CatalogError(f"table {identifier}: {error}") from None
         with catalog_errors(settings, table):
             try:
                 if create:
-                    iceberg_table = open_or_create(
-                        self.catalog(), identifier, TABLES[table], self.table_location([table])
-                    )
+                    iceberg_table = open_or_create(catalog, identifier, TABLES[table], self.table_location([table]))
                 else:
-                    iceberg_table = self.catalog(create=False).load_table(identifier)
+                    iceberg_table = catalog.load_table(identifier)
             except (NoSuchTableError, NoSuchNamespaceError):
                 raise TableNotPublishedError(
                     f"table {identifier} does not exist in catalog {settings.describe()}: materialize it first"

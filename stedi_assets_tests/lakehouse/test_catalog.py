@@ -67,7 +67,9 @@ def test_a_corrupt_catalog_file_is_one_line(published, capsys):
     code, err = run_query(published.lakehouse_uri, capsys)
 
     assert code == 2
-    assert err == f"error: {catalog}: the catalog is not an SQLite database (corrupt or overwritten)\n"
+    assert err == (
+        f"error: table stedi.customer_trusted: {catalog}: the catalog is not an SQLite database (corrupt or overwritten)\n"
+    )
 
 
 def test_an_empty_or_foreign_catalog_file_says_the_table_is_not_there(published, capsys, tmp_path):

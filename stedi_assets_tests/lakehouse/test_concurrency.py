@@ -1,7 +1,8 @@
 """Several `stedi run` at once on one lakehouse, with readers querying all the while.
 
-Three `stedi run` processes start together on one local lakehouse (SQLite
-catalog) over the real data, twice; meanwhile one thread reads every table
+Three `stedi run` processes start together on a new lakehouse (all of them
+create the catalog and the tables at once); then three more on one local
+lakehouse (SQLite catalog) over the real data, twice; meanwhile one thread reads every table
 through an independent pyiceberg client and another runs `stedi query` in a
 loop. Afterwards every table is readable with its reference count, no reader
 ever failed or saw another count, and each run's derived tables were computed
@@ -34,6 +35,26 @@ def environment(landing: Path, lakehouse: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STEDI_", "DAGSTER_HOME"))}
     return {**clean, "STEDI_LANDING_URI": str(landing), "STEDI_LAKEHOUSE_URI": str(lakehouse),
             "STEDI_PROFILE": "stedi-reference"}
+
+
+def start_runs(env: dict[str, str]) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen([str(BIN / "stedi"), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(RUNS)
+    ]
+
+
+def test_concurrent_runs_on_a_new_lakehouse(stedi_landing, tmp_path):
+    lakehouse = tmp_path / "lakehouse"
+    runs = start_runs(environment(stedi_landing, lakehouse))
+    for run in runs:
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, out + err
+
+    catalog = independent_catalog(lakehouse)
+    for name in TABLES:
+        assert stored_table(lakehouse, name).height == STEDI_REFERENCE[name]
+        assert len(catalog.load_table(f"stedi.{name}").snapshots()) == RUNS
 
 
 def test_concurrent_runs_and_readers(stedi_landing, tmp_path):
@@ -72,14 +93,9 @@ def test_concurrent_runs_and_readers(stedi_landing, tmp_path):
         reader.start()
     try:
         for _ in range(ROUNDS):
-            runs = [
-                subprocess.Popen([str(BIN / "stedi"), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
-                for _ in range(RUNS)
-            ]
-            outcomes = [(run.wait(timeout=900), *run.communicate()) for run in runs]
-            for code, out, err in outcomes:
-                assert code == 0, out + err
+            for run in start_runs(env):
+                out, err = run.communicate(timeout=900)
+                assert run.returncode == 0, out + err
     finally:
         stop.set()
         for reader in readers:
