@@ -44,6 +44,7 @@ from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of 
     read_settings,
 )
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
+from stedi_assets.validation import DEFAULT_MAX_FILE_MB
 
 
 class LandingError(RuntimeError):
@@ -100,6 +101,10 @@ class StediLakehouse(ConfigurableResource):
         le=1.0,
         description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
     )
+    max_file_mb: int = Field(
+        default=DEFAULT_MAX_FILE_MB,
+        description="Largest landing file, in MiB after decompression; a larger file is quarantined unread.",
+    )
     spark_master: str = Field(
         default="local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
     )
@@ -124,12 +129,12 @@ class StediLakehouse(ConfigurableResource):
             if self.engine == "polars":
                 from stedi_assets.engines.polars_engine import PolarsEngine
 
-                self._engine = PolarsEngine()
+                self._engine = PolarsEngine(max_file_mb=self.max_file_mb)
             elif self.engine == "spark":
                 # Imported only when chosen: pyspark is an optional extra.
                 from stedi_assets.engines.spark_engine import SparkEngine
 
-                self._engine = SparkEngine(self.spark_master, self.spark_conf)
+                self._engine = SparkEngine(self.spark_master, self.spark_conf, max_file_mb=self.max_file_mb)
             else:
                 raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
         return self._engine
@@ -308,6 +313,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         quarantine_max_share=settings.quarantine_max_share,
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
         spark_conf=settings.spark_conf,
+        max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if settings.is_set("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
 

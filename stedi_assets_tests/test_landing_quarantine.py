@@ -11,6 +11,11 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import narwhals as nw
 import polars as pl
@@ -20,8 +25,11 @@ from hypothesis import strategies as st
 
 from stedi_assets import rules
 from stedi_assets.engines.polars_landing import read_feed
+from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.schemas import EPOCH_MS_MAX, FEED_SCHEMAS, RAW_TEXT_LIMIT
+from stedi_assets_tests.conftest import materialize_all, published_rows
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 T0 = 1_655_564_444_103
 SERIAL = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
 
@@ -343,7 +351,7 @@ def test_no_record_is_lost_whatever_the_damage(files):
     # Every non-blank line is a record, and each is kept or quarantined, once.
     lines = sum(
         1 for data in files.values()
-        for line in data.removeprefix(codecs.BOM_UTF8).split(b"\n") if line.strip()
+        for line in data.removeprefix(codecs.BOM_UTF8).split(b"\n") if line.strip(b" \t\r")
     )
     assert result.records_read == lines
     assert result.records_read == result.records.height + result.quarantine.height
@@ -367,3 +375,137 @@ def test_broken_lines_in_a_large_file_are_found_exactly():
     assert quarantined(result) == [("a.json", 1, "unparseable JSON"), ("a.json", 1701, "unparseable JSON")]
     assert result.records.height == 2998
     assert result.records.filter(pl.col("sensorReadingTime") == T0 + 2999)["distanceFromObject"].to_list() == [7]
+
+
+# -- one bad record costs only itself --------------------------------------------------
+
+
+def test_one_fractional_time_quarantines_only_its_record():
+    # A fraction read into an integer column must not turn the file's other
+    # (integer) times into fractions.
+    records = [reading(T0 + i) for i in range(50)] + [reading(1655564600000.5)]
+    result = read("accelerometer", {"a.json": ndjson(*records)})
+
+    assert result.records.height == 50
+    assert quarantined(result) == [("a.json", 51, "wrong type for timestamp")]
+
+
+def test_one_bad_record_in_a_real_file_costs_only_itself(stedi_landing):
+    path = sorted((stedi_landing / "step_trainer").iterdir())[0]
+    data = path.read_bytes()
+    lines = sum(1 for line in data.split(b"\n") if line.strip())
+    bad = json.dumps(step(1655564600000.5)).encode()
+    result = read("step_trainer", {path.name: data.rstrip(b"\n") + b"\n" + bad + b"\n"})
+
+    assert result.records.height == lines
+    assert quarantined(result) == [(path.name, lines + 1, "wrong type for sensorReadingTime")]
+
+
+def test_a_string_that_looks_like_json_is_text():
+    # Only a JSON object or array is of the wrong type for a text column, not text that looks like one.
+    result = read("step_trainer", {"a.json": ndjson(step(T0, serial="[1, 2]"), step(T0 + 1, serial={"id": 1}))})
+
+    assert kept(result) == [row(T0, serial="[1, 2]")]
+    assert quarantined(result) == [("a.json", 2, "wrong type for serialNumber")]
+
+
+def test_a_name_twice_keeps_its_last_value():
+    # As Python's json: the last of two identical names wins; among spellings
+    # differing in case, the declared spelling holding a value wins.
+    result = read("step_trainer", {"a.json": ndjson(
+        '{"sensorReadingTime": 1, "serialNumber": "s", "sensorReadingTime": %d}' % T0,
+        '{"SENSORREADINGTIME": "x", "sensorReadingTime": %d, "serialNumber": "s"}' % (T0 + 1),
+        '{"SENSORREADINGTIME": %d, "sensorReadingTime": null, "serialNumber": "s"}' % (T0 + 2),
+    )})
+
+    assert kept(result) == [row(T0, "s", None), row(T0 + 1, "s", None), row(T0 + 2, "s", None)]
+
+
+# -- decompression is bounded -----------------------------------------------------------
+
+
+def gzip_bomb(path, expanded_mib: int) -> None:
+    """A gzip file of ``expanded_mib`` MiB of JSON-like text, written without holding it."""
+    block = (json.dumps(step()) + "\n").encode() * (2**20 // 80)
+    block = block + b" " * (2**20 - len(block))
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for _ in range(expanded_mib):
+            out.write(block)
+
+
+def test_a_file_over_the_bound_is_quarantined_whole(tmp_path):
+    gzip_bomb(tmp_path / "bomb.json.gz", 3)
+    files = {
+        "bomb.json.gz": (tmp_path / "bomb.json.gz").read_bytes(),
+        "big.json": b" " * (2 * 2**20 + 1),
+        "small.json.gz": gzip.compress(ndjson(step(T0))),
+    }
+    result = read_feed(FEED_SCHEMAS["step_trainer"], sorted(files.items()), max_file_mb=2)
+
+    assert kept(result) == [row(T0)]
+    reason = "file larger than 2 MiB after decompression (STEDI_MAX_FILE_MB)"
+    assert quarantined(result) == [("big.json", 0, reason), ("bomb.json.gz", 0, reason)]
+    assert result.records_read == 3
+
+
+# The peak is the process's own high-water mark (VmHWM): ru_maxrss would
+# carry over the parent's peak through fork and exec.
+_MEASURE = """
+import re, sys
+from pathlib import Path
+from stedi_assets.engines.polars_engine import PolarsEngine
+from stedi_assets.schemas import FEED_SCHEMAS
+from stedi_assets.storage import LocalStore
+read = PolarsEngine(max_file_mb=1).read_landing(FEED_SCHEMAS["step_trainer"], [sys.argv[1]], LocalStore())
+rows = read.quarantine.collect().to_native().select("line", "reason").rows()
+peak_kib = int(re.search(r"VmHWM:\\s*(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(rows, peak_kib // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from Linux's /proc")
+def test_memory_stays_bounded_while_finding_a_gzip_bomb(tmp_path):
+    bomb = tmp_path / "bomb.json.gz"
+    gzip_bomb(bomb, 1024)  # 1 GiB expanded
+    assert bomb.stat().st_size < 16 * 2**20
+
+    completed = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(bomb)], capture_output=True, text=True, timeout=300, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+    )
+    rows, peak_mib = completed.stdout.strip().rsplit(" ", 1)
+
+    assert rows == "[(0, 'file larger than 1 MiB after decompression (STEDI_MAX_FILE_MB)')]"
+    print(f"peak memory {peak_mib} MiB")
+    assert int(peak_mib) < 512, f"peak memory {peak_mib} MiB while reading a 1 GiB gzip bomb"
+
+
+def test_the_bound_is_a_setting(monkeypatch):
+    from stedi_assets.resources import build_resources
+
+    assert build_resources({})["lakehouse"].max_file_mb == 1024
+    monkeypatch.setenv("STEDI_MAX_FILE_MB", "5")
+    with build_resources({"STEDI_MAX_FILE_MB": "5"})["lakehouse"].process_config_and_initialize_cm() as lakehouse:
+        assert lakehouse.max_file_mb == 5
+        assert lakehouse.get_engine().max_file_mb == 5
+
+
+def test_one_bad_record_in_the_real_data_leaves_the_landing_table_published(stedi_landing, tmp_path, make_lakehouse):
+    landing = tmp_path / "landing"
+    shutil.copytree(stedi_landing, landing)
+    path = sorted((landing / "step_trainer").iterdir())[0]
+    path.write_bytes(path.read_bytes().rstrip(b"\n") + b"\n" + json.dumps(step(1655564600000.5)).encode() + b"\n")
+
+    result = materialize_all(make_lakehouse(landing, profile="stedi-reference"))
+
+    assert result.success
+    rows = published_rows(result)
+    assert rows["step_trainer_quarantine"] == 1
+    assert rows["step_trainer_landing"] == STEDI_REFERENCE["step_trainer_landing"]
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "step_trainer_landing" and e.check_name == "quarantined_records"
+    )
+    assert evaluation.severity.value == "WARN"
+    assert evaluation.metadata["by_reason"].value == "wrong type for sensorReadingTime: 1"

@@ -12,6 +12,7 @@ from stedi_assets.engines.polars_landing import read_feed_files
 from stedi_assets.schemas import TableSchema
 from stedi_assets.storage import Store, join_uri
 from stedi_assets.storage_s3 import object_store_errors
+from stedi_assets.validation import DEFAULT_MAX_FILE_MB
 
 # Landing files read at the same time.
 LANDING_READERS = 8
@@ -20,10 +21,13 @@ LANDING_READERS = 8
 class PolarsEngine:
     name = "polars"
 
+    def __init__(self, max_file_mb: int = DEFAULT_MAX_FILE_MB) -> None:
+        self.max_file_mb = max_file_mb
+
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
         # Several files at a time: Polars parses without the GIL, and on S3
         # each read waits tens of milliseconds for the first byte.
-        read = read_feed_files(feed, files, store.read_bytes, workers=LANDING_READERS)
+        read = read_feed_files(feed, files, store.read_bytes, workers=LANDING_READERS, max_file_mb=self.max_file_mb)
         return LandingRead(
             records=nw.from_native(read.records.lazy()),
             records_read=read.records_read,

@@ -1,26 +1,30 @@
-"""Reading landing files with Polars: a vectorised path, and a careful one for broken files.
+"""Reading landing files with Polars: a fast path where it is certain, the reference elsewhere.
 
-A file is parsed whole by Polars' JSON reader first. Only when that fails
-(a line is not JSON, or not an object) is the file split into lines and each
-line parsed on its own with Python's json module, to tell which lines are
-broken; the good lines are then parsed by Polars again. Field types, required
-fields and ranges are always checked with the engine-neutral expressions of
-``stedi_assets.validation``, on whole columns.
+What a reader must produce is defined once, record by record, by the reference
+in ``stedi_assets.validation`` (each line parsed on its own by Python's json).
+This module is a faster way to the same answer for the common file: a file of
+flat JSON objects is parsed whole by Polars' JSON reader and validated with
+the engine-neutral expressions of ``stedi_assets.validation``, on whole
+columns. The fast path is taken only where its answer is certainly the
+reference's (see ``_fast_frame``); any other file (a broken line, an array or
+object value, an exact duplicate name, a column whose values mix JSON kinds in
+a way that changes their typed value, a JSON-array file) is read by the
+reference itself, so a bad record never costs the others of its file.
+``stedi_assets_tests/engines/test_landing_differential.py`` holds both to the same
+answer.
 
 Accepted deliveries: newline-delimited JSON or a JSON array of objects,
-optionally gzip-compressed (``.json.gz``), with or without a UTF-8 byte order
-mark, LF or CRLF line endings and a final newline; blank lines are not
-records. A record's line is its 1-based physical line in the (uncompressed)
-file; in a JSON-array file it is the element's 1-based position in the array.
+optionally gzip-compressed (``.json.gz``, bounded by ``max_file_mb`` after
+decompression), with or without a UTF-8 byte order mark, LF or CRLF line
+endings and a final newline; blank lines are not records. A record's line is
+its 1-based physical line in the (uncompressed) file; in a JSON-array file it
+is the element's 1-based position in the array.
 """
 
 from __future__ import annotations
 
-import codecs
 import io
-import json
-import math
-import zlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,10 +33,9 @@ import narwhals as nw
 import polars as pl
 
 from stedi_assets import validation
-from stedi_assets.schemas import POLARS_TYPES, RAW_TEXT_LIMIT, TableSchema
-from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE, UNREADABLE_FILE
+from stedi_assets.schemas import TableSchema
+from stedi_assets.validation import DEFAULT_MAX_FILE_MB, LINE, REASON, SOURCE, FileRecords, RecordRules
 
-_SAMPLE_LINES = 100
 QUARANTINE_SCHEMA = pl.Schema(
     {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw_text": pl.String}
 )
@@ -48,333 +51,141 @@ class FeedRead:
     unknown_fields: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class _Parsed:
-    """One file parsed: a raw frame (fields as read, plus source and line) and the lines already rejected."""
-
-    raw: list[pl.DataFrame]
-    records: int
-    rejected: list[tuple[int, str, str]]  # (line, reason, raw text)
-    texts: _LineTexts
-
-
 class _LineTexts:
     """The raw text of a record by its line, found only when a record is quarantined."""
 
-    def __init__(self, data: bytes, is_array: bool, elements: dict[int, str] | None = None):
+    def __init__(self, data: bytes):
         self._data = data
-        self._is_array = is_array
-        self._elements = elements
         self._lines: list[bytes] | None = None
 
     def __call__(self, line: int) -> str:
-        if self._is_array:
-            if self._elements is None:
-                parsed = json.loads(self._data.decode("utf-8"))
-                self._elements = {i: json.dumps(e, ensure_ascii=False) for i, e in enumerate(parsed, 1)}
-            return self._elements.get(line, "")
         if self._lines is None:
             self._lines = self._data.split(b"\n")
         if 1 <= line <= len(self._lines):
-            return _text(self._lines[line - 1])
+            return validation.raw_text(self._lines[line - 1])
         return ""
 
 
-def _text(raw: bytes) -> str:
-    return raw.rstrip(b"\r").decode("utf-8", errors="replace")[:RAW_TEXT_LIMIT]
+# -- the fast path and its certificate -----------------------------------------------
+#
+# Polars' reader and Python's json agree on a line that is one flat JSON object
+# (names without escapes, values that are strings, numbers, booleans or null),
+# read with an explicit schema: every name found in the file, a declared
+# column's spellings as its declared type, other names as text. Polars then
+# refuses a value of another kind in an integer or double column (the file
+# goes to the reference), so those columns hold exactly the reference's values.
+# What remains is checked before the fast answer is used; each sends the file
+# to the reference:
+# - a name twice in one object (Polars keeps the first value, json the last);
+# - a number or boolean in a declared text column (Polars writes numbers as
+#   text its own way);
+# - a lone UTF-16 surrogate escape (Polars reads it as a NUL character): not
+#   accepted by the line pattern.
+
+_WS = r"[ \t\r]*"
+_NAME = r'"[^"\\\x00-\x1f]*"'
+_STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))*"'
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_MEMBER = f"{_NAME}{_WS}:{_WS}(?:{_STRING}|{_NUMBER}|true|false|null)"
+_FLAT_LINE = f"^{_WS}(?:\\{{{_WS}(?:{_MEMBER}(?:{_WS},{_WS}{_MEMBER})*)?{_WS}\\}})?{_WS}$"
+"""A line that is blank or one flat JSON object. Names hold no escape, so a
+name's text is the name, and in such a line only a name is a string followed
+by a colon: ``_NAME_COLON`` finds exactly the names."""
+_NAME_COLON = f"{_NAME}{_WS}:"
+_FAST_TYPES = {"bigint": pl.Int64, "double": pl.Float64, "string": pl.String}
 
 
-def _decompress(data: bytes) -> tuple[bytes, str | None]:
-    """The uncompressed bytes of a gzip file (all members), and a problem if it could not be read whole."""
-    out = []
-    remaining = data
-    try:
-        while remaining:
-            inflater = zlib.decompressobj(wbits=31)
-            out.append(inflater.decompress(remaining))
-            if not inflater.eof:
-                return b"".join(out), "gzip stream ends early (truncated file)"
-            remaining = inflater.unused_data.lstrip(b"\x00")
-    except zlib.error as error:
-        return b"".join(out), f"not a valid gzip file ({error})"
-    return b"".join(out), None
+def _names_by_record(records: pl.Series) -> list[list[str]] | None:
+    """The names of each distinct shape of record; None when a record repeats a name."""
+    shapes = records.str.extract_all(_NAME_COLON).list.join("\x00").unique().to_list()
+    names = []
+    for shape in shapes:
+        found = [name.rstrip(" \t\r:")[1:-1] for name in shape.split("\x00")] if shape else []
+        if len(set(found)) != len(found):
+            return None
+        names.append(found)
+    return names
 
 
-def _physical_lines(data: bytes) -> int:
-    if not data:
-        return 0
-    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-
-
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} does not fit a double")
-    return value
-
-
-def _loads(text: str) -> object:
-    # Python's json accepts NaN and Infinity, and numbers no double can hold;
-    # Polars' reader does not, and the good lines go back to Polars.
-    return json.loads(text, parse_constant=_no_constants, parse_float=_finite)
-
-
-def _with_lines(frame: pl.DataFrame, lines: Sequence[int]) -> pl.DataFrame:
-    return frame.with_columns(pl.Series(LINE, lines, dtype=pl.Int64))
-
-
-def _read_ndjson(data: bytes) -> pl.DataFrame:
-    return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-
-
-def _kinds(record: dict) -> tuple:
-    """A record's field names and JSON value kinds: records alike in this read alike."""
-    return tuple(sorted((key, type(value).__name__) for key, value in record.items()))
-
-
-def _parse_good_lines(
-    good: list[tuple[int, bytes, tuple]], rejected: list[tuple[int, str, str]]
-) -> list[pl.DataFrame]:
-    """Parse lines already known to be JSON objects with Polars.
-
-    All together first; if their types clash (a number in one line, a list in
-    another), each group of lines alike is parsed on its own, and validated
-    on its own; a line Polars still cannot read is quarantined.
-    """
-    if not good:
-        return []
-    try:
-        frame = _read_ndjson(b"\n".join(line for _, line, _ in good))
-        if frame.height == len(good):
-            return [_with_lines(frame, [n for n, _, _ in good])]
-    except pl.exceptions.PolarsError:
-        pass
-    groups: dict[tuple, list[tuple[int, bytes]]] = {}
-    for number, line, kinds in good:
-        groups.setdefault(kinds, []).append((number, line))
-    frames = []
-    for lines in groups.values():
+def _physical_lines(data: bytes, text: str) -> pl.Series:
+    """The file's lines, one per physical line (split at ``\\n``; a carriage return before it may be dropped)."""
+    expected = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    # Polars' CSV reader with a separator the file does not hold splits lines
+    # several times faster than splitting the text; it also splits at a lone
+    # carriage return, which the count would then not match.
+    if b"\x01" not in data and data.count(b"\r") == data.count(b"\r\n"):
         try:
-            frame = _read_ndjson(b"\n".join(line for _, line in lines))
-            if frame.height == len(lines):
-                frames.append(_with_lines(frame, [n for n, _ in lines]))
-                continue
+            lines = pl.read_csv(
+                io.BytesIO(data), has_header=False, separator="\x01", quote_char=None,
+                new_columns=["text"], schema={"text": pl.String},
+            )["text"].fill_null("")
+            if lines.len() == expected:
+                return lines
         except pl.exceptions.PolarsError:
             pass
-        for number, line in lines:
-            try:
-                frames.append(_with_lines(_read_ndjson(line), [number]))
-            except pl.exceptions.PolarsError:
-                rejected.append((number, UNPARSEABLE, _text(line)))
-    return frames
+    return pl.DataFrame({"text": [text]}).select(pl.col("text").str.split("\n").explode())["text"]
 
 
-def _sampled_schema(data: bytes, schema: TableSchema) -> pl.Schema | None:
-    """Field types from the first lines, widened where later lines may legitimately differ."""
-    # Only the sample's bytes go to the reader: given the whole file, inference
-    # would scan all of it.
-    end = 0
-    for _ in range(_SAMPLE_LINES):
-        end = data.find(b"\n", end) + 1
-        if end == 0:
-            end = len(data)
-            break
-    try:
-        sample = pl.read_ndjson(io.BytesIO(data[:end]), infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        return None
-    declared = {c.name.lower(): POLARS_TYPES[c.type] for c in schema.columns}
-    fields = {}
-    for name, dtype in sample.schema.items():
-        target = declared.get(name.lower())
-        if dtype == pl.Null:
-            # Null in every sampled line: read as the declared type (strictly,
-            # so a value of another type sends the file to the full inference).
-            dtype = target or pl.String
-        elif target == pl.Float64 and dtype.is_integer():
-            dtype = pl.Float64
-        fields[name] = dtype
-    return pl.Schema(fields)
-
-
-def _every_field_read(data: bytes, frame: pl.DataFrame) -> bool:
-    """Whether the frame holds every field of the file, not just those seen in the sample.
-
-    Each ``":`` in the file ends a field name; each is either a non-null cell
-    of the frame or a null literal. A field first seen after the sample (or
-    unusual spacing, or ``":`` inside a value) breaks the balance, and then
-    the file is read with full inference instead: slower, never wrong.
-    """
-    separators = data.count(b'":')
-    nulls = data.count(b'":null') + data.count(b'": null') if b"null" in data else 0
-    cells = sum(frame.height - count for count in frame.null_count().row(0)) if frame.width else 0
-    return separators == cells + nulls
-
-
-def _read_fast(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
-    """The whole file with types inferred from a sample; None if that does not hold for every line."""
-    sampled = _sampled_schema(data, schema)
-    if sampled is None:
-        return None
-    try:
-        frame = pl.read_ndjson(io.BytesIO(data), schema=sampled)
-    except pl.exceptions.PolarsError:
-        return None
-    return frame if _every_field_read(data, frame) else None
-
-
-def _parse_ndjson(data: bytes, schema: TableSchema) -> _Parsed:
-    texts = _LineTexts(data, is_array=False)
-    physical = _physical_lines(data)
-    frame = _read_fast(data, schema)
-    if frame is None:
-        try:
-            frame = _read_ndjson(data)
-        except pl.exceptions.PolarsError:
-            frame = None
-    if frame is not None:
-        if frame.height == physical:
-            return _Parsed([_with_lines(frame, range(1, physical + 1))], physical, [], texts)
-        # Blank lines are not records: number the others.
-        numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-        if frame.height == len(numbers):
-            return _Parsed([_with_lines(frame, numbers)], len(numbers), [], texts)
-    # The careful path: halve the file until the broken lines are found.
-    frames: list[pl.DataFrame] = []
-    rejected: list[tuple[int, str, str]] = []
-    records = _parse_block(data.split(b"\n"), 1, frames, rejected)
-    return _Parsed(_merge_alike(frames), records, rejected, texts)
-
-
-_CAREFUL_BLOCK = 256
-"""Lines below which a block that Polars cannot read is parsed line by line."""
-
-
-def _parse_block(lines: list[bytes], first: int, frames: list[pl.DataFrame], rejected: list) -> int:
-    """Parse ``lines`` (numbered from ``first``) into ``frames`` and ``rejected``; return the records found.
-
-    A block Polars reads whole is done; one it cannot read is split in two,
-    so a few broken lines in a large file cost a few dozen Polars reads, and
-    only small blocks around them are parsed line by line in Python.
-    """
-    numbers = [first + i for i, line in enumerate(lines) if line.strip()]
-    if not numbers:
-        return 0
-    if len(lines) > _CAREFUL_BLOCK:
-        try:
-            frame = _read_ndjson(b"\n".join(lines))
-            if frame.height == len(numbers):
-                frames.append(_with_lines(frame, numbers))
-                return len(numbers)
-        except pl.exceptions.PolarsError:
-            pass
-        half = len(lines) // 2
-        return _parse_block(lines[:half], first, frames, rejected) + _parse_block(
-            lines[half:], first + half, frames, rejected
-        )
-    good: list[tuple[int, bytes, tuple]] = []
-    records = 0
-    for number, line in zip(range(first, first + len(lines)), lines):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        records += 1
-        try:
-            value = _loads(stripped.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            rejected.append((number, UNPARSEABLE, _text(line)))
-            continue
-        if isinstance(value, dict):
-            good.append((number, stripped, _kinds(value)))
-        else:
-            rejected.append((number, NOT_AN_OBJECT, _text(line)))
-    frames.extend(_parse_good_lines(good, rejected))
-    return records
-
-
-def _merge_alike(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
-    """Frames of the same schema as one frame each: fewer, larger frames to validate."""
-    by_schema: dict[tuple, list[pl.DataFrame]] = {}
-    for frame in frames:
-        by_schema.setdefault(tuple(frame.schema.items()), []).append(frame)
-    return [pl.concat(alike) if len(alike) > 1 else alike[0] for alike in by_schema.values()]
-
-
-def _parse_array(data: bytes) -> _Parsed:
-    try:
-        frame = pl.read_json(io.BytesIO(data), infer_schema_length=None)
-        return _Parsed([_with_lines(frame, range(1, frame.height + 1))], frame.height, [], _LineTexts(data, True))
-    except pl.exceptions.PolarsError:
-        pass
-    # Walk the array element by element: keep every complete element before
-    # a truncation or a syntax error, and quarantine the rest as one record.
+def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
+    """The file parsed whole by Polars, with each record's line; None unless certainly the reference's reading."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-    decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
-    good: list[tuple[int, bytes, tuple]] = []
-    rejected: list[tuple[int, str, str]] = []
-    elements: dict[int, str] = {}
-    position = text.index("[") + 1
-    number = 0
-    while True:
-        while position < len(text) and text[position] in " \t\r\n":
-            position += 1
-        if position < len(text) and text[position] == "]" and number == 0:
-            break
-        number += 1
-        try:
-            value, end = decoder.raw_decode(text, position)
-        except (ValueError, RecursionError):
-            rejected.append((number, UNPARSEABLE, text[position:position + RAW_TEXT_LIMIT]))
-            break
-        element = json.dumps(value, ensure_ascii=False)
-        elements[number] = element[:RAW_TEXT_LIMIT]
-        if isinstance(value, dict):
-            good.append((number, element.encode("utf-8"), _kinds(value)))
-        else:
-            rejected.append((number, NOT_AN_OBJECT, elements[number]))
-        position = end
-        while position < len(text) and text[position] in " \t\r\n":
-            position += 1
-        if position < len(text) and text[position] == ",":
-            position += 1
-            continue
-        if position < len(text) and text[position] == "]" and not text[position + 1:].strip():
-            break
-        # Anything else after an element (a missing comma, text after the
-        # closing bracket, the end of a truncated file) breaks the array here.
-        if text[position:].strip():
-            number += 1
-            rejected.append((number, UNPARSEABLE, text[position:position + RAW_TEXT_LIMIT]))
-        break
-    raw = _parse_good_lines(good, rejected)
-    return _Parsed(raw, len(good) + len(rejected), rejected, _LineTexts(data, True, elements))
+        return None
+    lines = _physical_lines(data, text)
+    if not lines.str.contains(_FLAT_LINE).all():
+        return None
+    blank = lines.str.contains(f"^{_WS}$")
+    records = lines.filter(~blank)
+    shapes = _names_by_record(records)
+    if shapes is None:
+        return None
+    declared = {column.name.lower(): column.type for column in schema.columns}
+    fields: dict[str, pl.DataType] = {}
+    for names in shapes:
+        for name in names:
+            fields.setdefault(name, _FAST_TYPES[declared.get(name.lower(), "string")])
+    if SOURCE in fields or LINE in fields:
+        return None
+    for name, dtype in fields.items():
+        # A declared text column holding a number or boolean somewhere: found
+        # by its name followed by such a value (or, harmlessly, by text that looks so).
+        not_text = f'"{re.escape(name)}"{_WS}:{_WS}[-0-9tf]'
+        if name.lower() in declared and dtype == pl.String and re.search(not_text, text):
+            return None
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), schema=fields)
+    except pl.exceptions.PolarsError:
+        return None
+    if frame.height != records.len():
+        return None
+    return frame.with_columns(pl.Series(LINE, (~blank).arg_true() + 1, dtype=pl.Int64))
 
 
-def parse_file(uri: str, data: bytes, schema: TableSchema) -> tuple[_Parsed, list[tuple[int, str, str]]]:
-    """Parse one landing file; return it and the file-level problems (as line-0 records)."""
-    problems: list[tuple[int, str, str]] = []
-    if uri.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-        data, problem = _decompress(data)
-        if problem:
-            problems.append((0, UNREADABLE_FILE, problem))
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    start = data.lstrip()[:1]
-    if not start:
-        return _Parsed([], 0, [], _LineTexts(data, False)), problems
-    parsed = _parse_array(data) if start == b"[" else _parse_ndjson(data, schema)
-    return parsed, problems
+# -- files ---------------------------------------------------------------------------
 
 
-def _quarantine_frame(rows: list[tuple[str, int, str, str]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row")
+@dataclass(frozen=True)
+class _ParsedFile:
+    """One file: either a raw frame from the fast path, or the reference's reading."""
+
+    uri: str
+    problems: list[tuple[int, str, str]]
+    raw: pl.DataFrame | None = None
+    texts: _LineTexts | None = None
+    reference: FileRecords | None = None
+
+
+def _parse(schema: TableSchema, rules: RecordRules, uri: str, data: bytes, max_file_mb: int) -> _ParsedFile:
+    data, problems = validation.landing_bytes(uri, data, max_file_mb)
+    if not data.strip(b" \t\r\n"):
+        return _ParsedFile(uri, problems, reference=FileRecords())
+    if validation.is_array_file(data):
+        return _ParsedFile(uri, problems, reference=validation.reference_array(data, rules))
+    frame = _fast_frame(data, schema)
+    if frame is None:
+        return _ParsedFile(uri, problems, reference=validation.reference_lines(data, rules))
+    return _ParsedFile(uri, problems, raw=frame, texts=_LineTexts(data))
 
 
 @dataclass(frozen=True)
@@ -385,46 +196,46 @@ class _FileRead:
     records_read: int
 
 
-@dataclass(frozen=True)
-class _ParsedFile:
-    uri: str
-    parsed: _Parsed
-    problems: list[tuple[int, str, str]]
-
-
 _BATCH_FILES = 16
 """Files validated together: validation has a fixed cost per call (building
 its expressions), paid once per batch rather than once per file, while only a
 batch's raw bytes are held at a time."""
 
 
-def _parse(schema: TableSchema, uri: str, data: bytes) -> _ParsedFile:
-    parsed, problems = parse_file(uri, data, schema)
-    return _ParsedFile(uri, parsed, problems)
+def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        total[name] = total.get(name, 0) + count
 
 
 def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
-    """Type and validate the records of parsed files, all files of one raw schema at once."""
-    rows = [(f.uri, line, reason, text) for f in files for line, reason, text in f.problems + f.parsed.rejected]
-    texts = {f.uri: f.parsed.texts for f in files}
-    by_raw_schema: dict[tuple, list[pl.DataFrame]] = {}
-    for f in files:
-        for frame in f.parsed.raw:
-            located = frame.with_columns(pl.lit(f.uri, dtype=pl.String).alias(SOURCE))
-            by_raw_schema.setdefault(tuple(located.schema.items()), []).append(located)
+    """Type and validate the records of parsed files, all fast-path files of one raw schema at once."""
+    rows = [(f.uri, line, reason, text) for f in files for line, reason, text in f.problems]
     kept: list[pl.DataFrame] = []
     unknown: dict[str, int] = {}
+    records_read = sum(len(f.problems) for f in files)
+    for f in files:
+        if f.reference is not None:
+            records_read += f.reference.records_read
+            rows += [(f.uri, line, reason, text) for line, reason, text in f.reference.quarantined]
+            if f.reference.kept:
+                kept.append(pl.DataFrame([r[1:] for r in f.reference.kept], schema=schema.polars_schema, orient="row"))
+            _add_counts(unknown, f.reference.unknown_fields)
+    texts = {f.uri: f.texts for f in files if f.raw is not None}
+    by_raw_schema: dict[tuple, list[pl.DataFrame]] = {}
+    for f in files:
+        if f.raw is not None:
+            records_read += f.raw.height
+            located = f.raw.with_columns(pl.lit(f.uri, dtype=pl.String).alias(SOURCE))
+            by_raw_schema.setdefault(tuple(located.schema.items()), []).append(located)
     for frames in by_raw_schema.values():
         raw = nw.from_native(pl.concat(frames).lazy())
         typed, match = validation.validate_records(raw, schema)
-        for name, count in validation.unknown_field_counts(raw, match).items():
-            unknown[name] = unknown.get(name, 0) + count
+        _add_counts(unknown, validation.unknown_field_counts(raw, match))
         typed_frame: pl.DataFrame = typed.collect().to_native()
         kept.append(typed_frame.filter(pl.col(REASON).is_null()).select(schema.column_names))
         rejected = typed_frame.filter(pl.col(REASON).is_not_null()).select(SOURCE, LINE, REASON)
         for source, line, reason in rejected.iter_rows():
             rows.append((source, line, reason, texts[source](line)))
-    records_read = sum(f.parsed.records + len(f.problems) for f in files)
     return _FileRead(kept, rows, unknown, records_read)
 
 
@@ -441,25 +252,33 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
         kept += read.kept
         rows += read.quarantined
         records_read += read.records_read
-        for name, count in read.unknown.items():
-            unknown[name] = unknown.get(name, 0) + count
+        _add_counts(unknown, read.unknown)
     records = pl.concat(kept) if kept else pl.DataFrame(schema=schema.polars_schema)
     return FeedRead(
         records=records,
-        quarantine=_quarantine_frame(rows).sort("source_file", "line", "reason"),
+        quarantine=pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").sort("source_file", "line", "reason"),
         records_read=records_read,
         unknown_fields=dict(sorted(unknown.items())),
     )
 
 
-def read_feed(schema: TableSchema, files: Sequence[tuple[str, bytes]]) -> FeedRead:
+def read_feed(
+    schema: TableSchema, files: Sequence[tuple[str, bytes]], max_file_mb: int = DEFAULT_MAX_FILE_MB
+) -> FeedRead:
     """Typed records and quarantined records of one feed's files."""
-    batches = _batches(files, _BATCH_FILES)
-    return _combine(schema, (_validate(schema, [_parse(schema, uri, data) for uri, data in b]) for b in batches))
+    rules = RecordRules(schema)
+    return _combine(schema, (
+        _validate(schema, [_parse(schema, rules, uri, data, max_file_mb) for uri, data in batch])
+        for batch in _batches(files, _BATCH_FILES)
+    ))
 
 
 def read_feed_files(
-    schema: TableSchema, uris: Sequence[str], read_bytes: Callable[[str], bytes], workers: int
+    schema: TableSchema,
+    uris: Sequence[str],
+    read_bytes: Callable[[str], bytes],
+    workers: int,
+    max_file_mb: int = DEFAULT_MAX_FILE_MB,
 ) -> FeedRead:
     """``read_feed`` over files fetched with ``read_bytes``, several at a time.
 
@@ -468,9 +287,10 @@ def read_feed_files(
     object's first byte); a batch's bytes are dropped once it is validated,
     so the whole feed's raw bytes are never held at once.
     """
+    rules = RecordRules(schema)
     reads = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for batch in _batches(uris, _BATCH_FILES):
-            parsed = list(pool.map(lambda uri: _parse(schema, uri, read_bytes(uri)), batch))
+            parsed = list(pool.map(lambda uri: _parse(schema, rules, uri, read_bytes(uri), max_file_mb), batch))
             reads.append(_validate(schema, parsed))
     return _combine(schema, reads)

@@ -17,24 +17,23 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import narwhals as nw
 
 from stedi_assets import validation
 from stedi_assets.engines import EngineError, LandingRead
-from stedi_assets.schemas import RAW_TEXT_LIMIT, TableSchema
+from stedi_assets.schemas import TableSchema
 from stedi_assets.storage import Store, is_s3_uri, local_path
-from stedi_assets.validation import LINE, NOT_AN_OBJECT, REASON, SOURCE, UNPARSEABLE
+from stedi_assets.validation import LINE, REASON, SOURCE
 
 try:
     from dagster_pyspark import LazyPySparkResource
     from pyspark import StorageLevel
     from pyspark.errors import PySparkException
-    from pyspark.sql import Column as SparkColumn
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -51,11 +50,6 @@ SPARK_TYPES: dict[str, T.DataType] = {
     "bigint": T.LongType(),
     "double": T.DoubleType(),
 }
-
-# Columns of the landing read: Spark's text column, and helpers whose double
-# underscore keeps them apart from feed fields.
-_LINE = "value"
-_FIELDS = "__fields"
 
 _session_lock = threading.Lock()
 _session: SparkSession | None = None
@@ -154,6 +148,11 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         except PySparkException as error:
             raise EngineError(f"Spark did not start with master {master!r}: {_first_line(error)}") from None
         session.sparkContext.setLogLevel("WARN")
+        if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+            # Python workers (the landing reader runs in them) start "python3"
+            # from the PATH by default; locally they run this interpreter, so
+            # they import the same installed packages as the driver.
+            session.sparkContext.pythonExec = sys.executable
         _session = session
         return session
 
@@ -174,34 +173,45 @@ def _first_line(error: BaseException) -> str:
 
 # -- landing JSON ------------------------------------------------------------------
 #
-# The records are validated by the engine-neutral expressions of
-# stedi_assets.validation, on a raw frame Spark builds in two passes:
-#   1. infer the schema with case-sensitive names, which gives every field
-#      spelling found and the type the JSON reader gives it (Spark's inference
-#      is its cheapest full pass over JSON; in its usual case-insensitive mode
-#      it refuses a feed holding both ``timeStamp`` and ``timestamp``);
-#   2. split each file into its physical lines (numbered from 1, as the Polars
-#      engine numbers them), parse each non-blank line with that schema, and
-#      flag the lines that are not JSON objects.
-# Spark's analyzer resolves column names without case, so it cannot hold
-# ``timeStamp`` and ``timestamp`` as two columns: spellings of one name are
-# merged into one raw column before validation (the declared spelling first;
-# as text when their types differ, which the validation accepts alike).
-# Not read by this engine: JSON-array deliveries (a file holding one array of
-# objects); their lines are quarantined as unparseable JSON.
+# Spark reads each landing file's bytes (the binaryFile source: compressed
+# files as they are) and its Python workers read each file with the reference
+# reader of stedi_assets.validation: the same decompression bound, the same
+# record-by-record parsing and the same rules as the Polars engine's careful
+# path, which its fast path equals. So the two engines keep and quarantine
+# exactly the same records, one bad record costs only itself, and JSON-array
+# files are read too. The workers need the stedi_assets package (installed on
+# a cluster's nodes, as any Python UDF's code is).
 
-_CORRUPT = "__corrupt_record"
-_TEXT = "__text"
+_RAW_TEXT = "raw_text"
+_SCHEME = re.compile("^[a-z0-9]+:(//[^/]*)?")
 
 
-def _parse_reason(line: SparkColumn) -> SparkColumn:
-    """Why a line that is not a JSON object is rejected: valid JSON of another kind, or not JSON."""
-    wrapped = F.from_json(
-        F.concat(F.lit('{"v":'), line, F.lit("}")),
-        T.StructType([T.StructField("v", T.StringType()), T.StructField(_CORRUPT, T.StringType())]),
-        {"columnNameOfCorruptRecord": _CORRUPT},
-    )
-    return F.when(wrapped.getField(_CORRUPT).isNull(), F.lit(NOT_AN_OBJECT)).otherwise(F.lit(UNPARSEABLE))
+def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
+    """A function over binaryFile rows: (the store's URI of the file, the file as the reference reads it).
+
+    Spark names a file ``file:/path`` or ``s3a://bucket/key``; files are told
+    apart by their path (the part after the scheme and bucket).
+    """
+    store_uris = {_SCHEME.sub("", spark_uri(uri)): uri for uri in files}
+
+    def read(rows):
+        rules = validation.RecordRules(schema)
+        for row in rows:
+            uri = store_uris.get(_SCHEME.sub("", row.path), row.path)
+            yield uri, validation.reference_file(uri, bytes(row.content), rules, max_file_mb)
+
+    return read
+
+
+def _record_rows(width: int):
+    """A function over file reads: their kept and quarantined records, as rows of the landing read's layout."""
+
+    def rows(item) -> list[tuple]:
+        path, read = item
+        kept = [(path, line, None, None, *values) for line, *values in read.kept]
+        return kept + [(path, line, reason, text, *([None] * width)) for line, reason, text in read.quarantined]
+
+    return rows
 
 
 class SparkEngine:
@@ -209,9 +219,13 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, master: str = "local[*]", conf: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, master: str = "local[*]", conf: Mapping[str, str] | None = None,
+        max_file_mb: int = validation.DEFAULT_MAX_FILE_MB,
+    ) -> None:
         self.master = master
         self.conf = dict(conf or {})
+        self.max_file_mb = max_file_mb
         self._landing_records: list[DataFrame] = []
 
     @property
@@ -219,85 +233,42 @@ class SparkEngine:
         return spark_session(self.master, self.conf)
 
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
-        uris = [spark_uri(f) for f in files]
-        inferred = self._inferred_schema(uris)
-        found = [f for f in inferred.fields if f.name != "_corrupt_record"]
-        # The JSON parser matches these names with case; the struct's fields
-        # are renamed by position before they are referred to.
-        as_read = T.StructType([*found, T.StructField(_CORRUPT, T.StringType())])
-        positional = T.StructType(
-            [T.StructField(f"f{i}", f.dataType) for i, f in enumerate(found)] + [T.StructField(_CORRUPT, T.StringType())]
-        )
-        position = {f.name: f"f{i}" for i, f in enumerate(found)}
-
-        files_read = self.session.read.text(uris, wholetext=True).select(
-            F.col("_metadata.file_path").alias(SOURCE), F.posexplode(F.split(_LINE, "\n")).alias("pos", _TEXT)
-        )
-        lines = (
-            files_read.select(
-                SOURCE,
-                (F.col("pos") + 1).cast("bigint").alias(LINE),
-                # No carriage return of CRLF files, no byte order mark on the first line.
-                F.regexp_replace(F.regexp_replace(_TEXT, "\r$", ""), "^\uFEFF", "").alias(_TEXT),
+        contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")
+        reads = contents.rdd.mapPartitions(_file_reads(self.max_file_mb, feed, files))
+        reads = reads.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            totals = reads.map(lambda item: (item[1].records_read, item[1].unknown_fields)).collect()
+            columns = [T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in feed.columns]
+            layout = T.StructType([
+                T.StructField(SOURCE, T.StringType()), T.StructField(LINE, T.LongType()),
+                T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()), *columns,
+            ])
+            # The reference has typed every value already: no second check of each row in Python.
+            records_of_files = self.session.createDataFrame(
+                reads.flatMap(_record_rows(len(feed.columns))), layout, verifySchema=False
             )
-            .filter(F.trim(_TEXT) != "")
-            .select(
-                SOURCE, LINE, _TEXT,
-                F.from_json(_TEXT, as_read, {"columnNameOfCorruptRecord": _CORRUPT}).cast(positional).alias(_FIELDS),
-            )
+            records_of_files = records_of_files.persist(StorageLevel.MEMORY_AND_DISK)
+            records_of_files.count()
+        finally:
+            reads.unpersist(blocking=False)
+        # Kept while the landing table is computed: counted, quarantined and deduplicated from here.
+        self._landing_records.append(records_of_files)
+        unknown_fields: dict[str, int] = {}
+        for _, counts in totals:
+            for name, count in counts.items():
+                unknown_fields[name] = unknown_fields.get(name, 0) + count
+        records = records_of_files.filter(F.col(REASON).isNull()).select(feed.column_names)
+        quarantine = records_of_files.filter(F.col(REASON).isNotNull()).select(
+            F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"),
+            F.col(REASON).alias("reason"), F.col(_RAW_TEXT).alias("raw_text"),
         )
-        by_lower: dict[str, list[T.StructField]] = {}
-        for field_ in found:
-            by_lower.setdefault(field_.name.lower(), []).append(field_)
-        declared = {c.name.lower(): c.name for c in feed.columns}
-        raw_columns = []
-        for lowered, fields in by_lower.items():
-            name = declared.get(lowered, fields[0].name)
-            fields.sort(key=lambda f: (f.name != name, f.name))
-            values = [F.col(_FIELDS).getField(position[f.name]) for f in fields]
-            if len({f.dataType for f in fields}) > 1:
-                values = [v.cast("string") for v in values]
-            raw_columns.append((F.coalesce(*values) if len(values) > 1 else values[0]).alias(name))
-        # Kept while the landing table is computed: counted, validated, quarantined and deduplicated from here.
-        lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
-        self._landing_records.append(lines)
-        is_object = F.col(_FIELDS).getField(_CORRUPT).isNull()
-        records_read = lines.count()
-
-        raw = nw.from_native(lines.filter(is_object).select(SOURCE, LINE, *raw_columns))
-        validated, match = validation.validate_records(raw, feed)
-        unknown_fields = validation.unknown_field_counts(raw, match)
-        records = validation.kept_records(validated, feed)
-
-        texts = lines.select(SOURCE, LINE, F.substring(_TEXT, 1, RAW_TEXT_LIMIT).alias("raw_text"))
-        not_objects = lines.filter(~is_object).select(
-            F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"), _parse_reason(F.col(_TEXT)).alias("reason"),
-            F.substring(_TEXT, 1, RAW_TEXT_LIMIT).alias("raw_text"),
-        )
-        rejected = validation.rejected_records(validated).to_native()
-        invalid = (
-            texts.join(F.broadcast(rejected), on=[SOURCE, LINE], how="inner")
-            .select(F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"), F.col(REASON).alias("reason"), "raw_text")
-        )
-        quarantine = not_objects.unionByName(invalid).withColumn("source_file", _store_uri(files)(F.col("source_file")))
         return LandingRead(
-            records=records,
-            records_read=records_read,
+            records=nw.from_native(records),
+            records_read=sum(count for count, _ in totals),
             files=tuple(files),
             quarantine=nw.from_native(quarantine),
             unknown_fields=dict(sorted(unknown_fields.items())),
         )
-
-    def _inferred_schema(self, uris: Sequence[str]) -> T.StructType:
-        """The JSON reader's schema of the records, each spelling of a field name separately."""
-        conf = self.session.conf
-        case_sensitive = conf.get("spark.sql.caseSensitive")
-        # Only for the inference; the engine runs one step at a time, so nothing else sees the setting.
-        conf.set("spark.sql.caseSensitive", "true")
-        try:
-            return self.session.read.json(list(uris)).schema
-        finally:
-            conf.set("spark.sql.caseSensitive", case_sensitive)
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         struct = spark_schema(schema)
@@ -343,20 +314,3 @@ class SparkEngine:
 def _is_part_file(uri: str) -> bool:
     name = uri.rsplit("/", 1)[-1]
     return name.startswith("part-") and name.endswith(".parquet")
-
-
-def _store_uri(files: Sequence[str]):
-    """A column function: the store's URI (as the Polars engine names the file) of Spark's file path.
-
-    Spark names a file ``file:/path`` or ``s3a://bucket/key``, escaped as in a
-    URI; files are told apart by their path (the part after the scheme and bucket).
-    """
-    by_path = {urlparse(spark_uri(uri)).path: uri for uri in files}
-    mapping = F.create_map(*[F.lit(x) for item in by_path.items() for x in item])
-
-    def store_uri(file_path: SparkColumn) -> SparkColumn:
-        path = F.regexp_replace(file_path, "^[a-z0-9]+:(//[^/]*)?", "")
-        # The path is URI-escaped, where "+" is itself; url_decode would read it as a space.
-        return F.coalesce(mapping[F.url_decode(F.regexp_replace(path, "\\+", "%2B"))], file_path)
-
-    return store_uri

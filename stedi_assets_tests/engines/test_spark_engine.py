@@ -299,3 +299,48 @@ def test_spark_settings_from_the_environment():
     assert parse_spark_conf("spark.a=x=y") == {"spark.a": "x=y"}
     with pytest.raises(ValueError, match="'driver.memory=2g' is not a spark"):
         parse_spark_conf("driver.memory=2g")
+
+
+@pytest.mark.spark
+def test_one_bad_record_costs_only_itself_on_both_engines(spark, tmp_path):
+    # One fractional time among good readings; one capitalised name beside a
+    # space before a colon after the first hundred lines: the same tables on both engines.
+    good = [{"user": "a@x.com", "timestamp": T0 + i, "x": 1.0, "y": 0.5, "z": -1.0} for i in range(120)]
+    files = [
+        write_lines(tmp_path / "fraction.json", [*good[:50], {"user": "a@x.com", "timestamp": 1655564600000.5}]),
+        write_lines(tmp_path / "spacing.json", [
+            *good, '{"user":"b@x.com","timestamp":%d,"X":9.9,"y" :-0.5,"z":1.0}' % (T0 + 999),
+        ]),
+    ]
+
+    on_spark, on_polars = read_with_both(files)
+
+    records = as_polars(on_spark.records)
+    assert records.height == 50 + 121
+    assert records.filter(pl.col("timestamp") == T0 + 999)["x"].to_list() == [9.9]
+    assert as_polars(on_spark.quarantine).select("line", "reason").rows() == [(51, "wrong type for timestamp")]
+    assert_frame_equal(records, as_polars(on_polars.records))
+    assert_frame_equal(as_polars(on_spark.quarantine), as_polars(on_polars.quarantine))
+
+
+@pytest.mark.spark
+def test_a_file_over_the_bound_is_quarantined_alike(spark, tmp_path):
+    import gzip
+
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    bomb = tmp_path / "bomb.json.gz"
+    with gzip.open(bomb, "wb") as out:
+        for _ in range(3):
+            out.write(b" " * 2**20)
+    good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": T0}])
+    files = [str(bomb), good]
+
+    on_spark = SparkEngine(max_file_mb=2).read_landing(FEED_SCHEMAS["accelerometer"], files, LocalStore())
+    on_polars = PolarsEngine(max_file_mb=2).read_landing(FEED_SCHEMAS["accelerometer"], files, LocalStore())
+
+    quarantine = as_polars(on_spark.quarantine)
+    assert quarantine.rows() == [(str(bomb), 0, "file larger than 2 MiB after decompression (STEDI_MAX_FILE_MB)", "")]
+    assert_frame_equal(quarantine, as_polars(on_polars.quarantine))
+    assert_frame_equal(as_polars(on_spark.records), as_polars(on_polars.records))
+    assert on_spark.records_read == on_polars.records_read == 2
