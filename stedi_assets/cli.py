@@ -4,6 +4,7 @@
     stedi simulate   write a simulated landing zone
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
+    stedi maintain   expire old snapshots and delete unreferenced files of every table
 """
 
 from __future__ import annotations
@@ -198,10 +199,11 @@ def _resolved(resource):
     time a one-line query takes.
     """
     from dagster import ConfigurableResource, EnvVar
+    from dagster._config.field_utils import IntEnvVar
 
     values = {}
     for name, value in dict(resource).items():
-        if isinstance(value, EnvVar):
+        if isinstance(value, (EnvVar, IntEnvVar)):
             value = value.get_value()
         elif isinstance(value, ConfigurableResource):
             value = _resolved(value)
@@ -303,6 +305,18 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def maintain(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
+
+    _, lakehouse = _configure(args)
+    reports = maintain_lakehouse(lakehouse)
+    for report in reports:
+        print(describe(report))
+    if not reports:
+        print(f"no tables in {lakehouse.catalog_settings().describe()} yet")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
 
@@ -344,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     history_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     history_parser.set_defaults(handler=history)
+    maintain_parser = commands.add_parser(
+        "maintain", help="expire old snapshots and delete unreferenced files (as the lakehouse_maintenance job)"
+    )
+    maintain_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    maintain_parser.set_defaults(handler=maintain)
     args = parser.parse_args(argv)
     # Imported after parsing: `stedi --help` works whatever the settings hold.
     from stedi_assets.settings import SettingsError

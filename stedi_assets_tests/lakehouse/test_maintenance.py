@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import DefaultScheduleStatus
 
+from stedi_assets import cli
 from stedi_assets.definitions import defs
 from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files, snapshots_to_expire
 from stedi_assets.lakehouse.tables import current_data_files, history
@@ -111,3 +112,16 @@ def test_the_maintenance_job_and_its_schedule(four_runs):
     schedule = defs.resolve_schedule_def("lakehouse_maintenance_daily")
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
     assert schedule.job_name == "lakehouse_maintenance"
+
+
+def test_the_maintain_command(four_runs, monkeypatch, capsys):
+    monkeypatch.setenv("STEDI_SNAPSHOT_MAX_AGE_HOURS", "0")
+    monkeypatch.setenv("STEDI_SNAPSHOTS_MIN_KEPT", "2")
+    monkeypatch.setenv("STEDI_ORPHAN_MIN_AGE_HOURS", "0")
+
+    assert cli.main(["maintain", "--lakehouse", four_runs.lakehouse_uri]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert "accelerometer_landing: 2 snapshot(s) expired, 2 kept; " in out[0]
+    assert len(four_runs.load_table("accelerometer_landing").snapshots()) == 2
+    assert stored_table(Path(four_runs.lakehouse_uri), "accelerometer_landing").height == 80
