@@ -181,7 +181,7 @@ def mentioned_tables(sql: str | None) -> list[str]:
     """The tables a statement names (as words, any case); every table when it names none (SHOW TABLES)."""
     if sql is None:
         return list(TABLES)
-    named = [name for name in TABLES if re.search(rf"(?<![\w.]){name}(?!\w)", sql, re.IGNORECASE)]
+    named = [name for name in TABLES if re.search(rf"(?<!\w){name}(?!\w)", sql, re.IGNORECASE)]
     return named or list(TABLES)
 
 
@@ -195,7 +195,13 @@ def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | 
         except TableNotPublishedError:
             missing[name] = "has not been published yet: run `stedi run` first"
     if as_of is None:
-        return {name: (table, table.metadata.current_snapshot_id) for name, table in loaded.items()}, missing
+        chosen = {}
+        for name, table in loaded.items():
+            if table.metadata.current_snapshot_id is None:  # created, but its first commit never happened
+                missing[name] = "has not been published yet: run `stedi run` first"
+            else:
+                chosen[name] = (table, table.metadata.current_snapshot_id)
+        return chosen, missing
     timestamp_ms = as_of.timestamp_ms
     owner = None
     if as_of.snapshot_id is not None:
@@ -286,8 +292,14 @@ def connect(
     # the only data reachable is the registered datasets. Set after connecting,
     # because with it DuckDB refuses to take the temp_directory setting above.
     connection.execute("SET enable_external_access = false")
-    for name, dataset in published_datasets(lakehouse, sql, as_of, missing).items():
+    datasets = published_datasets(lakehouse, sql, as_of, missing)
+    for name, dataset in datasets.items():
         connection.register(name, dataset)
+    # The tables by their catalog identifier too, as Athena names them: stedi.customer_trusted.
+    namespace = lakehouse.catalog_settings().database
+    connection.execute(f'CREATE SCHEMA "{namespace}"')
+    for name in datasets:
+        connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "{name}"')
     connection.execute("SET lock_configuration = true")
     return connection
 

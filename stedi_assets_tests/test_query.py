@@ -244,10 +244,18 @@ def test_a_bad_query_is_one_line_with_exit_code_2(stedi, sql, message):
     assert message in err
 
 
+def test_tables_by_their_catalog_identifier(lakehouse):
+    # As Athena names them, with the namespace.
+    assert query("SELECT COUNT(*) FROM stedi.customer_trusted", lakehouse).item() == STEDI_REFERENCE["customer_trusted"]
+    joined = "SELECT COUNT(*) FROM stedi.customer_curated c JOIN customer_trusted t USING (email)"
+    assert query(joined, lakehouse).item() == STEDI_REFERENCE["customer_curated"]
+
+
 def test_only_the_tables_a_statement_names_are_read(lakehouse):
     assert set(published_datasets(lakehouse, "SELECT COUNT(*) FROM Customer_Trusted")) == {"customer_trusted"}
     joined = "SELECT * FROM step_trainer_trusted s JOIN customer_curated c USING (serialNumber)"
     assert set(published_datasets(lakehouse, joined)) == {"step_trainer_trusted", "customer_curated"}
+    assert set(published_datasets(lakehouse, "SELECT COUNT(*) FROM stedi.customer_curated")) == {"customer_curated"}
     # A table whose name is part of another name is not mentioned by it.
     assert set(published_datasets(lakehouse, "SELECT 1 FROM customer_trusted_view_of_nothing")) == set(TABLES)
     assert set(published_datasets(lakehouse, "SHOW TABLES")) == set(TABLES)

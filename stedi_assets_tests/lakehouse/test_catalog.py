@@ -19,7 +19,7 @@ import pytest
 from stedi_assets import cli
 from stedi_assets.lakehouse.catalog import CatalogError
 from stedi_assets.lakehouse.tables import replace_contents
-from stedi_assets.query import query
+from stedi_assets.query import QueryError, query
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all, published_rows, stored_table
@@ -155,3 +155,12 @@ def test_a_commit_conflict_is_retried_then_one_line(published):
         replace_contents(load_then_lose_to_another_writer, "stedi.customer_landing", [str(part)], {}, attempts=3)
     assert str(error.value).startswith("table stedi.customer_landing: commit conflict: other writers committed first")
     assert "\n" not in str(error.value)
+
+
+def test_a_table_whose_first_commit_never_happened_is_not_published(tmp_path, make_lakehouse):
+    # What a first run killed between creating the table and committing its data leaves.
+    lakehouse = make_lakehouse(tmp_path / "landing")
+    lakehouse.load_table("customer_trusted", create=True)
+
+    with pytest.raises(QueryError, match=r"\(customer_trusted has not been published yet"):
+        query("SELECT COUNT(*) FROM customer_trusted", lakehouse)
