@@ -297,9 +297,10 @@ def connect(
         connection.register(name, dataset)
     # The tables by their catalog identifier too, as Athena names them: stedi.customer_trusted.
     namespace = lakehouse.catalog_settings().database
-    connection.execute(f'CREATE SCHEMA "{namespace}"')
-    for name in datasets:
-        connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "{name}"')
+    if namespace not in ("main", "temp", "system", "information_schema", "pg_catalog"):  # DuckDB's own
+        connection.execute(f'CREATE SCHEMA "{namespace}"')
+        for name in datasets:
+            connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "{name}"')
     connection.execute("SET lock_configuration = true")
     return connection
 
