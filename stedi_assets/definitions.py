@@ -6,6 +6,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from stedi_assets.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
 from stedi_assets.operations.audit import AUDIT_CHECKS
+from stedi_assets.operations.maintenance import lakehouse_maintenance, lakehouse_maintenance_schedule
 from stedi_assets.operations.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
 from stedi_assets.operations.sensors import (
     build_landing_sensor,
@@ -43,8 +44,8 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=assets,
         asset_checks=AUDIT_CHECKS,
-        jobs=[stedi_job, stedi_audit_job],
-        schedules=build_schedules(settings, stedi_audit_job, stedi_job),
+        jobs=[stedi_job, stedi_audit_job, lakehouse_maintenance],
+        schedules=[*build_schedules(settings, stedi_audit_job, stedi_job), lakehouse_maintenance_schedule],
         sensors=[
             build_landing_sensor(landing, audit_checks, interval, read_only_jobs=frozenset({stedi_audit_job.name})),
             *build_run_alert_sensors(interval),
