@@ -1,13 +1,22 @@
-"""Assembles the code location: assets grouped by zone, their checks, resources, the jobs and the schedule."""
+"""Assembles the code location: assets grouped by zone, their checks, resources, jobs, sensors and schedules."""
 
 from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from stedi_assets.assets import ZONE_ASSETS
+from stedi_assets.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
+from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.operations.maintenance import lakehouse_maintenance, lakehouse_maintenance_schedule
+from stedi_assets.operations.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
+from stedi_assets.operations.sensors import (
+    build_landing_sensor,
+    build_run_alert_sensors,
+    build_stale_table_alert_sensor,
+    build_tick_alert_sensor,
+)
 from stedi_assets.resources import build_resources
 from stedi_assets.schemas import TABLES
+from stedi_assets.settings import read_settings
 
 # Group names come from the zone each table is declared in, applied here once.
 zone_assets = [
@@ -15,19 +24,34 @@ zone_assets = [
     for asset in ZONE_ASSETS
 ]
 
+# The audit checks run in their own job and schedule (or from the UI), not in every update.
+audit_checks = AssetSelection.checks(*AUDIT_CHECKS)
+
 stedi_job = define_asset_job(
     "stedi_job",
-    selection=AssetSelection.all(),
-    description="Materialize every zone table and run every check.",
+    selection=AssetSelection.all() - audit_checks,
+    description="Materialize every zone table and run every check evaluated with it.",
 )
+stedi_audit_job = build_audit_job(AUDIT_CHECKS)
 
 
 def build_definitions() -> Definitions:
-    """The code location, with resources configured from the current environment."""
+    """The code location, with resources and operations configured from the current environment."""
+    settings = read_settings()
+    assets = with_curated_freshness(zone_assets, settings)
+    landing = {"customer": customer_landing, "accelerometer": accelerometer_landing, "step_trainer": step_trainer_landing}
+    interval = settings.sensor_interval_seconds
     return Definitions(
-        assets=zone_assets,
-        jobs=[stedi_job, lakehouse_maintenance],
-        schedules=[lakehouse_maintenance_schedule],
+        assets=assets,
+        asset_checks=AUDIT_CHECKS,
+        jobs=[stedi_job, stedi_audit_job, lakehouse_maintenance],
+        schedules=[*build_schedules(settings, stedi_audit_job, stedi_job), lakehouse_maintenance_schedule],
+        sensors=[
+            build_landing_sensor(landing, audit_checks, interval, read_only_jobs=frozenset({stedi_audit_job.name})),
+            *build_run_alert_sensors(interval),
+            build_tick_alert_sensor(interval),
+            build_stale_table_alert_sensor(curated_keys(assets), interval),
+        ],
         resources=build_resources(),
         # One process for the whole run: a process per step pays Python and
         # Dagster start-up each time, more than the tables take to compute.

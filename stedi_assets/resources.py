@@ -315,7 +315,19 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         spark_conf=settings.spark_conf,
         max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if settings.is_set("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
     )
-    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
+    # Imported here: the operations package reads tables through this module.
+    from stedi_assets.operations.alerts import StediAlerts
+
+    alerts = StediAlerts(
+        webhook_url=setting("STEDI_ALERT_WEBHOOK_URL", ""),
+        email_to=setting("STEDI_ALERT_EMAIL_TO", ""),
+        email_from=setting("STEDI_ALERT_EMAIL_FROM", settings.alert_email_from),
+        # A secret: always by name, never as a value the UI would show.
+        smtp_url=setting("STEDI_SMTP_URL", ""),
+        min_severity=setting("STEDI_ALERT_MIN_SEVERITY", settings.alert_min_severity),
+        ui_url=setting("STEDI_UI_URL", settings.ui_url),
+    )
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": alerts}
 
 
 # The standard AWS variables, as the S3Resource fields they configure. boto3

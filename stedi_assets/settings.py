@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 DEFAULT_LANDING_URI = "data/landing"
 DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
@@ -222,6 +222,100 @@ def parse_memory_limit(text: str) -> str:
     return f"{match.group(1)}{match.group(2)}"
 
 
+def parse_cron(text: str) -> str:
+    accepted = "a cron expression of five fields, e.g. '0 * * * *'"
+    if not isinstance(text, str) or not re.fullmatch(r"\S+( \S+){4}", text.strip()):
+        raise _Rejected(accepted)
+    # Dagster's own parser, imported only when a schedule is configured: the
+    # command reads the settings before it imports Dagster.
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(text.strip()):
+        raise _Rejected(accepted)
+    return text.strip()
+
+
+parse_interval_seconds = _positive_int("15")
+parse_minutes = _positive_int("1440")
+
+
+def parse_http_url(text: str) -> str:
+    parsed = urlparse(text) if isinstance(text, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in text):
+        raise _Rejected("an http:// or https:// URL")
+    return text
+
+
+_EMAIL = re.compile(r"[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+|[^@\s,<>]+@localhost")
+
+
+def parse_email(text: str) -> str:
+    if isinstance(text, str) and _EMAIL.fullmatch(text.strip()):
+        return text.strip()
+    raise _Rejected("an email address, e.g. stedi@example.org")
+
+
+def parse_email_list(text: str) -> str:
+    addresses = [a.strip() for a in text.split(",")] if isinstance(text, str) else []
+    if not addresses or not all(_EMAIL.fullmatch(a) for a in addresses):
+        raise _Rejected("email addresses separated by commas, e.g. ops@example.org,oncall@example.org")
+    return ",".join(addresses)
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    implicit_tls: bool
+
+
+_SMTP_ACCEPTED = "smtp://user:password@host:port (or smtps:// for TLS from the start)"
+
+
+def _smtp_server(text: str) -> SmtpServer:
+    parsed = urlparse(text) if isinstance(text, str) else None
+    if parsed is None or parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+        raise _Rejected(_SMTP_ACCEPTED)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise _Rejected(_SMTP_ACCEPTED, "the port is not a number") from None
+    implicit_tls = parsed.scheme == "smtps"
+    return SmtpServer(
+        host=parsed.hostname,
+        port=port or (465 if implicit_tls else 25),
+        user=unquote(parsed.username) if parsed.username else None,
+        password=unquote(parsed.password) if parsed.password else None,
+        implicit_tls=implicit_tls,
+    )
+
+
+def _parse_smtp_url(text: str) -> str:
+    _smtp_server(text)
+    return text
+
+
+def smtp_server(text: str) -> SmtpServer:
+    """The parts of an ``smtp://user:password@host:port`` URL; the error never shows the URL (it holds a password)."""
+    try:
+        return _smtp_server(text)
+    except _Rejected as rejected:
+        raise _error("STEDI_SMTP_URL", _HIDDEN, rejected) from None
+
+
+class _Hidden:
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
+_HIDDEN = _Hidden()
+ALERT_SEVERITIES = ("WARN", "ERROR")
+DEFAULT_UI_URL = "http://localhost:3000"
+DEFAULT_EMAIL_FROM = "stedi-lakehouse@localhost"
+
+
 # -- the settings ------------------------------------------------------------------
 
 
@@ -231,6 +325,8 @@ class Setting:
     field: str
     parse: Callable[[Any], Any]
     default: Any
+    secret: bool = False
+    """A secret's value never appears in a message."""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -254,6 +350,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STEDI_MAX_FILE_MB", "max_file_mb", parse_max_file_mb, DEFAULT_MAX_FILE_MB),
     Setting("STEDI_QUERY_MEMORY_LIMIT", "query_memory_limit", parse_memory_limit, DEFAULT_QUERY_MEMORY_LIMIT),
     Setting("AWS_MAX_ATTEMPTS", "aws_max_attempts", parse_max_attempts, DEFAULT_S3_MAX_ATTEMPTS),
+    # Operations: sensors, schedules, freshness (fixed when the code location loads) and alerts.
+    Setting("STEDI_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", parse_interval_seconds, 15),
+    Setting("STEDI_AUDIT_CRON", "audit_cron", parse_cron, "0 * * * *"),
+    Setting("STEDI_FULL_RUN_CRON", "full_run_cron", parse_cron, "0 3 * * *"),
+    Setting("STEDI_FRESHNESS_WARN_MINUTES", "freshness_warn_minutes", parse_minutes, 12 * 60),
+    Setting("STEDI_FRESHNESS_FAIL_MINUTES", "freshness_fail_minutes", parse_minutes, 24 * 60),
+    Setting("STEDI_ALERT_WEBHOOK_URL", "alert_webhook_url", parse_http_url, ""),
+    Setting("STEDI_ALERT_EMAIL_TO", "alert_email_to", parse_email_list, ""),
+    Setting("STEDI_ALERT_EMAIL_FROM", "alert_email_from", parse_email, DEFAULT_EMAIL_FROM),
+    Setting("STEDI_SMTP_URL", "smtp_url", _parse_smtp_url, "", secret=True),
+    Setting("STEDI_ALERT_MIN_SEVERITY", "alert_min_severity", _choice(ALERT_SEVERITIES), "WARN"),
+    Setting("STEDI_UI_URL", "ui_url", parse_http_url, DEFAULT_UI_URL),
 )
 VARIABLES = tuple(s.variable for s in SETTINGS)
 
@@ -280,6 +388,17 @@ class Settings:
     max_file_mb: int = DEFAULT_MAX_FILE_MB
     query_memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT
     aws_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+    sensor_interval_seconds: int = 15
+    audit_cron: str = "0 * * * *"
+    full_run_cron: str = "0 3 * * *"
+    freshness_warn_minutes: int = 12 * 60
+    freshness_fail_minutes: int = 24 * 60
+    alert_webhook_url: str = ""
+    alert_email_to: str = ""
+    alert_email_from: str = DEFAULT_EMAIL_FROM
+    smtp_url: str = field(default="", repr=False)
+    alert_min_severity: str = "WARN"
+    ui_url: str = DEFAULT_UI_URL
     set_variables: frozenset[str] = frozenset()
 
     def is_set(self, variable: str) -> bool:
@@ -307,9 +426,17 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(text)
         except _Rejected as rejected:
-            raise _error(setting.variable, text, rejected) from None
+            raise _error(setting.variable, _HIDDEN if setting.secret else text, rejected) from None
         set_variables.add(setting.variable)
-    return Settings(**values, set_variables=frozenset(set_variables))
+    settings = Settings(**values, set_variables=frozenset(set_variables))
+    if settings.freshness_warn_minutes >= settings.freshness_fail_minutes:
+        raise SettingsError(
+            f"STEDI_FRESHNESS_WARN_MINUTES={settings.freshness_warn_minutes} is not valid: expected fewer minutes "
+            f"than STEDI_FRESHNESS_FAIL_MINUTES={settings.freshness_fail_minutes}"
+        )
+    if settings.alert_email_to and not settings.smtp_url:
+        raise SettingsError("STEDI_ALERT_EMAIL_TO is set but STEDI_SMTP_URL is not: alert emails need an SMTP server")
+    return settings
 
 
 _LAKEHOUSE_FIELDS = (

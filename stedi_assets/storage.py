@@ -26,6 +26,9 @@ class Store(Protocol):
 
     def read_bytes(self, uri: str) -> bytes: ...
 
+    def fingerprints(self, prefix_uri: str) -> dict[str, str]:
+        """Every file below ``prefix_uri`` -> a text that changes whenever the file does."""
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write an object so that readers see either the old or the new content."""
 
@@ -77,6 +80,17 @@ class LocalStore:
         if not root.is_dir():
             return []
         return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+    def fingerprints(self, prefix_uri: str) -> dict[str, str]:
+        # Size and mtime in nanoseconds: a rewrite within the same second still differs.
+        found = {}
+        for uri in self.list_files(prefix_uri):
+            try:
+                stat = os.stat(uri)
+            except FileNotFoundError:  # removed while listing
+                continue
+            found[uri] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        return found
 
     def read_bytes(self, uri: str) -> bytes:
         try:

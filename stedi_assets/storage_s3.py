@@ -261,6 +261,18 @@ class S3Store:
                 )
         return sorted(uris)
 
+    def fingerprints(self, prefix_uri: str) -> dict[str, str]:
+        """Every object below ``prefix_uri`` -> its ETag (which changes whenever its content does)."""
+        scheme, bucket, key = split_s3_uri(prefix_uri)
+        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+        found = {}
+        with self._errors(prefix_uri, bucket):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    if not item["Key"].endswith("/"):
+                        found[f"{scheme}://{bucket}/{item['Key']}"] = item["ETag"].strip('"')
+        return found
+
     def read_bytes(self, uri: str) -> bytes:
         _, bucket, key = split_s3_uri(uri)
         with self._errors(uri, bucket):

@@ -19,7 +19,7 @@ from stedi_assets import cli
 from stedi_assets.profiles import STEDI_REFERENCE, expected_rows
 from stedi_assets.schemas import TABLES
 from stedi_assets_tests.conftest import stored_table
-from stedi_assets_tests.test_settings import BAD
+from stedi_assets_tests.test_settings import BAD, SECRETS
 
 BIN = Path(sys.executable).parent
 
@@ -92,7 +92,8 @@ def test_a_bad_setting_stops_every_command_before_it_reads_or_writes(variable, v
         assert cli.main(argv) == 2, argv
         out, err = capsys.readouterr()
         assert out == ""
-        assert err.startswith(f"stedi: {variable}={value!r} is not valid") and err.count("\n") == 1, err
+        shown = "<hidden>" if variable in SECRETS else repr(value)
+        assert err.startswith(f"stedi: {variable}={shown} is not valid") and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,16 +8,21 @@ setting's accepted values are in test_settings.py.
 
 from __future__ import annotations
 
+from datetime import timedelta
 
 import pytest
-from dagster import AssetKey, EnvVar
+from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 
 from stedi_assets.checks import CHECKS
-from stedi_assets.definitions import build_definitions, defs
+from stedi_assets.definitions import build_definitions, defs, zone_assets
+from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import normalize_uri
 from stedi_assets_tests.conftest import stored_table
+
+# Node names of stedi_job are the zone assets' op names (a landing multi-asset is one op).
+ZONE_KEYS = [AssetKey(asset.op.name) for asset in zone_assets]
 
 
 def test_assets_groups_and_lineage():
@@ -64,7 +69,18 @@ def test_catalog_and_maintenance_settings_come_from_the_environment():
 def test_every_check_is_declared_on_its_asset():
     graph = defs.resolve_asset_graph()
     declared = {(key.asset_key.path[-1], key.name) for key in graph.asset_check_keys}
-    assert declared == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    in_step = {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    audits = {(key.asset_key.path[-1], key.name) for check in AUDIT_CHECKS for key in check.check_keys}
+    assert declared == in_step | audits
+    assert all(name.startswith("audit_") for _, name in audits)
+
+
+def test_stedi_job_runs_the_in_step_checks_and_the_audit_job_only_the_audits():
+    stedi_job = defs.resolve_job_def("stedi_job")
+    assert {n for n in stedi_job.graph.node_names()} == {k.path[-1] for k in ZONE_KEYS}
+    audit_job = defs.resolve_job_def("stedi_audit_job")
+    assert all("_audit_" in n for n in audit_job.graph.node_names())
+    assert len(audit_job.graph.node_names()) == len(AUDIT_CHECKS)
 
 
 def test_settings_come_from_the_environment_as_env_vars():
@@ -129,4 +145,63 @@ def test_bad_launchpad_config_fails_the_run_before_anything_is_published(stedi_l
     assert error.cls_name == "SettingsError"
     assert error.message.strip() == (
         f"stedi_assets.settings.SettingsError: lakehouse.config.{field}={value!r} is not valid: expected {accepted}"
+    )
+
+
+# -- operations: sensors, schedules, freshness, alert settings ------------------------------------
+
+
+def test_sensors_and_the_audit_schedule_run_by_default_and_the_daily_run_does_not():
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {
+        "landing_sensor", "check_failure_alert_sensor", "run_failure_alert_sensor",
+        "sensor_tick_alert_sensor", "stale_table_alert_sensor",
+    }
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
+    assert sensors["landing_sensor"].minimum_interval_seconds == 15
+    schedules = {s.name: s for s in defs.schedules}
+    assert schedules["stedi_audit_schedule"].cron_schedule == "0 * * * *"
+    assert schedules["stedi_audit_schedule"].default_status == DefaultScheduleStatus.RUNNING
+    assert schedules["stedi_audit_schedule"].job_name == "stedi_audit_job"
+    assert schedules["stedi_daily_schedule"].default_status == DefaultScheduleStatus.STOPPED
+    assert schedules["stedi_daily_schedule"].job_name == "stedi_job"
+
+
+def test_operations_settings_reach_sensors_schedules_and_freshness_policies(monkeypatch):
+    for variable, value in {
+        "STEDI_SENSOR_INTERVAL_SECONDS": "5", "STEDI_AUDIT_CRON": "*/10 * * * *", "STEDI_FULL_RUN_CRON": "30 2 * * *",
+        "STEDI_FRESHNESS_WARN_MINUTES": "30", "STEDI_FRESHNESS_FAIL_MINUTES": "90",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    built = build_definitions()
+    assert {s.minimum_interval_seconds for s in built.sensors} == {5}
+    assert {s.name: s.cron_schedule for s in built.schedules} == {
+        "stedi_audit_schedule": "*/10 * * * *", "stedi_daily_schedule": "30 2 * * *",
+    }
+    graph = built.resolve_asset_graph()
+    policies = {key.path[-1]: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
+    curated = {name for name, table in TABLES.items() if table.zone == "curated"}
+    assert {name for name, policy in policies.items() if policy} == curated == {"customer_curated", "machine_learning_curated"}
+    policy = policies["machine_learning_curated"]
+    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (
+        timedelta(minutes=90), timedelta(minutes=30),
+    )
+
+
+def test_alert_settings_are_env_vars_and_the_smtp_url_never_a_value():
+    environ = {
+        "STEDI_ALERT_WEBHOOK_URL": "https://hooks.example.org/T/B/X",
+        "STEDI_ALERT_EMAIL_TO": "ops@example.org",
+        "STEDI_SMTP_URL": "smtp://u:secret@mail.example.org:587",
+        "STEDI_ALERT_MIN_SEVERITY": "ERROR",
+        "STEDI_UI_URL": "https://dagster.example.org",
+    }
+    alerts = build_resources(environ)["alerts"]
+    assert alerts.smtp_url == EnvVar("STEDI_SMTP_URL")
+    assert alerts.webhook_url == EnvVar("STEDI_ALERT_WEBHOOK_URL")
+    assert alerts.min_severity == EnvVar("STEDI_ALERT_MIN_SEVERITY")
+    assert "secret" not in repr(alerts)
+    defaults = build_resources({})["alerts"]
+    assert (defaults.webhook_url, defaults.email_to, defaults.min_severity, defaults.ui_url) == (
+        "", "", "WARN", "http://localhost:3000",
     )

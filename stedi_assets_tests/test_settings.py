@@ -45,6 +45,17 @@ BAD = {
     "STEDI_SNAPSHOTS_MIN_KEPT": ["0", "-1", "all", "2.5"],
     "STEDI_ORPHAN_MIN_AGE_HOURS": ["-1", "0.5", "a day"],
     "AWS_MAX_ATTEMPTS": ["abc", "0", "-1", "2.5", "three"],
+    "STEDI_SENSOR_INTERVAL_SECONDS": ["0", "soon", "1.5", "-15"],
+    "STEDI_AUDIT_CRON": ["hourly", "0 * * *", "61 * * * *", "0 0 31 2 *", "* * * * * *"],
+    "STEDI_FULL_RUN_CRON": ["daily", "0 3 * * * *"],
+    "STEDI_FRESHNESS_WARN_MINUTES": ["0", "12h", "-1"],
+    "STEDI_FRESHNESS_FAIL_MINUTES": ["0", "1 day"],
+    "STEDI_ALERT_WEBHOOK_URL": ["hooks.slack.com/services/x", "ftp://host/hook", "http://", "https://host/a b"],
+    "STEDI_ALERT_EMAIL_TO": ["ops", "ops@example.org;oncall@example.org", "ops@example.org,", "a@b@c.org"],
+    "STEDI_ALERT_EMAIL_FROM": ["stedi", "a@b@c.org", "x@y.org,z@w.org"],
+    "STEDI_SMTP_URL": ["mail.example.org:25", "http://user:pw@mail.example.org", "smtp://user:pw@mail.example.org:port"],
+    "STEDI_ALERT_MIN_SEVERITY": ["INFO", "warn", "error"],
+    "STEDI_UI_URL": ["localhost:3000", "dagster.example.org"],
 }
 
 # Accepted values and what they become.
@@ -72,7 +83,25 @@ GOOD = {
     "STEDI_SNAPSHOTS_MIN_KEPT": [("1", 1), ("5", 5)],
     "STEDI_ORPHAN_MIN_AGE_HOURS": [("0", 0), ("24", 24)],
     "AWS_MAX_ATTEMPTS": [("1", 1), ("10", 10)],
+    "STEDI_SENSOR_INTERVAL_SECONDS": [("5", 5), ("15", 15)],
+    "STEDI_AUDIT_CRON": [("0 * * * *", "0 * * * *"), ("*/10 * * * *", "*/10 * * * *")],
+    "STEDI_FULL_RUN_CRON": [("30 2 * * *", "30 2 * * *"), ("0 3 * * MON", "0 3 * * MON")],
+    "STEDI_FRESHNESS_WARN_MINUTES": [("60", 60)],
+    "STEDI_FRESHNESS_FAIL_MINUTES": [("2880", 2880)],
+    "STEDI_ALERT_WEBHOOK_URL": [("https://hooks.slack.com/services/T0/B0/X", "https://hooks.slack.com/services/T0/B0/X"),
+                                ("http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook")],
+    "STEDI_ALERT_EMAIL_TO": [("ops@example.org", "ops@example.org"),
+                             ("ops@example.org, oncall@example.org", "ops@example.org,oncall@example.org")],
+    "STEDI_ALERT_EMAIL_FROM": [("stedi@example.org", "stedi@example.org")],
+    "STEDI_SMTP_URL": [("smtp://user:pw@mail.example.org:587", "smtp://user:pw@mail.example.org:587"),
+                       ("smtps://mail.example.org", "smtps://mail.example.org")],
+    "STEDI_ALERT_MIN_SEVERITY": [("WARN", "WARN"), ("ERROR", "ERROR")],
+    "STEDI_UI_URL": [("https://dagster.example.org", "https://dagster.example.org")],
 }
+# Settings that need another to be set too.
+COMPANIONS = {"STEDI_ALERT_EMAIL_TO": {"STEDI_SMTP_URL": "smtp://mail.example.org"}}
+# Variables whose value never appears in a message.
+SECRETS = {"STEDI_SMTP_URL"}
 
 
 def test_every_variable_is_tested_and_validated():
@@ -106,7 +135,7 @@ def test_an_empty_variable_counts_as_not_set():
 
 @pytest.mark.parametrize("variable, text, value", [(v, t, x) for v, cases in GOOD.items() for t, x in cases])
 def test_accepted_values(variable, text, value):
-    settings = read_settings({variable: text})
+    settings = read_settings({variable: text, **COMPANIONS.get(variable, {})})
     field = next(s.field for s in settings_module.SETTINGS if s.variable == variable)
     assert getattr(settings, field) == value
     assert settings.is_set(variable)
@@ -118,7 +147,8 @@ def test_a_bad_value_is_one_line_naming_variable_value_and_accepted_values(varia
         read_settings({variable: text})
     message = str(raised.value)
     assert "\n" not in message
-    assert message.startswith(f"{variable}={text!r} is not valid")
+    shown = "<hidden>" if variable in SECRETS else repr(text)
+    assert message.startswith(f"{variable}={shown} is not valid")
     assert "expected " in message
     # The resources are never built from a bad environment.
     with pytest.raises(SettingsError, match=re.escape(variable)):
@@ -150,3 +180,21 @@ def test_launchpad_fields_get_the_same_checks(field, value):
     with pytest.raises(SettingsError, match=rf"^lakehouse\.config\.{field}=.* is not valid"):
         check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "data/lakehouse", field: value})
     check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "s3://lake", "profile": "", "spark_conf": {}})
+
+
+def test_a_secret_is_never_in_the_message():
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"STEDI_SMTP_URL": "http://user:hunter2@mail.example.org"})
+    assert "hunter2" not in str(raised.value)
+    assert str(raised.value).startswith("STEDI_SMTP_URL=<hidden> is not valid: expected smtp://user:password@host:port")
+
+
+def test_the_freshness_warn_window_must_be_shorter_than_the_fail_window():
+    with pytest.raises(SettingsError, match=r"^STEDI_FRESHNESS_WARN_MINUTES=1440 is not valid: expected fewer minutes than STEDI_FRESHNESS_FAIL_MINUTES=1440$"):
+        read_settings({"STEDI_FRESHNESS_WARN_MINUTES": "1440"})
+    assert read_settings({"STEDI_FRESHNESS_WARN_MINUTES": "1", "STEDI_FRESHNESS_FAIL_MINUTES": "2"}).freshness_fail_minutes == 2
+
+
+def test_alert_emails_need_an_smtp_server():
+    with pytest.raises(SettingsError, match="^STEDI_ALERT_EMAIL_TO is set but STEDI_SMTP_URL is not"):
+        read_settings({"STEDI_ALERT_EMAIL_TO": "ops@example.org"})

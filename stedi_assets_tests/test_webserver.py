@@ -63,6 +63,20 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120
     raise TimeoutError(f"dagster dev did not serve {url} within {timeout}s")
 
 
+def wait_for_landing_sensor_run(home: Path, timeout: float = 180) -> None:
+    from dagster import DagsterInstance, RunsFilter
+    from dagster._core.instance.ref import InstanceRef
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            runs = instance.get_run_records(RunsFilter(tags={"stedi/trigger": "landing_sensor"}))
+            if runs and runs[0].dagster_run.is_finished:
+                return
+        time.sleep(1)
+    raise TimeoutError(f"the landing sensor's first run did not finish within {timeout}s")
+
+
 @pytest.fixture
 def dagster_dev(stedi_landing: Path, tmp_path: Path):
     port = free_port()
@@ -83,6 +97,9 @@ def dagster_dev(stedi_landing: Path, tmp_path: Path):
     )
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", process)
+        # The landing sensor runs by default and brings the delivered feeds in
+        # first; a run launched meanwhile would write the same tables.
+        wait_for_landing_sensor_run(home)
         yield port, tmp_path
     finally:
         # dagster dev shuts its children down cleanly on SIGINT; SIGTERM can leave them behind.

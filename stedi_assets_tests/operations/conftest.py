@@ -1,0 +1,174 @@
+"""Fixtures of the operations tests: a simulated landing zone and a lakehouse published from it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import http.server
+import json
+import socket
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import narwhals as nw
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from dagster import AssetsDefinition, asset, materialize
+
+from stedi_assets.resources import StediLakehouse
+from stedi_assets.schemas import TABLES
+from stedi_assets.simulate import simulate_landing, write_landing
+from stedi_assets_tests.conftest import materialize_all, resources_for
+
+
+@pytest.fixture(scope="module")
+def published_lakehouse(tmp_path_factory) -> StediLakehouse:
+    """Every table published from the simulated landing zone, once per module; do not modify it."""
+    root = tmp_path_factory.mktemp("published")
+    write_landing(root / "landing", simulate_landing())
+    lakehouse = StediLakehouse(landing_uri=str(root / "landing"), lakehouse_uri=str(root / "lakehouse"))
+    assert materialize_all(lakehouse).success
+    return lakehouse
+
+
+@pytest.fixture(scope="module")
+def published_frames(published_lakehouse: StediLakehouse) -> dict[str, nw.LazyFrame]:
+    """Every table of the published lakehouse (zone and quarantine tables), held in memory."""
+    return {table: published_lakehouse.read_table([table]).collect().lazy() for table in TABLES}
+
+
+def stand_in(table: str, frame: nw.LazyFrame) -> AssetsDefinition:
+    """An asset with the table's key that returns ``frame``: publishing it is what a writer outside the pipeline does."""
+
+    @asset(name=table)
+    def published() -> nw.LazyFrame:
+        return frame
+
+    return published
+
+
+def publish_tables(lakehouse: StediLakehouse, frames: dict[str, nw.LazyFrame]) -> None:
+    """Publish ``frames`` as the tables of ``lakehouse`` through its IO manager, whatever they contain."""
+    result = materialize([stand_in(t, f) for t, f in frames.items()], resources=resources_for(lakehouse))
+    assert result.success
+
+
+@pytest.fixture
+def publish(published_frames, tmp_path: Path) -> Callable[..., StediLakehouse]:
+    """A new lakehouse with the published tables, some replaced: ``publish(customer_trusted=frame)``."""
+
+    def make(**replaced: nw.LazyFrame | None) -> StediLakehouse:
+        lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+        frames = {**published_frames, **replaced}
+        publish_tables(lakehouse, {t: f for t, f in frames.items() if f is not None})
+        return lakehouse
+
+    return make
+
+
+# -- real alert receivers on loopback -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 that records every POSTed JSON body.
+
+    ``fail_next`` makes the next requests answer 500, to exercise retries.
+    """
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.fail_next = 0
+        self.attempts = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                receiver.attempts += 1
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.bodies.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/stedi"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def texts(self) -> list[str]:
+        return [body["text"] for body in self.bodies]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    receiver.thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+SMTP_USER, SMTP_PASSWORD = "stedi", "s3cret:pass"
+
+
+class MailReceiver:
+    """An SMTP server (aiosmtpd) on 127.0.0.1 that requires a login and records every message."""
+
+    def __init__(self):
+        self.messages: list[email.message.Message] = []
+        self.logins: list[str] = []
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                receiver.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+                return "250 OK"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+                SMTP_USER.encode(), SMTP_PASSWORD.encode()
+            )
+            if ok:
+                receiver.logins.append(auth_data.login.decode())
+            return AuthResult(success=ok)
+
+        self.port = free_port()
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
+            auth_require_tls=False, auth_required=True,
+        )
+        self.url = f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[MailReceiver]:
+    receiver = MailReceiver()
+    with warnings.catch_warnings():
+        # Login without TLS is what the test wants: a plain server on loopback.
+        warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+        receiver.controller.start()
+    try:
+        yield receiver
+    finally:
+        receiver.controller.stop()
