@@ -272,7 +272,8 @@ def test_spark_reader_equals_the_reference(spark, generated):
         on_polars = PolarsEngine().read_landing(FEED_SCHEMAS[feed], uris, LocalStore())
         on_disk = list(zip(uris, (data for _, data in files)))
         for read in (on_spark, on_polars):
+            quarantine = _as_rows(read.quarantine)
             assert_same_as_reference(
-                feed, on_disk, _as_rows(read.records), _as_rows(read.quarantine), read.records_read,
-                dict(read.unknown_fields),
+                feed, on_disk, _as_rows(read.records), quarantine, read.records_read, dict(read.unknown_fields),
             )
+            assert read.quarantined == len(quarantine)

@@ -258,6 +258,68 @@ def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
     assert not (tmp_path / "lakehouse").exists() or not list((tmp_path / "lakehouse").rglob("_manifest.json"))
 
 
+@pytest.mark.parametrize(
+    ("memory_gib", "expected"),
+    [
+        (24, "6144m"),  # a quarter of the machine
+        (2, "1024m"),  # never below Spark's own default
+        (256, "8192m"),  # capped: the rest is for the Python workers, the page cache and other processes
+    ],
+)
+def test_local_driver_memory_is_a_share_of_the_machine(memory_gib, expected):
+    from stedi_assets.engines.spark_engine import session_settings
+
+    assert session_settings("local[2]", {}, memory_bytes=memory_gib * 2**30)["spark.driver.memory"] == expected
+    # The user's setting wins; a cluster's driver keeps Spark's default.
+    assert session_settings("local[2]", {"spark.driver.memory": "3g"}, memory_bytes=memory_gib * 2**30)[
+        "spark.driver.memory"] == "3g"
+    assert "spark.driver.memory" not in session_settings("spark://head:7077", {}, memory_bytes=memory_gib * 2**30)
+
+
+@pytest.mark.spark
+def test_session_driver_memory_is_sized_from_the_machine(spark):
+    from stedi_assets.engines.spark_engine import local_driver_memory, machine_memory_bytes
+
+    assert spark.sparkContext.getConf().get("spark.driver.memory") == local_driver_memory(machine_memory_bytes())
+
+
+@pytest.mark.spark
+def test_out_of_memory_is_one_line_naming_the_setting(small_landing, tmp_path):
+    # Spark's binaryFile source holds a landing file whole in the JVM heap,
+    # with copies: a 200 MB file does not fit a 512 MiB driver (the smallest
+    # heap Spark starts with), which dies of an OutOfMemoryError.
+    readings = "".join(
+        json.dumps({"user": f"u{i % 1000}@x.com", "timestamp": T0 + i, "x": 0.25, "y": -0.5, "z": 1.0}) + "\n"
+        for i in range(10_000)
+    ).encode()
+    with open(small_landing / "accelerometer" / "large.json", "wb") as large:
+        for _ in range(200 * 2**20 // len(readings) + 1):
+            large.write(readings)
+    environment = {
+        **os.environ, "PYTHONPATH": str(REPOSITORY), "STEDI_SPARK_CONF": "spark.driver.memory=512m",
+        "STEDI_PROFILE": "",
+    }
+    environment.pop("DAGSTER_HOME", None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "stedi_assets.cli", "run", "--engine", "spark",
+         "--landing", str(small_landing), "--lakehouse", str(tmp_path / "lakehouse")],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600,
+    )
+
+    assert completed.returncode == 1
+    summary = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    message = (
+        "Spark ran out of memory (the driver JVM exited with java.lang.OutOfMemoryError, spark.driver.memory=512m): "
+        "raise spark.driver.memory, e.g. STEDI_SPARK_CONF=spark.driver.memory=1024m"
+    )
+    # One line per failed step, every one saying the same.
+    assert summary
+    assert all(line.endswith(f": {message}") for line in summary), summary
+    # Not the errors of a JVM that is gone.
+    for noise in ("Connection refused", "Py4J", "py4j", "<exception str() failed>", "Traceback"):
+        assert noise not in completed.stderr, completed.stderr[-3000:]
+
+
 def test_spark_settings_from_the_environment():
     lakehouse = build_resources({
         "STEDI_ENGINE": "spark",
