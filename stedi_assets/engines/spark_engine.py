@@ -197,6 +197,9 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         # those errors into one line that says what happened.
         for name in ("py4j.java_gateway", "py4j.clientserver"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        if _quiet_py4j not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_quiet_py4j)  # py4j logs this one on the root logger
+        _quiet_accumulator_server(session)
         if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
             # Python workers (the landing reader runs in them) start "python3"
             # from the PATH by default; locally they run this interpreter, so
@@ -204,6 +207,29 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
             session.sparkContext.pythonExec = sys.executable
         _session, _settings = session, settings
         return session
+
+
+def _quiet_py4j(record: logging.LogRecord) -> bool:
+    """False for py4j's report of a command the JVM did not answer (it logs it on the root logger)."""
+    return not (record.msg == "Exception while sending command." and "py4j" in record.pathname)
+
+
+def _quiet_accumulator_server(session: SparkSession) -> None:
+    """Let pyspark's accumulator server drop a connection that the JVM closed (it dies with the JVM) silently.
+
+    Python's socketserver prints the stack trace of a connection's EOFError
+    to stderr; the engine reports the JVM's death itself, in one line.
+    """
+    server = getattr(session.sparkContext, "_accumulatorServer", None)
+    if server is None:
+        return
+    report = server.handle_error
+
+    def handle_error(request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (EOFError, ConnectionError)):
+            report(request, client_address)
+
+    server.handle_error = handle_error
 
 
 def stop_spark_session() -> None:
@@ -281,12 +307,51 @@ def _forget_dead_jvm() -> None:
     Session._activeSession = None
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
+JVM_EXIT_WAIT_SECONDS = 30.0
+
+
+def _lost_the_jvm(error: BaseException) -> bool:
+    """Whether ``error`` comes from a JVM that is going away (rather than from a JVM answering with an error)."""
+    from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
+
+    if isinstance(error, (ConnectionError, Py4JNetworkError)):
+        return True
+    if isinstance(error, Py4JError) and not isinstance(error, Py4JJavaError):
+        return True
+    # A JVM on its way out first stops its SparkContext, which cancels the
+    # running job with an ordinary error ("SparkContext was shut down").
+    from pyspark import SparkContext
+
+    try:
+        context = SparkContext._active_spark_context
+        return context is not None and context._jsc.sc().isStopped()
+    except Exception:
+        return True
+
+
+def _wait_for_jvm_exit(seconds: float) -> None:
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=seconds)
+
+
+_OUT_OF_MEMORY = re.compile(r"[\w.]*OutOfMemory(?:Error|Exception)(?:: [^\n]*)?")
+"""The JVM's heap (java.lang.OutOfMemoryError), Spark's execution memory
+(SparkOutOfMemoryError) or Arrow's direct buffers (OutOfMemoryException),
+which are bounded by the heap's size too."""
+
+
+def _out_of_memory(error: BaseException) -> str | None:
+    """The out-of-memory error named in ``error``'s message (``java.lang.OutOfMemoryError: Java heap space``), or None."""
     try:
         text = str(error)
     except Exception:  # a Py4JJavaError whose JVM is gone cannot say what it was
-        return False
-    return "java.lang.OutOfMemoryError" in text
+        return None
+    found = _OUT_OF_MEMORY.search(text)
+    return found.group(0).strip() if found else None
 
 
 @contextlib.contextmanager
@@ -297,14 +362,18 @@ def spark_errors(master: str = "local[*]") -> Iterator[None]:
     except EngineError:
         raise
     except Exception as error:
+        if _lost_the_jvm(error):
+            # The connection broke first; the JVM may still be running its shutdown hooks.
+            _wait_for_jvm_exit(JVM_EXIT_WAIT_SECONDS)
         failure = dead_jvm_message()
-        if failure is None and _is_out_of_memory(error):
+        oom = None if failure is not None else _out_of_memory(error)
+        if oom is not None:
             if master.startswith("local"):
-                failure = out_of_memory_message("java.lang.OutOfMemoryError")
+                failure = out_of_memory_message(oom)
             else:
                 failure = (
-                    "Spark ran out of memory (java.lang.OutOfMemoryError on the cluster): raise "
-                    "spark.executor.memory (or spark.driver.memory if the driver ran out), in STEDI_SPARK_CONF"
+                    f"Spark ran out of memory ({oom} on the cluster): raise spark.executor.memory "
+                    "(or spark.driver.memory if the driver ran out), in STEDI_SPARK_CONF"
                 )
         if failure is None:
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -308,13 +309,16 @@ def test_out_of_memory_is_one_line_naming_the_setting(small_landing, tmp_path):
 
     assert completed.returncode == 1
     summary = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
-    message = (
-        "Spark ran out of memory (the driver JVM exited with java.lang.OutOfMemoryError, spark.driver.memory=512m): "
-        "raise spark.driver.memory, e.g. STEDI_SPARK_CONF=spark.driver.memory=1024m"
-    )
-    # One line per failed step, every one saying the same.
+    # One line per failed step, each saying so and naming the setting to raise. The heap
+    # usually runs out (the JVM exits, failing every step), sometimes Arrow's buffers
+    # (bounded by the heap too) in the one step reading the large file.
     assert summary
-    assert all(line.endswith(f": {message}") for line in summary), summary
+    for line in summary:
+        assert re.fullmatch(
+            r"error: \w+: Spark ran out of memory \((the driver JVM exited with )?[\w.]*OutOfMemory[^)]*"
+            r"spark\.driver\.memory=512m\): raise spark\.driver\.memory, e\.g\. STEDI_SPARK_CONF=spark\.driver\.memory=1024m",
+            line,
+        ), line
     # Not the errors of a JVM that is gone.
     for noise in ("Connection refused", "Py4J", "py4j", "<exception str() failed>", "Traceback"):
         assert noise not in completed.stderr, completed.stderr[-3000:]
