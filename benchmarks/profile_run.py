@@ -12,7 +12,7 @@ Peak memory is measured per process by ``bench.py``.
 
 Usage::
 
-    python -m benchmarks.profile_run --size 100 [--engine polars] [--runs 3] [--work .bench]
+    python -m benchmarks.profile_run --size 100 [--engine polars] [--runs 3] [--work .bench] [--spark-conf k=v,...]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from benchmarks.bench import DEFAULT_SOURCE, scaled_landing
 
 
-def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
+def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] | None = None) -> dict[str, object]:
     from dagster import materialize
 
     from stedi_assets import checks
@@ -49,7 +49,9 @@ def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
     checks.Check.run = timed_run
     try:
         with tempfile.TemporaryDirectory(prefix="stedi-profile-") as lakehouse_dir:
-            lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine)
+            lakehouse = StediLakehouse(
+                landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine, spark_conf=spark_conf or {}
+            )
             start, jobs = time.perf_counter(), spark_jobs(engine)
             result = materialize(
                 zone_assets,
@@ -70,13 +72,13 @@ def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
     }
 
 
-def spark_jobs(engine: str) -> int:
+def spark_jobs(engine: str, spark_conf: dict[str, str] | None = None) -> int:
     """Spark jobs started so far in this process (0 for other engines); starts the session if needed."""
     if engine != "spark":
         return 0
     from stedi_assets.engines.spark_engine import spark_session
 
-    return len(spark_session().sparkContext.statusTracker().getJobIdsForGroup())
+    return len(spark_session(conf=spark_conf).sparkContext.statusTracker().getJobIdsForGroup())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,12 +86,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=100, help="scale factor of the landing zone")
     parser.add_argument("--engine", default="polars")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--spark-conf", default="", help="Spark engine: spark.* settings, as STEDI_SPARK_CONF")
     parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE)
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"))
     args = parser.parse_args(argv)
 
     landing = scaled_landing(args.work, args.source, args.size)
-    runs = [profile_once(landing, args.engine) for _ in range(args.runs)]
+    from stedi_assets.settings import parse_spark_conf
+
+    spark_conf = parse_spark_conf(args.spark_conf) if args.spark_conf else {}
+    spark_jobs(args.engine, spark_conf)  # the session starts with these settings
+    runs = [profile_once(landing, args.engine, spark_conf) for _ in range(args.runs)]
     walls = [r["wall_s"] for r in runs]
     median_run = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     checks_total = sum(median_run["checks_s"].values())
