@@ -521,8 +521,10 @@ class SparkEngine:
                 F.col(REASON).alias("reason"), F.col(_RAW_TEXT).alias("raw_text"),
             )
         else:
-            # Nothing quarantined: an empty table of the driver's, which no Spark job computes.
-            quarantine = self.session.createDataFrame([], spark_schema(QUARANTINE_SCHEMAS[feed.name.removesuffix("_landing")]))
+            # Nothing quarantined: an empty table of the driver's, which no Spark job computes
+            # (limit 0 makes Spark's optimizer plan it as an empty local relation).
+            quarantine_schema = spark_schema(QUARANTINE_SCHEMAS[feed.name.removesuffix("_landing")])
+            quarantine = self.session.createDataFrame([], quarantine_schema).limit(0)
         # Read from the cache, or held by the driver: holding them again would copy them for nothing.
         self._held_already.append(quarantine)
         return LandingRead(
@@ -538,17 +540,12 @@ class SparkEngine:
         struct = spark_schema(schema)
         with self.errors():
             if not files:
-                return nw.from_native(self._local(self.session.createDataFrame([], struct)))
+                return nw.from_native(self.session.createDataFrame([], struct))
             return nw.from_native(self.session.read.schema(struct).parquet(*[spark_uri(f) for f in files]))
 
     def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
         with self.errors():
-            return nw.from_native(self._local(self.session.createDataFrame(list(rows), spark_schema(schema))))
-
-    def _local(self, frame: DataFrame) -> DataFrame:
-        """``frame``, held by the driver already (rows given in Python): never persisted."""
-        self._held_already.append(frame)
-        return frame
+            return nw.from_native(self.session.createDataFrame(list(rows), spark_schema(schema)))
 
     def hold(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         native = frame.to_native()

@@ -360,6 +360,39 @@ def test_one_bad_record_costs_only_itself_on_both_engines(spark, tmp_path):
 
 
 @pytest.mark.spark
+def test_landing_files_are_read_once_and_nothing_is_cached_twice(spark, tmp_path):
+    from pyspark import StorageLevel
+
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    good = [{"user": "a@x.com", "timestamp": T0 + i, "x": 1.0, "y": 0.5, "z": -1.0} for i in range(10)]
+    clean = [write_lines(tmp_path / "clean.json", good)]
+    dirty = [*clean, write_lines(tmp_path / "dirty.json", ['{"user": "a@x.com", "timestamp": "soon"}'])]
+    engine = SparkEngine()
+    schema = FEED_SCHEMAS["accelerometer"]
+
+    # Nothing quarantined: an empty table of the driver's, computed by no Spark job, never cached.
+    read = engine.read_landing(schema, clean, LocalStore())
+    native = read.quarantine.to_native()
+    assert read.quarantined == 0
+    assert native._jdf.queryExecution().optimizedPlan().getClass().getSimpleName() == "LocalRelation"
+    assert engine.hold(read.quarantine).to_native().storageLevel == StorageLevel.NONE
+    # The parsed rows are cached once; the landing table is held (cached) for its checks and the writer.
+    held = engine.hold(nw.from_native(read.records.to_native().distinct()))
+    assert held.to_native().storageLevel != StorageLevel.NONE
+    engine.release(held)
+    engine.release(read.quarantine)
+    assert held.to_native().storageLevel == StorageLevel.NONE
+
+    # A quarantine is read from the parsed rows' cache, not cached again.
+    read = engine.read_landing(schema, dirty, LocalStore())
+    assert read.quarantined == 1
+    assert engine.hold(read.quarantine).to_native().storageLevel == StorageLevel.NONE
+    assert as_polars(read.quarantine).select("line", "reason").rows() == [(1, "wrong type for timestamp")]
+    engine.release(read.quarantine)
+
+
+@pytest.mark.spark
 def test_a_file_over_the_bound_is_quarantined_alike(spark, tmp_path):
     import gzip
 
