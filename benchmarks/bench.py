@@ -11,6 +11,12 @@ Usage::
 
     python -m benchmarks.bench --sizes 1,10,100 --runs 3 [--engines polars,spark]
         [--floor] [--json FILE] [--work DIR] [--source DIR] [--stedi-cmd CMD]
+        [--baseline-cmd CMD]
+
+``--baseline-cmd`` measures another build of the pipeline side by side (e.g.
+an earlier commit checked out elsewhere:
+``--baseline-cmd "env PYTHONPATH=/tmp/old {python} -m stedi_assets.cli run"``),
+reported as the engine ``baseline``.
 """
 
 from __future__ import annotations
@@ -55,12 +61,19 @@ class Measurement:
 
 
 def table_rows(lakehouse: pathlib.Path, table: str) -> int:
-    """Row count of one table of a lakehouse, read from its Parquet files.
+    """Row count of one table of a lakehouse.
 
-    The lakehouse lists a table's files in ``{zone}/{table}/_manifest.json``
-    (``{"files": [uri, ...], "rows": n}``); the DuckDB reference writes
-    ``{zone}/{table}.parquet`` instead.
+    The lakehouse keeps its tables in an Iceberg SQL catalog, ``catalog.db``
+    (read with pyiceberg); a baseline of the earlier format lists a table's
+    files in ``{zone}/{table}/_manifest.json``; the DuckDB reference writes
+    ``{zone}/{table}.parquet``.
     """
+    if (lakehouse / "catalog.db").is_file():
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = SqlCatalog("stedi", uri=f"sqlite:///{lakehouse / 'catalog.db'}", init_catalog_tables="false")
+        snapshot = catalog.load_table(f"stedi.{table}").current_snapshot()
+        return int(snapshot.summary["total-records"]) if snapshot else 0
     zone_folder = lakehouse / TABLE_ZONES[table]
     manifest = zone_folder / table / "_manifest.json"
     if manifest.is_file():
@@ -205,11 +218,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE, help="the 1x landing zone")
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"), help="work folder")
     parser.add_argument("--stedi-cmd", default=None, help="replaces `stedi run`; may use {python} {landing} {lakehouse}")
+    parser.add_argument("--baseline-cmd", default=None, help="another build, measured as engine `baseline`")
     parser.add_argument("--floor", action="store_true", help="also measure Dagster's floor and the 1x target")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="write the raw figures to this file")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
     engines = [engine for engine in args.engines.split(",") if engine]
+    if args.baseline_cmd:
+        engines.append("baseline")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
@@ -233,13 +249,14 @@ def main(argv: list[str] | None = None) -> None:
                     ]
                     env = dict(os.environ)
                 else:
-                    command = stedi_command(args.stedi_cmd, landing, lakehouse)
+                    baseline = engine == "baseline"
+                    command = stedi_command(args.baseline_cmd if baseline else args.stedi_cmd, landing, lakehouse)
                     env = {
                         **os.environ,
                         "STEDI_LANDING_URI": str(landing),
                         "STEDI_LAKEHOUSE_URI": str(lakehouse),
                         "STEDI_PROFILE": "",
-                        "STEDI_ENGINE": engine,
+                        "STEDI_ENGINE": "polars" if baseline else engine,
                     }
                 wall_s, peak = run_measured(command, env, work / "runs" / f"x{size}-{engine}-{run}.log")
                 check_counts(lakehouse, expected, f"{size}x {engine} run {run}")

@@ -1,8 +1,8 @@
 """The zone tables as software-defined assets: eight zone tables and each feed's quarantine.
 
 Each asset computes its table with the configured engine, runs the table's
-checks on the result, and hands the table to the IO manager for publishing
-only if no blocking check failed: a table that breaks a privacy contract is
+checks on the result, and hands the table to the IO manager, which commits it
+to its Iceberg table, only if no blocking check failed: a table that breaks a privacy contract is
 never published, and Dagster skips everything downstream of it.
 """
 
@@ -152,35 +152,38 @@ def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: st
         engine.release(quarantine)
 
 
-_ASSET_OPTIONS = dict(output_required=False, kinds={"parquet"})
+POOL = "stedi_lakehouse"
+"""Every asset's Dagster pool (concurrency key): a deployment can limit overlapping lakehouse writes."""
+
+_ASSET_OPTIONS = dict(output_required=False, kinds={"iceberg"}, pool=POOL)
 
 
 def _landing_outs(feed: str) -> dict[str, AssetOut]:
     return {
         f"{feed}_landing": AssetOut(
             description=f"One row per distinct {feed.replace('_', '-')} record delivered to the landing zone.",
-            is_required=False, kinds={"parquet"},
+            is_required=False, kinds={"iceberg"},
         ),
         f"{feed}_quarantine": AssetOut(
             description=f"One row per {feed.replace('_', '-')} landing record that could not be kept, with why.",
-            is_required=False, kinds={"parquet"},
+            is_required=False, kinds={"iceberg"},
         ),
     }
 
 
-@multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"))
+@multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"), pool=POOL)
 def customer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct customer record delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "customer")
 
 
-@multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"))
+@multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"), pool=POOL)
 def accelerometer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct accelerometer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "accelerometer")
 
 
-@multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"))
+@multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"), pool=POOL)
 def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
     """One row per distinct step-trainer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "step_trainer")

@@ -2,8 +2,9 @@
 
     stedi run        materialize every table, run every check, print a summary
     stedi simulate   write a simulated landing zone
-    stedi query SQL  run a read-only SQL query over the published tables
-    stedi ddl        print CREATE EXTERNAL TABLE statements for Athena / Glue
+    stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
+    stedi history T  list the snapshots of table T (time, run id, rows)
+    stedi maintain   expire old snapshots and delete unreferenced files of every table
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--glue-database",
         dest="glue_database",
-        help="also register every published table in this Glue database (default: $STEDI_GLUE_DATABASE)",
+        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
     )
 
 
@@ -198,10 +199,11 @@ def _resolved(resource):
     time a one-line query takes.
     """
     from dagster import ConfigurableResource, EnvVar
+    from dagster._config.field_utils import IntEnvVar
 
     values = {}
     for name, value in dict(resource).items():
-        if isinstance(value, EnvVar):
+        if isinstance(value, (EnvVar, IntEnvVar)):
             value = value.get_value()
         elif isinstance(value, ConfigurableResource):
             value = _resolved(value)
@@ -214,7 +216,7 @@ def query(args: argparse.Namespace) -> int:
 
     settings, lakehouse = _configure(args)
     max_rows = args.max_rows if args.max_rows is not None else (100 if args.format == "table" else -1)
-    batches = query_batches(args.sql, lakehouse, memory_limit=settings.query_memory_limit)
+    batches = query_batches(args.sql, lakehouse, memory_limit=settings.query_memory_limit, as_of=args.as_of)
     try:
         rows = _FirstRows(batches, max_rows)
         shown = _print_rows(rows, args.format)
@@ -283,11 +285,35 @@ def _print_rows(frames, output_format: str) -> int:
     return written
 
 
-def ddl(args: argparse.Namespace) -> int:
-    from stedi_assets.catalog import athena_ddl
+def history(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.tables import history as snapshots
+
+    if args.table not in TABLES:
+        print(f"error: unknown table {args.table!r}; one of: {', '.join(TABLES)}", file=sys.stderr)
+        return 2
+    _, lakehouse = _configure(args)
+    table = lakehouse.load_table(args.table)
+    print(f"{lakehouse.table_identifier(args.table)} in {lakehouse.catalog_settings().describe()}")
+    print(f"{'snapshot_id':<20}  {'committed_at (UTC)':<23}  {'operation':<9}  {'rows':>12}  run_id")
+    for info in snapshots(table):
+        marker = "  (current)" if info.current else ""
+        when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        print(f"{info.snapshot_id:<20}  {when:<23}  {info.operation:<9}  {info.rows:>12,}  {info.run_id or '-'}{marker}")
+        if args.upstream and info.upstream:
+            for name, snapshot_id in sorted(info.upstream.items()):
+                print(f"{'':<20}  computed from {name} snapshot {snapshot_id}")
+    return 0
+
+
+def maintain(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
 
     _, lakehouse = _configure(args)
-    print(athena_ddl(lakehouse, database=args.database or lakehouse.glue_database or "stedi"))
+    reports = maintain_lakehouse(lakehouse)
+    for report in reports:
+        print(describe(report))
+    if not reports:
+        print(f"no tables in {lakehouse.catalog_settings().describe()} yet")
     return 0
 
 
@@ -319,15 +345,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="stop after this many rows (-1: all; default: 100 in table format, all in csv and json)",
     )
+    query_parser.add_argument(
+        "--as-of", dest="as_of",
+        help="run against an earlier state: a snapshot id (stedi history) or a time, e.g. 2026-11-28T08:15:00Z (UTC)",
+    )
     query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     query_parser.set_defaults(handler=query)
-    ddl_parser = commands.add_parser(
-        "ddl", help="print CREATE EXTERNAL TABLE statements for Athena / the Glue Data Catalog"
+    history_parser = commands.add_parser("history", help="list the snapshots of a table (time, run id, rows)")
+    history_parser.add_argument("table", help="table name, e.g. machine_learning_curated")
+    history_parser.add_argument(
+        "--upstream", action="store_true", help="also list the upstream snapshots each one was computed from"
     )
-    ddl_parser.add_argument("--database", help="database name (default: $STEDI_GLUE_DATABASE or stedi)")
-    ddl_parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
-    ddl_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
-    ddl_parser.set_defaults(handler=ddl)
+    history_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    history_parser.set_defaults(handler=history)
+    maintain_parser = commands.add_parser(
+        "maintain", help="expire old snapshots and delete unreferenced files (as the lakehouse_maintenance job)"
+    )
+    maintain_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    maintain_parser.set_defaults(handler=maintain)
     args = parser.parse_args(argv)
     # Imported after parsing: `stedi --help` works whatever the settings hold.
     from stedi_assets.settings import SettingsError

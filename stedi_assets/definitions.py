@@ -1,10 +1,11 @@
-"""Assembles the code location: assets grouped by zone, their checks, resources and the job."""
+"""Assembles the code location: assets grouped by zone, their checks, resources, the jobs and the schedule."""
 
 from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from stedi_assets.assets import ZONE_ASSETS
+from stedi_assets.operations.maintenance import lakehouse_maintenance, lakehouse_maintenance_schedule
 from stedi_assets.resources import build_resources
 from stedi_assets.schemas import TABLES
 
@@ -25,7 +26,8 @@ def build_definitions() -> Definitions:
     """The code location, with resources configured from the current environment."""
     return Definitions(
         assets=zone_assets,
-        jobs=[stedi_job],
+        jobs=[stedi_job, lakehouse_maintenance],
+        schedules=[lakehouse_maintenance_schedule],
         resources=build_resources(),
         # One process for the whole run: a process per step pays Python and
         # Dagster start-up each time, more than the tables take to compute.

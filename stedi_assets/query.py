@@ -1,14 +1,17 @@
 """Read-only SQL over the published zone tables, with DuckDB as the engine.
 
 Every published table is queryable by its asset name (``customer_trusted``,
-``machine_learning_curated`` ...), as it was in Athena through the Glue Data
-Catalog. Only the version named in a table's ``_manifest.json`` is read.
+``machine_learning_curated`` ...), as it is in Athena through the Glue Data
+Catalog. Tables are read through the Iceberg catalog: the current snapshot,
+or the one current at an earlier time (``as_of``).
 
-Files are read by pyarrow, not by DuckDB: each table is a pyarrow dataset over
-its manifest's files, on a filesystem built from the lakehouse store's
-settings (local files, or S3 from the store's ``storage_options``), registered
-in DuckDB as a view. That keeps S3 reachable without DuckDB's ``httpfs``
-extension, which is downloaded at run time.
+pyiceberg plans each table's scan (which data files make up the snapshot);
+pyarrow reads the files, not DuckDB: each table the statement names is a
+pyarrow dataset over its snapshot's files, on a filesystem built from the
+lakehouse store's settings (local files, or S3 from the store's
+``storage_options``), registered in DuckDB as a view. That keeps S3 reachable
+without DuckDB's ``iceberg`` and ``httpfs`` extensions, which are downloaded
+at run time; only the tables a statement names are planned and read.
 
 Results are streamed: the statement runs under DuckDB's ``memory_limit``
 (``STEDI_QUERY_MEMORY_LIMIT``, nothing spilled to disk) and its rows are
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import duckdb
@@ -38,7 +43,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from stedi_assets.resources import StediLakehouse
+from stedi_assets.lakehouse.tables import data_file_paths, snapshot_at
+from stedi_assets.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.schemas import TABLES, TableSchema
 from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.storage import Store, is_s3_uri
@@ -147,15 +153,103 @@ def _arrow_path(uri: str) -> str:
     return parsed.path if parsed.scheme == "file" else uri
 
 
-def published_datasets(lakehouse: StediLakehouse) -> dict[str, ds.Dataset]:
-    """A pyarrow dataset over the published version of every table that has one."""
-    datasets = {}
-    for name, table in TABLES.items():
-        manifest = lakehouse.read_manifest([name])
-        if manifest is None:
+@dataclass(frozen=True)
+class AsOf:
+    """A point in a lakehouse's history: a snapshot id of one table, or a time (epoch ms, UTC)."""
+
+    snapshot_id: int | None = None
+    timestamp_ms: int | None = None
+
+
+def parse_as_of(text: str) -> AsOf:
+    """``SNAPSHOT_ID`` (digits) or a time: ``2026-11-28T08:15:00Z``, ``2026-11-28 08:15``, ``2026-11-28`` (UTC)."""
+    text = text.strip()
+    if re.fullmatch(r"-?\d{6,}", text):
+        return AsOf(snapshot_id=int(text))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(
+            f"--as-of {text!r}: expected a snapshot id (see `stedi history TABLE`) or a time such as 2026-11-28T08:15:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return AsOf(timestamp_ms=int(moment.timestamp() * 1000))
+
+
+def mentioned_tables(sql: str | None) -> list[str]:
+    """The tables a statement names (as words, any case); every table when it names none (SHOW TABLES)."""
+    if sql is None:
+        return list(TABLES)
+    named = [name for name in TABLES if re.search(rf"(?<!\w){name}(?!\w)", sql, re.IGNORECASE)]
+    return named or list(TABLES)
+
+
+def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | None) -> tuple[dict, dict[str, str]]:
+    """(table -> (iceberg table, snapshot id)) to read, and table -> why it is not there."""
+    loaded = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        try:
+            loaded[name] = lakehouse.load_table(name)
+        except TableNotPublishedError:
+            missing[name] = "has not been published yet: run `stedi run` first"
+    if as_of is None:
+        chosen = {}
+        for name, table in loaded.items():
+            if table.metadata.current_snapshot_id is None:  # created, but its first commit never happened
+                missing[name] = "has not been published yet: run `stedi run` first"
+            else:
+                chosen[name] = (table, table.metadata.current_snapshot_id)
+        return chosen, missing
+    timestamp_ms = as_of.timestamp_ms
+    owner = None
+    if as_of.snapshot_id is not None:
+        candidates = dict(loaded)
+        for name in TABLES:
+            if name not in candidates:
+                try:
+                    candidates[name] = lakehouse.load_table(name)
+                except TableNotPublishedError:
+                    continue
+        for name, table in candidates.items():
+            snapshot = table.metadata.snapshot_by_id(as_of.snapshot_id)
+            if snapshot is not None:
+                owner, timestamp_ms = name, snapshot.timestamp_ms
+                break
+        if owner is None:
+            raise QueryError(
+                f"--as-of {as_of.snapshot_id}: no table has this snapshot (expired by maintenance, or of another "
+                "lakehouse); `stedi history TABLE` lists the snapshots kept"
+            )
+    chosen = {}
+    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for name, table in loaded.items():
+        snapshot_id = as_of.snapshot_id if name == owner else snapshot_at(table, timestamp_ms)
+        if snapshot_id is None:
+            missing[name] = f"had no snapshot at {when}"
             continue
-        files = list(manifest["files"])
-        schema = arrow_schema(table)
+        chosen[name] = (table, snapshot_id)
+    return chosen, missing
+
+
+def published_datasets(
+    lakehouse: StediLakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
+) -> dict[str, ds.Dataset]:
+    """A pyarrow dataset over the snapshot of each table ``sql`` names (every table without ``sql``).
+
+    The current snapshot, or the one current at ``as_of``; with a snapshot id,
+    its table is read at that snapshot and every other table at the snapshot
+    current when it was committed. Tables that are not there are left out and,
+    with the reason, put into ``missing``.
+    """
+    chosen, not_there = _table_snapshots(lakehouse, mentioned_tables(sql), as_of)
+    if missing is not None:
+        missing.update(not_there)
+    datasets = {}
+    for name, (table, snapshot_id) in chosen.items():
+        schema = arrow_schema(TABLES[name])
+        files = data_file_paths(table, snapshot_id) if snapshot_id is not None else []
         if files:
             filesystem = arrow_filesystem(lakehouse.store_for(files[0]), files[0])
             datasets[name] = ds.dataset(
@@ -171,8 +265,14 @@ def published_datasets(lakehouse: StediLakehouse) -> dict[str, ds.Dataset]:
 BATCH_ROWS = 10_000
 
 
-def connect(lakehouse: StediLakehouse, memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that sees every published table as a read-only view."""
+def connect(
+    lakehouse: StediLakehouse,
+    memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
+    sql: str | None = None,
+    as_of: AsOf | None = None,
+    missing: dict[str, str] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that sees the tables ``sql`` names (default: all) as read-only views."""
     connection = duckdb.connect(
         ":memory:",
         config={
@@ -192,25 +292,36 @@ def connect(lakehouse: StediLakehouse, memory_limit: str = DEFAULT_QUERY_MEMORY_
     # the only data reachable is the registered datasets. Set after connecting,
     # because with it DuckDB refuses to take the temp_directory setting above.
     connection.execute("SET enable_external_access = false")
-    for name, dataset in published_datasets(lakehouse).items():
+    datasets = published_datasets(lakehouse, sql, as_of, missing)
+    for name, dataset in datasets.items():
         connection.register(name, dataset)
+    # The tables by their catalog identifier too, as Athena names them: stedi.customer_trusted.
+    namespace = lakehouse.catalog_settings().database
+    if namespace not in ("main", "temp", "system", "information_schema", "pg_catalog"):  # DuckDB's own
+        connection.execute(f'CREATE SCHEMA "{namespace}"')
+        for name in datasets:
+            connection.execute(f'CREATE VIEW "{namespace}"."{name}" AS SELECT * FROM "{name}"')
     connection.execute("SET lock_configuration = true")
     return connection
 
 
 def query(
-    sql: str, lakehouse: StediLakehouse | str, memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT
+    sql: str,
+    lakehouse: StediLakehouse | str,
+    memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
+    as_of: AsOf | str | None = None,
 ) -> pl.DataFrame:
     """Run one read-only SQL statement over the published tables of ``lakehouse``; every row.
 
     ``lakehouse`` is the configured resource, or just the URI of a local
     lakehouse. Table names are the asset names; column names are
-    case-insensitive, as in Athena. Raises :class:`QueryError` with a
-    one-line message when the statement is not a read, the engine rejects it,
-    or it needs more than ``memory_limit``. To stop after some rows without
-    holding the rest, use :func:`query_batches`.
+    case-insensitive, as in Athena. ``as_of`` (a snapshot id or a time, see
+    :func:`parse_as_of`) runs it against an earlier state. Raises
+    :class:`QueryError` with a one-line message when the statement is not a
+    read, the engine rejects it, or it needs more than ``memory_limit``. To
+    stop after some rows without holding the rest, use :func:`query_batches`.
     """
-    return pl.concat(list(query_batches(sql, lakehouse, memory_limit)), how="vertical")
+    return pl.concat(list(query_batches(sql, lakehouse, memory_limit, as_of=as_of)), how="vertical")
 
 
 def query_batches(
@@ -218,6 +329,7 @@ def query_batches(
     lakehouse: StediLakehouse | str,
     memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
     batch_rows: int = BATCH_ROWS,
+    as_of: AsOf | str | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The result of one read-only statement as frames of at most ``batch_rows`` rows.
 
@@ -228,8 +340,11 @@ def query_batches(
     check_read_only(sql)
     if isinstance(lakehouse, str):
         lakehouse = StediLakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
+    if isinstance(as_of, str):
+        as_of = parse_as_of(as_of)
+    missing: dict[str, str] = {}
     try:
-        connection = connect(lakehouse, memory_limit)
+        connection = connect(lakehouse, memory_limit, sql, as_of, missing)
     except duckdb.Error as error:
         raise QueryError(_one_line(error)) from None
     try:
@@ -240,7 +355,7 @@ def query_batches(
                 return
             reader = relation.to_arrow_reader(batch_rows)
         except duckdb.Error as error:
-            raise QueryError(_explain_error(error, connection, memory_limit)) from None
+            raise QueryError(_explain_error(error, connection, memory_limit, missing)) from None
         yielded = False
         while True:
             try:
@@ -248,7 +363,7 @@ def query_batches(
             except StopIteration:
                 break
             except duckdb.Error as error:
-                raise QueryError(_explain_error(error, connection, memory_limit)) from None
+                raise QueryError(_explain_error(error, connection, memory_limit, missing)) from None
             yielded = True
             yield _frame(batch)
         if not yielded:
@@ -272,7 +387,9 @@ def _frame(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     return pl.from_arrow(batch)
 
 
-def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection, memory_limit: str) -> str:
+def _explain_error(
+    error: duckdb.Error, connection: duckdb.DuckDBPyConnection, memory_limit: str, missing: dict[str, str]
+) -> str:
     if isinstance(error, duckdb.OutOfMemoryException):
         return (
             f"the query needs more memory than STEDI_QUERY_MEMORY_LIMIT={memory_limit} allows: "
@@ -281,7 +398,8 @@ def _explain_error(error: duckdb.Error, connection: duckdb.DuckDBPyConnection, m
     message = _one_line(error)
     if isinstance(error, duckdb.CatalogException):
         registered = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}
-        missing = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
-        if missing:
-            message += f" ({missing[0]} has not been published yet: run `stedi run` first)"
+        absent = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
+        if absent:
+            reason = missing.get(absent[0], "has not been published yet: run `stedi run` first")
+            message += f" ({absent[0]} {reason})"
     return message

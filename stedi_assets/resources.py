@@ -1,48 +1,42 @@
-"""The lakehouse resource, its IO manager, and the resources built from the settings.
+"""The lakehouse resource and the resources built from the settings.
 
-Layout under the lakehouse root (a local folder or ``s3://bucket/prefix``)::
-
-    {lakehouse}/{zone}/{table}/_manifest.json       the published version
-    {lakehouse}/{zone}/{table}/{version}/part-*.parquet
-
-A table is written into a new version folder and published by replacing its
-manifest in one atomic operation (a rename locally, a single PUT on S3), so
-a reader sees the old or the new version, never a half-written one. The
-previous version is kept for readers still scanning it; older ones are deleted.
+The zone tables are Apache Iceberg tables in a catalog (see
+``stedi_assets.lakehouse``); this resource holds the settings, the engine and
+the storage clients, and reads and writes tables through the catalog.
 """
 
 
-import contextlib
-import json
 import os
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import narwhals as nw
-from dagster import (
-    ConfigurableResource,
-    EnvVar,
-    InitResourceContext,
-    InputContext,
-    IOManager,
-    OutputContext,
-    io_manager,
-)
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
-from stedi_assets.masking import mask_metadata
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import TABLES
+from stedi_assets.lakehouse.catalog import (
+    DEFAULT_NAMESPACE,
+    CatalogError,
+    CatalogSettings,
+    TableNotPublishedError,
+    build_catalog,
+    catalog_errors,
+)
+from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
+from stedi_assets.lakehouse.tables import Commit, check_schema, data_file_paths, open_or_create, replace_contents
 from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
     DEFAULT_LAKEHOUSE_URI,
     DEFAULT_LANDING_URI,
+    DEFAULT_ORPHAN_MIN_AGE_HOURS,
     DEFAULT_S3_MAX_ATTEMPTS,
+    DEFAULT_SNAPSHOT_MAX_AGE_HOURS,
+    DEFAULT_SNAPSHOTS_MIN_KEPT,
     ML_JOINS,
     Settings,
     check_lakehouse_fields,
@@ -52,24 +46,11 @@ from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of 
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 from stedi_assets.validation import DEFAULT_MAX_FILE_MB
 
-MANIFEST = "_manifest.json"
-
 
 class LandingError(RuntimeError):
     """The landing zone cannot be read; the message names the URI."""
 
 
-class TableNotPublishedError(RuntimeError):
-    """A table was read before any version of it was published."""
-
-
-@dataclass(frozen=True)
-class PublishedTable:
-    uri: str
-    version: str
-    files: list[str]
-    rows: int
-    columns: dict[str, str]
 
 
 class StediLakehouse(ConfigurableResource):
@@ -91,9 +72,24 @@ class StediLakehouse(ConfigurableResource):
         description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
         "(only readings taken at or after shareWithResearchAsOfDate).",
     )
+    catalog_uri: str = Field(
+        default="",
+        description="SQLAlchemy URL of the Iceberg SQL catalog; empty: {lakehouse}/catalog.db locally, Glue on s3://.",
+    )
+    namespace: str = Field(default=DEFAULT_NAMESPACE, description="Catalog namespace (database) holding every table.")
     glue_database: str = Field(
         default="",
-        description="Glue Data Catalog database to register every published table in; empty for none.",
+        description="Glue Data Catalog database of an s3:// lakehouse's tables; empty: the namespace.",
+    )
+    snapshot_max_age_hours: int = Field(
+        default=DEFAULT_SNAPSHOT_MAX_AGE_HOURS, description="Maintenance: snapshots older than this are expired."
+    )
+    snapshots_min_kept: int = Field(
+        default=DEFAULT_SNAPSHOTS_MIN_KEPT, description="Maintenance: the newest snapshots of a table always kept."
+    )
+    orphan_min_age_hours: int = Field(
+        default=DEFAULT_ORPHAN_MIN_AGE_HOURS,
+        description="Maintenance: unreferenced files younger than this (a write in flight) are never deleted.",
     )
     s3: S3Resource | None = Field(
         default=None,
@@ -118,6 +114,7 @@ class StediLakehouse(ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
     _s3_store: Store | None = PrivateAttr(default=None)
+    _catalog: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Runs when a run initializes its resources, before any step reads or
@@ -183,106 +180,103 @@ class StediLakehouse(ConfigurableResource):
 
     # -- tables ----------------------------------------------------------------
 
-    def table_uri(self, asset_path: list[str]) -> str:
+    def catalog_settings(self) -> CatalogSettings:
+        root = normalize_uri(self.lakehouse_uri)
+        return CatalogSettings(
+            lakehouse_uri=root,
+            catalog_uri=self.catalog_uri,
+            namespace=self.namespace,
+            glue_database=self.glue_database,
+            storage_options=self.store_for(root).storage_options if is_s3_uri(root) else None,
+        )
+
+    def catalog(self, create: bool = True):
+        """The Iceberg catalog (built once); ``create=False`` for readers, which never create one."""
+        if self._catalog is None:
+            self._catalog = build_catalog(self.catalog_settings(), create=create)
+        return self._catalog
+
+    def table_identifier(self, table: str) -> str:
+        """``namespace.table``, e.g. ``stedi.customer_trusted``."""
+        return self.catalog_settings().identifier(table)
+
+    def table_location(self, asset_path: list[str]) -> str:
         # The whole asset key goes into the path, so two tables never share a folder.
         table = TABLES[asset_path[-1]]
         return join_uri(normalize_uri(self.lakehouse_uri), table.zone, *asset_path)
 
-    def read_manifest(self, asset_path: list[str]) -> dict[str, Any] | None:
-        uri = join_uri(self.table_uri(asset_path), MANIFEST)
-        store = self.store_for(uri)
-        if not store.exists(uri):
-            return None
-        return json.loads(store.read_bytes(uri))
+    def load_table(self, table: str, create: bool = False):
+        """The Iceberg table of ``table``: created with its declared schema if ``create``.
 
-    def read_table(self, asset_path: list[str]) -> nw.LazyFrame:
-        manifest = self.read_manifest(asset_path)
-        if manifest is None:
-            raise TableNotPublishedError(
-                f"{self.table_uri(asset_path)}: table {asset_path[-1]} has not been published yet; materialize it first"
-            )
-        return self.get_engine().scan(manifest["files"], TABLES[asset_path[-1]], self.store_for(manifest["files"][0]))
-
-    def publish(self, asset_path: list[str], frame: nw.LazyFrame, run_id: str, rows: int | None = None) -> PublishedTable:
-        """Write ``frame`` as a new version of the table, then make it the published one.
-
-        ``rows`` is the frame's row count when the caller has counted it already.
+        Raises :class:`TableNotPublishedError` when it does not exist and
+        :class:`CatalogError` (one line naming table and catalog) when the
+        catalog or its metadata cannot be read, or when the table lives outside
+        this lakehouse (a local lakehouse moved or copied with its catalog).
         """
-        table_uri = self.table_uri(asset_path)
-        store = self.store_for(table_uri)
-        version = f"v{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
-        version_uri = join_uri(table_uri, version)
-        previous = self.read_manifest(asset_path)
-        try:
-            files = self.get_engine().write(frame, version_uri, store)
-        except BaseException:
-            # Best effort: the write's own error is the one to report (the store
-            # may be unreachable), and an unreferenced version left behind is
-            # deleted by the table's next publish.
-            with contextlib.suppress(Exception):
-                store.delete_prefix(version_uri)
-            raise
-        if rows is None:
-            rows = int(frame.select(nw.len()).collect().item())
-        columns = {name: str(dtype) for name, dtype in frame.collect_schema().items()}
-        manifest = {
-            "table": asset_path[-1],
-            "version": version,
-            "files": files,
-            "rows": rows,
-            "columns": columns,
-            "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "run_id": run_id,
-        }
-        store.write_bytes(join_uri(table_uri, MANIFEST), json.dumps(manifest, indent=2).encode())
-        self._delete_old_versions(store, table_uri, keep={version, previous["version"] if previous else ""})
-        return PublishedTable(table_uri, version, files, rows, columns)
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-    def _delete_old_versions(self, store: Store, table_uri: str, keep: set[str]) -> None:
-        prefix = table_uri.rstrip("/") + "/"
-        versions = {
-            f[len(prefix):].split("/", 1)[0] for f in store.list_files(table_uri) if f.startswith(prefix)
-        }
-        for version in versions - keep:
-            if version.startswith("v"):
-                store.delete_prefix(join_uri(table_uri, version))
+        settings = self.catalog_settings()
+        identifier = settings.identifier(table)
+        try:
+            catalog = self.catalog(create=create)
+        except CatalogError as error:
+            raise CatalogError(f"table {identifier}: {error}") from None
+        with catalog_errors(settings, table):
+            try:
+                if create:
+                    iceberg_table = open_or_create(catalog, identifier, TABLES[table], self.table_location([table]))
+                else:
+                    iceberg_table = catalog.load_table(identifier)
+            except (NoSuchTableError, NoSuchNamespaceError):
+                raise TableNotPublishedError(
+                    f"table {identifier} does not exist in catalog {settings.describe()}: materialize it first"
+                ) from None
+        root = settings.lakehouse_uri.rstrip("/") + "/"
+        location = iceberg_table.location()
+        if not normalize_uri(location).startswith(root) and not location.startswith(root):
+            raise CatalogError(
+                f"table {identifier} in catalog {settings.describe()} is stored at {location}, outside this "
+                f"lakehouse {settings.lakehouse_uri}: the lakehouse or its catalog was moved or copied "
+                "(Iceberg metadata holds absolute paths); use it at its original place or run `stedi run` into a new one"
+            )
+        return iceberg_table
+
+    def read_table(self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None) -> nw.LazyFrame:
+        """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame of the engine."""
+        table = asset_path[-1]
+        iceberg_table = iceberg_table or self.load_table(table)
+        settings = self.catalog_settings()
+        with catalog_errors(settings, table):
+            files = data_file_paths(iceberg_table, snapshot_id)
+        store = self.store_for(self.table_location(asset_path))
+        return self.get_engine().scan(files, TABLES[table], store)
+
+    def write_table(
+        self, asset_path: list[str], frame: nw.LazyFrame, properties: Mapping[str, str], run_id: str
+    ) -> Commit:
+        """Write ``frame`` as the table's new contents: Parquet files by the engine, then one Iceberg commit."""
+        table = asset_path[-1]
+        settings = self.catalog_settings()
+        identifier = settings.identifier(table)
+        iceberg_table = self.load_table(table, create=True)
+        check_schema(iceberg_table, TABLES[table], identifier)
+        # A folder of its own per write: a failed or concurrent write never touches another's files;
+        # files of a write that was never committed are deleted by maintenance.
+        folder = join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+        store = self.store_for(folder)
+        files = self.get_engine().write(frame, TABLES[table], folder, store)
+        before_commit(identifier, files)
+        with catalog_errors(settings, table):
+            return replace_contents(lambda: self.load_table(table), identifier, files, properties)
+
+
+def before_commit(identifier: str, files: list[str]) -> None:
+    """Called between the data files being written and the commit; the fault tests stop a run here."""
 
 
 def _is_feed_file(uri: str) -> bool:
     name = uri.rsplit("/", 1)[-1]
     return not name.startswith((".", "_")) and name.lower().endswith((".json", ".json.gz"))
-
-
-class LakehouseIOManager(IOManager):
-    """Stores each zone table as Parquet in the lakehouse and hands it downstream as a lazy frame."""
-
-    def __init__(self, lakehouse: StediLakehouse):
-        self.lakehouse = lakehouse
-
-    def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
-        # The asset counted the rows for its checks and metadata; no need to count again.
-        counted = (context.output_metadata or {}).get("dagster/row_count")
-        rows = getattr(counted, "value", counted)
-        published = self.lakehouse.publish(list(context.asset_key.path), obj, context.run_id, rows=rows)
-        context.add_output_metadata(mask_metadata({"uri": published.uri, "version": published.version}))
-        if self.lakehouse.glue_database:
-            from stedi_assets.catalog import publish_to_glue
-
-            glue_table = publish_to_glue(self.lakehouse, context.asset_key.path[-1], published)
-            context.add_output_metadata(mask_metadata({"glue_table": glue_table}))
-
-    def load_input(self, context: InputContext) -> nw.LazyFrame:
-        return self.lakehouse.read_table(list(context.asset_key.path))
-
-
-@io_manager(required_resource_keys={"lakehouse"})
-def lakehouse_io_manager(init_context: InitResourceContext) -> LakehouseIOManager:
-    """The IO manager on the run's ``lakehouse`` resource.
-
-    It takes the lakehouse as a resource key rather than a nested resource, so
-    that configuring ``lakehouse`` in the launchpad configures storage too.
-    """
-    return LakehouseIOManager(init_context.resources.lakehouse)
 
 
 def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -298,6 +292,9 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     def setting(variable: str, default: str) -> str:
         return EnvVar(variable) if settings.is_set(variable) else default
 
+    def integer(variable: str, default: int) -> int:
+        return EnvVar.int(variable) if settings.is_set(variable) else default
+
     lakehouse = StediLakehouse(
         s3=s3_resource(os.environ if environ is None else environ, settings),
         landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
@@ -306,7 +303,12 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         engine=setting("STEDI_ENGINE", "polars"),
         ml_join=setting("STEDI_ML_JOIN", "time"),
         consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
+        catalog_uri=setting("STEDI_CATALOG_URI", ""),
+        namespace=setting("STEDI_NAMESPACE", DEFAULT_NAMESPACE),
         glue_database=setting("STEDI_GLUE_DATABASE", ""),
+        snapshot_max_age_hours=integer("STEDI_SNAPSHOT_MAX_AGE_HOURS", DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
+        snapshots_min_kept=integer("STEDI_SNAPSHOTS_MIN_KEPT", DEFAULT_SNAPSHOTS_MIN_KEPT),
+        orphan_min_age_hours=integer("STEDI_ORPHAN_MIN_AGE_HOURS", DEFAULT_ORPHAN_MIN_AGE_HOURS),
         # Dagster's EnvVar resolves to text or integers only: these are passed as values.
         quarantine_max_share=settings.quarantine_max_share,
         spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),

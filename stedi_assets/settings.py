@@ -33,6 +33,13 @@ DEFAULT_MAX_FILE_MB = 1024
 # DuckDB's own default is 80% of the machine's memory; a query tool sharing a
 # machine with the pipeline should ask for less. Raise it for large sorts and joins.
 DEFAULT_QUERY_MEMORY_LIMIT = "2GB"
+DEFAULT_NAMESPACE = "stedi"
+# Maintenance: snapshots older than a week are expired, but the newest five of
+# each table are always kept; unreferenced files younger than a day may belong
+# to a write in flight and are never deleted.
+DEFAULT_SNAPSHOT_MAX_AGE_HOURS = 168
+DEFAULT_SNAPSHOTS_MIN_KEPT = 5
+DEFAULT_ORPHAN_MIN_AGE_HOURS = 24
 
 ENGINES = ("polars", "spark")
 ML_JOINS = ("time", "same_customer")
@@ -120,6 +127,39 @@ def _positive_int(example: str) -> Callable[[str | int], int]:
 
 parse_max_file_mb = _positive_int("1024")
 parse_max_attempts = _positive_int("3")
+parse_snapshots_min_kept = _positive_int("5")
+
+
+def _hours(example: str) -> Callable[[str | int], int]:
+    accepted = f"a whole number of hours, 0 or more, e.g. {example}"
+
+    def parse(text: str | int) -> int:
+        if isinstance(text, bool):
+            raise _Rejected(accepted)
+        if isinstance(text, int) and text >= 0:
+            return text
+        if isinstance(text, str) and re.fullmatch(r"[0-9]{1,9}", text.strip()):
+            return int(text)
+        raise _Rejected(accepted)
+
+    return parse
+
+
+parse_snapshot_max_age_hours = _hours("168")
+parse_orphan_min_age_hours = _hours("24")
+
+
+def parse_catalog_uri(text: str) -> str:
+    """An SQLAlchemy database URL (``dialect[+driver]://...``), or empty for the default catalog."""
+    if isinstance(text, str) and (text == "" or re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", text)):
+        return text
+    raise _Rejected("an SQLAlchemy URL such as sqlite:////path/catalog.db or postgresql+psycopg2://host/db, or empty")
+
+
+def parse_namespace(text: str) -> str:
+    if isinstance(text, str) and re.fullmatch(r"[A-Za-z0-9_]{1,255}", text):
+        return text
+    raise _Rejected("a namespace name of letters, digits and underscores, e.g. stedi")
 
 _SPARK_MASTER = re.compile(
     r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?"
@@ -200,6 +240,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STEDI_ENGINE", "engine", _choice(ENGINES), "polars"),
     Setting("STEDI_ML_JOIN", "ml_join", _choice(ML_JOINS), "time"),
     Setting("STEDI_GLUE_DATABASE", "glue_database", parse_glue_database, ""),
+    Setting("STEDI_CATALOG_URI", "catalog_uri", parse_catalog_uri, ""),
+    Setting("STEDI_NAMESPACE", "namespace", parse_namespace, DEFAULT_NAMESPACE),
+    Setting("STEDI_SNAPSHOT_MAX_AGE_HOURS", "snapshot_max_age_hours", parse_snapshot_max_age_hours,
+            DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
+    Setting("STEDI_SNAPSHOTS_MIN_KEPT", "snapshots_min_kept", parse_snapshots_min_kept, DEFAULT_SNAPSHOTS_MIN_KEPT),
+    Setting("STEDI_ORPHAN_MIN_AGE_HOURS", "orphan_min_age_hours", parse_orphan_min_age_hours,
+            DEFAULT_ORPHAN_MIN_AGE_HOURS),
     Setting("STEDI_SPARK_MASTER", "spark_master", parse_spark_master, "local[*]"),
     Setting("STEDI_SPARK_CONF", "spark_conf", _spark_conf, {}),
     Setting("STEDI_QUARANTINE_MAX_SHARE", "quarantine_max_share", parse_share, DEFAULT_QUARANTINE_MAX_SHARE),
@@ -221,6 +268,11 @@ class Settings:
     engine: str = "polars"
     ml_join: str = "time"
     glue_database: str = ""
+    catalog_uri: str = ""
+    namespace: str = DEFAULT_NAMESPACE
+    snapshot_max_age_hours: int = DEFAULT_SNAPSHOT_MAX_AGE_HOURS
+    snapshots_min_kept: int = DEFAULT_SNAPSHOTS_MIN_KEPT
+    orphan_min_age_hours: int = DEFAULT_ORPHAN_MIN_AGE_HOURS
     spark_master: str = "local[*]"
     spark_conf: dict[str, str] = field(default_factory=dict)
     quarantine_max_share: float = DEFAULT_QUARANTINE_MAX_SHARE
@@ -263,6 +315,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
 _LAKEHOUSE_FIELDS = (
     "landing_uri", "lakehouse_uri", "profile", "engine", "ml_join", "glue_database",
     "spark_master", "spark_conf", "quarantine_max_share", "consent_scope", "max_file_mb",
+    "catalog_uri", "namespace", "snapshot_max_age_hours", "snapshots_min_kept", "orphan_min_age_hours",
 )
 
 

@@ -2,14 +2,14 @@
 
 Everything that touches files goes through a :class:`Store`, addressed by URI,
 so no code assumes a local path. Engines read and write Parquet themselves
-(Polars and Spark both speak ``s3://``); the store lists landing files, reads
-and writes small objects such as table manifests, and deletes old versions.
+(Polars and Spark both speak ``s3://``), and Iceberg metadata is written by
+pyiceberg; the store lists and reads landing files, writes simulated ones,
+and lists and deletes the files maintenance finds unreferenced.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol
@@ -29,9 +29,11 @@ class Store(Protocol):
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write an object so that readers see either the old or the new content."""
 
-    def delete_prefix(self, prefix_uri: str) -> None: ...
+    def list_objects(self, prefix_uri: str) -> list[tuple[str, float]]:
+        """Every file below ``prefix_uri`` with its last modification time (epoch seconds)."""
 
-    def exists(self, uri: str) -> bool: ...
+    def delete_files(self, uris: list[str]) -> None:
+        """Delete these files; a file already gone is not an error."""
 
     def prepare_directory(self, uri: str) -> None:
         """Make ``uri`` usable as a folder to write files into."""
@@ -102,11 +104,18 @@ class LocalStore:
         for leftover in target.parent.glob(f".{target.name}.*"):
             leftover.unlink(missing_ok=True)
 
-    def delete_prefix(self, prefix_uri: str) -> None:
-        shutil.rmtree(local_path(prefix_uri), ignore_errors=True)
+    def list_objects(self, prefix_uri: str) -> list[tuple[str, float]]:
+        objects = []
+        for uri in self.list_files(prefix_uri):
+            try:
+                objects.append((uri, local_path(uri).stat().st_mtime))
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+        return objects
 
-    def exists(self, uri: str) -> bool:
-        return local_path(uri).exists()
+    def delete_files(self, uris: list[str]) -> None:
+        for uri in uris:
+            local_path(uri).unlink(missing_ok=True)
 
     def prepare_directory(self, uri: str) -> None:
         local_path(uri).mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """An S3 bucket (AWS or any S3-compatible store) as a :class:`~stedi_assets.storage.Store`.
 
-boto3 lists, reads and writes the small objects (landing files, manifests);
+boto3 lists, reads and writes the small objects (landing files) and deletes
+unreferenced files for maintenance;
 Polars reads and writes the Parquet files itself with its own object-store
 client, configured by :attr:`S3Store.storage_options`. Both clients are set
 up from one boto3 session, so they agree on credentials, region and endpoint.
@@ -271,30 +272,35 @@ class S3Store:
         with self._errors(uri, bucket):
             self._client.put_object(Bucket=bucket, Key=key, Body=data)
 
-    def delete_prefix(self, prefix_uri: str) -> None:
-        _, bucket, _ = split_s3_uri(prefix_uri)
-        keys = [split_s3_uri(uri)[2] for uri in self.list_files(prefix_uri)]
+    def list_objects(self, prefix_uri: str) -> list[tuple[str, float]]:
+        scheme, bucket, key = split_s3_uri(prefix_uri)
+        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+        objects = []
         with self._errors(prefix_uri, bucket):
-            for start in range(0, len(keys), DELETE_BATCH):
-                batch = keys[start:start + DELETE_BATCH]
-                response = self._client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                objects.extend(
+                    (f"{scheme}://{bucket}/{item['Key']}", item["LastModified"].timestamp())
+                    for item in page.get("Contents", ())
+                    if not item["Key"].endswith("/")
                 )
-                if response.get("Errors"):
-                    first = response["Errors"][0]
-                    phrase = describe_s3_code(first.get("Code", ""), bucket, first.get("Message", ""))
-                    raise StorageError(f"{prefix_uri}: cannot delete {first.get('Key')}: {phrase}")
+        return sorted(objects)
 
-    def exists(self, uri: str) -> bool:
-        _, bucket, key = split_s3_uri(uri)
-        with self._errors(uri, bucket):
-            try:
-                self._client.head_object(Bucket=bucket, Key=key)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    return False
-                raise
-        return True
+    def delete_files(self, uris: list[str]) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            _, bucket, key = split_s3_uri(uri)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            with self._errors(f"s3://{bucket}", bucket):
+                for start in range(0, len(keys), DELETE_BATCH):
+                    batch = keys[start:start + DELETE_BATCH]
+                    response = self._client.delete_objects(
+                        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                    )
+                    if response.get("Errors"):
+                        first = response["Errors"][0]
+                        phrase = describe_s3_code(first.get("Code", ""), bucket, first.get("Message", ""))
+                        raise StorageError(f"s3://{bucket}/{first.get('Key')}: cannot delete: {phrase}")
 
     def prepare_directory(self, uri: str) -> None:
         """Nothing to do: S3 has no folders, a key's prefix is enough."""

@@ -6,12 +6,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from dagster import ExecuteInProcessResult, materialize
 from moto.server import ThreadedMotoServer
 
 from stedi_assets.definitions import zone_assets
-from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
+from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
+from stedi_assets.resources import StediLakehouse
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -46,6 +48,20 @@ def make_lakehouse(tmp_path: Path) -> Callable[..., StediLakehouse]:
         return StediLakehouse(landing_uri=str(landing), **settings)
 
     return make
+
+
+def independent_catalog(lakehouse_root: Path):
+    """A pyiceberg SqlCatalog on ``{lakehouse}/catalog.db``, opened as any other reader would open it."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    return SqlCatalog("stedi", uri=f"sqlite:///{lakehouse_root / 'catalog.db'}", init_catalog_tables="false")
+
+
+def stored_table(lakehouse_root: Path, table: str, snapshot_id: int | None = None) -> pl.DataFrame:
+    """The table's rows at ``snapshot_id`` (default: current), read by an independent pyiceberg client, sorted."""
+    iceberg_table = independent_catalog(lakehouse_root).load_table(f"stedi.{table}")
+    frame = pl.from_arrow(iceberg_table.scan(snapshot_id=snapshot_id).to_arrow())
+    return frame.sort(frame.columns)
 
 
 def check_outcomes(result: ExecuteInProcessResult) -> dict[tuple[str, str], bool]:

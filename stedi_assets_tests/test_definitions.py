@@ -8,7 +8,6 @@ setting's accepted values are in test_settings.py.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from dagster import AssetKey, EnvVar
@@ -18,6 +17,7 @@ from stedi_assets.definitions import build_definitions, defs
 from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
 from stedi_assets.schemas import TABLES
 from stedi_assets.storage import normalize_uri
+from stedi_assets_tests.conftest import stored_table
 
 
 def test_assets_groups_and_lineage():
@@ -40,6 +40,25 @@ def test_assets_groups_and_lineage():
         "accelerometer_quarantine": set(),
         "step_trainer_quarantine": set(),
     }
+
+
+def test_every_asset_is_in_the_lakehouse_pool():
+    # One pool for every write: a deployment's pool limit queues overlapping runs' writes.
+    from stedi_assets.definitions import zone_assets
+
+    assert {asset.op.pool for asset in zone_assets} == {"stedi_lakehouse"}
+
+
+def test_catalog_and_maintenance_settings_come_from_the_environment():
+    lakehouse = build_resources({
+        "STEDI_CATALOG_URI": "postgresql://catalog-host/stedi", "STEDI_NAMESPACE": "lab",
+        "STEDI_SNAPSHOT_MAX_AGE_HOURS": "48", "STEDI_SNAPSHOTS_MIN_KEPT": "3", "STEDI_ORPHAN_MIN_AGE_HOURS": "6",
+    })["lakehouse"]
+    assert lakehouse.catalog_uri == EnvVar("STEDI_CATALOG_URI")
+    assert lakehouse.namespace == EnvVar("STEDI_NAMESPACE")
+    assert lakehouse.snapshot_max_age_hours == EnvVar.int("STEDI_SNAPSHOT_MAX_AGE_HOURS")
+    defaults = build_resources({})["lakehouse"]
+    assert (defaults.catalog_uri, defaults.namespace) == ("", "stedi")
 
 
 def test_every_check_is_declared_on_its_asset():
@@ -72,8 +91,7 @@ def test_launchpad_config_reaches_assets_and_storage(stedi_landing, tmp_path):
     result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}})
 
     assert result.success
-    manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
-    assert manifest["rows"] == 482
+    assert stored_table(tmp_path / "lake", "customer_curated").height == 482
 
 
 def test_launchpad_consent_scope(stedi_landing, tmp_path):
@@ -85,8 +103,7 @@ def test_launchpad_consent_scope(stedi_landing, tmp_path):
     result = job.execute_in_process(run_config={"resources": {"lakehouse": {"config": config}}})
 
     assert result.success
-    manifest = json.loads((tmp_path / "lake" / "curated" / "customer_curated" / "_manifest.json").read_text())
-    assert manifest["rows"] == 464
+    assert stored_table(tmp_path / "lake", "customer_curated").height == 464
 
 
 @pytest.mark.parametrize(
@@ -96,6 +113,7 @@ def test_launchpad_consent_scope(stedi_landing, tmp_path):
         ("ml_join", "wrong", "one of time, same_customer"),
         ("engine", "pandas", "one of polars, spark"),
         ("consent_scope", "sometimes", "one of any_time, from_consent_date"),
+        ("namespace", "two words", "a namespace name of letters, digits and underscores, e.g. stedi"),
     ],
 )
 def test_bad_launchpad_config_fails_the_run_before_anything_is_published(stedi_landing, tmp_path, field, value, accepted):

@@ -26,7 +26,14 @@ from stedi_assets import cli
 from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.resources import build_resources
 from stedi_assets.schemas import FEEDS, TABLES, ZONE_TABLES
-from stedi_assets_tests.conftest import REPOSITORY, check_outcomes, materialize_all, published_rows
+from stedi_assets_tests.conftest import (
+    REPOSITORY,
+    check_outcomes,
+    independent_catalog,
+    materialize_all,
+    published_rows,
+    stored_table,
+)
 
 T0 = 1_655_564_444_103
 SERIALS = {"ann@x.com": "serial-ann", "bob@x.com": "serial-bob"}
@@ -62,13 +69,12 @@ def write_landing(root: Path, readings: int = 50, bad_step_lines: int = 0) -> Pa
     return root
 
 
-def manifest(lakehouse_root: Path, table: str) -> dict:
-    return json.loads((lakehouse_root / TABLES[table].zone / table / "_manifest.json").read_text())
+def current_snapshot(lakehouse_root: Path, table: str) -> int:
+    return independent_catalog(lakehouse_root).load_table(f"stedi.{table}").metadata.current_snapshot_id
 
 
 def stored(lakehouse_root: Path, table: str) -> pl.DataFrame:
-    frame = pl.read_parquet(manifest(lakehouse_root, table)["files"])
-    return frame.sort(frame.columns)
+    return stored_table(lakehouse_root, table)
 
 
 def check_evaluation(result, table: str, check: str):
@@ -136,14 +142,18 @@ def test_rerunning_with_unchanged_input_gives_identical_tables(tmp_path, make_la
 
     assert materialize_all(lakehouse).success
     first = {name: stored(root, name) for name in TABLES}
-    first_versions = {name: manifest(root, name)["version"] for name in TABLES}
+    first_snapshots = {name: current_snapshot(root, name) for name in TABLES}
     assert materialize_all(lakehouse).success
 
+    catalog = independent_catalog(root)
     for name in TABLES:
         assert stored(root, name).equals(first[name]), name
-        # A new version replaced the old one; nothing was appended.
-        assert manifest(root, name)["version"] != first_versions[name]
-        assert len(manifest(root, name)["files"]) == 1
+        # A new snapshot replaced the contents; nothing was appended.
+        table = catalog.load_table(f"stedi.{name}")
+        assert table.metadata.current_snapshot_id != first_snapshots[name]
+        assert len(table.inspect.files()) == 1
+        # One snapshot per materialization, each holding the whole table.
+        assert [int(s.summary["total-records"]) for s in table.snapshots()] == [first[name].height] * 2
 
 
 def test_a_missing_landing_zone_fails_clearly_and_keeps_the_published_tables(tmp_path, make_lakehouse, monkeypatch,
@@ -152,7 +162,7 @@ def test_a_missing_landing_zone_fails_clearly_and_keeps_the_published_tables(tmp
     lakehouse = make_lakehouse(landing)
     root = tmp_path / "lakehouse"
     assert materialize_all(lakehouse).success
-    before = {name: (manifest(root, name), stored(root, name)) for name in TABLES}
+    before = {name: (current_snapshot(root, name), stored(root, name)) for name in TABLES}
 
     shutil.rmtree(landing / "accelerometer")
     for variable in ("STEDI_LANDING_URI", "STEDI_LAKEHOUSE_URI", "STEDI_PROFILE", "STEDI_ENGINE", "STEDI_ML_JOIN"):
@@ -171,7 +181,7 @@ def test_a_missing_landing_zone_fails_clearly_and_keeps_the_published_tables(tmp
     untouched = ["accelerometer_landing", "accelerometer_quarantine", "accelerometer_trusted", "customer_curated",
                  "step_trainer_trusted", "machine_learning_curated"]
     for name in untouched:
-        assert manifest(root, name) == before[name][0]
+        assert current_snapshot(root, name) == before[name][0]
     for name in TABLES:
         assert stored(root, name).equals(before[name][1])
 
@@ -214,11 +224,13 @@ def test_real_data_delivered_twice_and_with_crlf_gives_the_reference_counts(sted
     assert all(check_outcomes(result)[(f"{feed}_landing", "quarantined_records")] for feed in FEEDS)
 
 
-# The child publishes every table once, then publishes customer_landing again
-# and stops at the chosen moment of that write, telling the parent it is there.
+# The child commits customer_landing again and stops at the chosen moment of
+# that write, telling the parent it is there; the parent kills it with SIGKILL.
 _CHILD = textwrap.dedent(
     """
-    import os, sys, time
+    import sys, time
+    from pyiceberg.catalog.sql import SqlCatalog
+    from stedi_assets import resources
     from stedi_assets.engines.polars_engine import PolarsEngine
     from stedi_assets.resources import StediLakehouse
     from stedi_assets_tests.conftest import materialize_all
@@ -230,35 +242,46 @@ _CHILD = textwrap.dedent(
         open(ready, "w").close()
         time.sleep(600)
 
-    if moment == "parts written":
+    if moment == "during the data write":
         write = PolarsEngine.write
-        def write_then_stop(self, frame, directory_uri, store):
-            files = write(self, frame, directory_uri, store)
+        def write_part_then_stop(self, frame, schema, directory_uri, store):
+            files = write(self, frame, schema, directory_uri, store)
             if "/customer_landing/" in directory_uri:
                 stop_here()
             return files
-        PolarsEngine.write = write_then_stop
-    else:
-        replace = os.replace
-        def stop_before_manifest(source, target, *args, **kwargs):
-            if str(target).endswith("/customer_landing/_manifest.json"):
+        PolarsEngine.write = write_part_then_stop
+    elif moment == "just before the commit":
+        def stop_before_commit(identifier, files):
+            if identifier.endswith(".customer_landing"):
                 stop_here()
-            return replace(source, target, *args, **kwargs)
-        os.replace = stop_before_manifest
+        resources.before_commit = stop_before_commit
+    else:  # the new metadata file is written, the catalog not yet updated
+        write_metadata = SqlCatalog._write_metadata
+        def write_metadata_then_stop(metadata, io, metadata_path):
+            write_metadata(metadata, io, metadata_path)
+            if "/customer_landing/" in metadata_path:
+                stop_here()
+        SqlCatalog._write_metadata = staticmethod(write_metadata_then_stop)
     materialize_all(lakehouse, selection=["customer_landing", "customer_quarantine"])
     """
 )
 
 
-@pytest.mark.parametrize("moment", ["parts written", "manifest written, not yet in place"])
+@pytest.mark.parametrize(
+    "moment", ["during the data write", "just before the commit", "metadata written, catalog not yet updated"]
+)
 def test_a_process_killed_while_writing_leaves_the_published_table_whole(tmp_path, make_lakehouse, moment):
+    from stedi_assets.lakehouse.maintenance import maintain_table
+
     landing = write_landing(tmp_path / "landing")
     root = tmp_path / "lakehouse"
     lakehouse = make_lakehouse(landing)
     assert materialize_all(lakehouse).success
-    before = manifest(root, "customer_landing")
+    before = current_snapshot(root, "customer_landing")
     before_rows = stored(root, "customer_landing")
-    # The next delivery changes the table, so a half-published version would show.
+    table_folder = root / "landing" / "customer_landing"
+    files_before = {p for p in table_folder.rglob("*") if p.is_file()}
+    # The next delivery changes the table, so a half-committed snapshot would show.
     (landing / "customer" / "customer-2.json").write_text(json.dumps(customer("bob@x.com", T0 + 1)) + "\n")
 
     ready = tmp_path / "ready"
@@ -280,14 +303,22 @@ def test_a_process_killed_while_writing_leaves_the_published_table_whole(tmp_pat
             child.kill()
             child.wait()
 
-    assert manifest(root, "customer_landing") == before
+    # The previous snapshot is current and complete.
+    assert current_snapshot(root, "customer_landing") == before
     assert stored(root, "customer_landing").equals(before_rows)
+    leftovers = {p for p in table_folder.rglob("*") if p.is_file()} - files_before
+    assert leftovers, "the killed write left nothing behind: it was stopped too early to test anything"
+
+    # Maintenance keeps leftovers younger than the safety age (a write may still be in flight) ...
+    report = maintain_table(lakehouse, "customer_landing")
+    assert report.files_deleted == 0 and report.unreferenced_files_too_young == len(leftovers)
+    # ... and removes them once they are older.
+    report = maintain_table(lakehouse.model_copy(update={"orphan_min_age_hours": 0}), "customer_landing")
+    assert report.files_deleted == len(leftovers)
+    assert {p for p in table_folder.rglob("*") if p.is_file()} == files_before
+    assert stored(root, "customer_landing").equals(before_rows)
+
     result = materialize_all(lakehouse)
     assert result.success
     assert published_rows(result)["customer_landing"] == 3
-    # The killed run's version folder is cleaned up by the next publication.
-    table = root / "landing" / "customer_landing"
-    versions = {p.name for p in table.iterdir() if p.is_dir()}
-    assert versions == {before["version"], manifest(root, "customer_landing")["version"]}
-    # So is a manifest the killed run wrote but did not rename into place.
-    assert {p.name for p in table.iterdir() if p.is_file()} == {"_manifest.json"}
+    assert stored(root, "customer_landing").height == 3

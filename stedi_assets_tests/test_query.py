@@ -4,9 +4,8 @@ Covers the reference row counts through the command, the reference system's
 documented queries verbatim, full SQL (join, window, CTE), output formats,
 the read-only guarantee and one-line errors, the bounds (--max-rows stops a
 query without holding the rest: peak memory of the command measured; DuckDB's
-memory limit); and the same queries on a
-lakehouse in S3 (a moto server on 127.0.0.1). Does not cover the DDL or Glue
-(test_catalog.py).
+memory limit); and the same queries on a lakehouse in S3 (a moto server on
+127.0.0.1). Time travel (``--as-of``) is covered in lakehouse/test_lineage.py.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ from polars.testing import assert_frame_equal
 
 from stedi_assets import cli
 from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.query import QueryError, connect, query
+from stedi_assets.query import QueryError, connect, published_datasets, query
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
-from stedi_assets_tests.conftest import materialize_all
+from stedi_assets.lakehouse.tables import data_file_paths
+from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,8 @@ def stedi(lakehouse, monkeypatch, capsys):
 
 
 def stored(lakehouse: StediLakehouse, table: str) -> pl.DataFrame:
-    """The published table read straight from its Parquet files, without the query layer."""
-    return pl.read_parquet(lakehouse.read_manifest([table])["files"])
+    """The published table read by an independent pyiceberg client, without the query layer."""
+    return stored_table(Path(lakehouse.lakehouse_uri), table)
 
 
 def lakehouse_fingerprint(lakehouse: StediLakehouse) -> dict[str, str]:
@@ -224,7 +224,7 @@ def test_the_engine_cannot_write_even_past_the_check(lakehouse, tmp_path):
 
 
 def stored_file(lakehouse: StediLakehouse) -> str:
-    return lakehouse.read_manifest(["customer_trusted"])["files"][0]
+    return data_file_paths(lakehouse.load_table("customer_trusted"))[0]
 
 
 @pytest.mark.parametrize(
@@ -242,6 +242,23 @@ def test_a_bad_query_is_one_line_with_exit_code_2(stedi, sql, message):
     assert (code, out) == (2, "")
     assert err.startswith("error: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_tables_by_their_catalog_identifier(lakehouse):
+    # As Athena names them, with the namespace.
+    assert query("SELECT COUNT(*) FROM stedi.customer_trusted", lakehouse).item() == STEDI_REFERENCE["customer_trusted"]
+    joined = "SELECT COUNT(*) FROM stedi.customer_curated c JOIN customer_trusted t USING (email)"
+    assert query(joined, lakehouse).item() == STEDI_REFERENCE["customer_curated"]
+
+
+def test_only_the_tables_a_statement_names_are_read(lakehouse):
+    assert set(published_datasets(lakehouse, "SELECT COUNT(*) FROM Customer_Trusted")) == {"customer_trusted"}
+    joined = "SELECT * FROM step_trainer_trusted s JOIN customer_curated c USING (serialNumber)"
+    assert set(published_datasets(lakehouse, joined)) == {"step_trainer_trusted", "customer_curated"}
+    assert set(published_datasets(lakehouse, "SELECT COUNT(*) FROM stedi.customer_curated")) == {"customer_curated"}
+    # A table whose name is part of another name is not mentioned by it.
+    assert set(published_datasets(lakehouse, "SELECT 1 FROM customer_trusted_view_of_nothing")) == set(TABLES)
+    assert set(published_datasets(lakehouse, "SHOW TABLES")) == set(TABLES)
 
 
 def test_an_unpublished_table_says_so(tmp_path):

@@ -39,6 +39,11 @@ BAD = {
     "STEDI_CONSENT_SCOPE": ["always", "from-consent-date", "ANY_TIME"],
     "STEDI_MAX_FILE_MB": ["0", "-5", "1.5", "abc", "1GB", "10000000000"],
     "STEDI_QUERY_MEMORY_LIMIT": ["abc", "2", "0GB", "-1GB", "2 parsecs", "80%", "10KB", "1000000B"],
+    "STEDI_CATALOG_URI": ["catalog.db", "/srv/catalog.db", "sqlite:catalog", "postgres ql://host/db"],
+    "STEDI_NAMESPACE": ["two words", "stedi.prod", "stedi-prod", "x" * 256],
+    "STEDI_SNAPSHOT_MAX_AGE_HOURS": ["-1", "1.5", "a week", "7d"],
+    "STEDI_SNAPSHOTS_MIN_KEPT": ["0", "-1", "all", "2.5"],
+    "STEDI_ORPHAN_MIN_AGE_HOURS": ["-1", "0.5", "a day"],
     "AWS_MAX_ATTEMPTS": ["abc", "0", "-1", "2.5", "three"],
 }
 
@@ -60,6 +65,12 @@ GOOD = {
     "STEDI_MAX_FILE_MB": [("1", 1), ("2048", 2048)],
     "STEDI_QUERY_MEMORY_LIMIT": [("2GB", "2GB"), ("500MB", "500MB"), ("4GiB", "4GiB"), ("1.5 GB", "1.5GB"),
                                  ("1MiB", "1MiB")],
+    "STEDI_CATALOG_URI": [("sqlite:////srv/lake/catalog.db", "sqlite:////srv/lake/catalog.db"),
+                          ("postgresql+psycopg2://user@host/catalog", "postgresql+psycopg2://user@host/catalog")],
+    "STEDI_NAMESPACE": [("stedi", "stedi"), ("Research_2", "Research_2")],
+    "STEDI_SNAPSHOT_MAX_AGE_HOURS": [("0", 0), ("168", 168)],
+    "STEDI_SNAPSHOTS_MIN_KEPT": [("1", 1), ("5", 5)],
+    "STEDI_ORPHAN_MIN_AGE_HOURS": [("0", 0), ("24", 24)],
     "AWS_MAX_ATTEMPTS": [("1", 1), ("10", 10)],
 }
 

@@ -1,7 +1,7 @@
 """Engines compute the zone rules; each one executes the same narwhals rules.
 
 An engine knows how to read landing JSON into a typed frame, how to scan and
-write Parquet, and how to hold a computed frame while it is checked and
+write the Parquet data files of a table, and how to hold a computed frame while it is checked and
 written. Everything else (rules, checks, storage layout) is engine-neutral.
 """
 
@@ -57,8 +57,11 @@ class Engine(Protocol):
 
     def release(self, frame: nw.LazyFrame) -> None: ...
 
-    def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
-        """Write ``frame`` as Parquet files into ``directory_uri``; return their URIs."""
+    def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
+        """Write ``frame`` as Parquet files of exactly the declared column types into ``directory_uri``.
+
+        Returns their URIs; an Iceberg commit then makes them the table's contents.
+        """
 
     def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
         """A small frame of this engine from rows held in Python, one value per declared column."""

@@ -60,9 +60,11 @@ class PolarsEngine:
     def errors(self) -> AbstractContextManager[None]:
         return nullcontext()
 
-    def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
+    def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
         store.prepare_directory(directory_uri)
         path = join_uri(directory_uri, "part-00000.parquet")
+        # Exactly the declared columns and types: the Iceberg commit validates them against the table.
+        typed = frame.to_native().select([pl.col(name).cast(dtype) for name, dtype in schema.polars_schema.items()])
         with object_store_errors(path):
-            frame.to_native().sink_parquet(path, storage_options=store.storage_options)
+            typed.sink_parquet(path, storage_options=store.storage_options)
         return [path]

@@ -1,7 +1,8 @@
 """The Spark engine: the same narwhals rules, computed by Spark.
 
-Spark reads the landing JSON, computes every table and writes the Parquet
-files itself, so the data never has to fit in the Python process; narwhals
+Spark reads the landing JSON, computes every table and writes its Parquet
+data files itself (pyiceberg then commits them to the table's Iceberg
+metadata), so the data never has to fit in the Python process; narwhals
 wraps the pyspark DataFrames, so rules.py and checks.py run unchanged.
 
 The session is started through dagster-pyspark's resource on first use and
@@ -572,18 +573,24 @@ class SparkEngine:
         """Translates a Spark that ran out of memory or whose JVM died into one line naming the setting to raise."""
         return spark_errors(self.master)
 
-    def write(self, frame: nw.LazyFrame, directory_uri: str, store: Store) -> list[str]:
+    def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
+        # Cast to the declared types: Spark may have computed a decimal or an
+        # int where the table declares a double or a bigint, and the Iceberg
+        # commit refuses files whose types differ from the table's.
+        typed = frame.to_native().select([F.col(c.name).cast(SPARK_TYPES[c.type]).alias(c.name) for c in schema.columns])
         # Spark creates the folder itself and refuses to write into an existing
-        # one; each version folder is new, so nothing is ever overwritten.
+        # one; each write has a new folder, so nothing is ever overwritten.
         try:
             with self.errors():
-                frame.to_native().write.mode("errorifexists").parquet(spark_uri(directory_uri))
+                typed.write.mode("errorifexists").parquet(spark_uri(directory_uri))
         except PySparkException as error:
             raise EngineError(f"{directory_uri}: Spark could not write the table: {_first_line(error)}") from None
         # Spark also leaves _SUCCESS and checksum files; the table is the part files.
-        files = [f for f in store.list_files(directory_uri) if _is_part_file(f)]
+        written = store.list_files(directory_uri)
+        files = [f for f in written if _is_part_file(f)]
         if not files:
             raise EngineError(f"{directory_uri}: Spark wrote no Parquet part files")
+        store.delete_files([f for f in written if not _is_part_file(f)])
         return files
 
 

@@ -4,17 +4,17 @@ real data set materialized once with each engine."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pytest
 from dagster import ExecuteInProcessResult
 
 from stedi_assets.engines import EngineError
 from stedi_assets.resources import StediLakehouse
-from stedi_assets_tests.conftest import materialize_all
+from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
 @pytest.fixture(scope="session")
@@ -34,31 +34,45 @@ def spark() -> Iterator[object]:
 
 @dataclass(frozen=True)
 class Run:
-    """One materialization of every table into its own lakehouse."""
+    """One materialization of tables into a lakehouse, and the snapshot it committed of each table."""
 
     lakehouse: StediLakehouse
     result: ExecuteInProcessResult
+    snapshots: dict[str, int]
+
+    def stored(self, table: str) -> pl.DataFrame:
+        """The table as this run left it (an independent pyiceberg read at the run's snapshot)."""
+        frame = stored_table(Path(self.lakehouse.lakehouse_uri), table, self.snapshots[table])
+        return frame.sort(frame.columns, nulls_last=True)
+
+
+def _snapshots(result: ExecuteInProcessResult) -> dict[str, int]:
+    return {
+        e.asset_key.path[-1]: int(e.materialization.metadata["iceberg/snapshot_id"].value)
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def _run(landing: Path, lakehouse_uri: Path, **settings: str) -> Run:
     lakehouse = StediLakehouse(
         landing_uri=str(landing), lakehouse_uri=str(lakehouse_uri), profile="stedi-reference", **settings
     )
-    return Run(lakehouse, materialize_all(lakehouse))
+    result = materialize_all(lakehouse)
+    return Run(lakehouse, result, _snapshots(result))
 
 
-def _same_customer(run: Run, lakehouse_uri: Path, engine: str) -> Run:
+def _same_customer(run: Run, engine: str) -> Run:
     """``run``'s tables, with machine_learning_curated recomputed with ml_join=same_customer.
 
-    Only the one table whose rule changes is recomputed; the upstream tables
-    are the copied ones (their manifests still name the original files).
+    Only the one table whose rule changes is recomputed, in the same
+    lakehouse: a new snapshot of it. ``run`` keeps reading its own snapshot.
     """
-    shutil.copytree(run.lakehouse.lakehouse_uri, lakehouse_uri)
     lakehouse = StediLakehouse(
-        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=str(lakehouse_uri), profile="stedi-reference",
+        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=run.lakehouse.lakehouse_uri, profile="stedi-reference",
         engine=engine, ml_join="same_customer",
     )
-    return Run(lakehouse, materialize_all(lakehouse, selection="machine_learning_curated"))
+    result = materialize_all(lakehouse, selection="machine_learning_curated")
+    return Run(lakehouse, result, {**run.snapshots, **_snapshots(result)})
 
 
 @pytest.fixture(scope="session")
@@ -72,31 +86,37 @@ def spark_run(stedi_landing, spark, tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="session")
-def polars_same_customer_run(polars_run, tmp_path_factory) -> Run:
-    return _same_customer(polars_run, tmp_path_factory.mktemp("polars_same") / "lakehouse", "polars")
+def polars_same_customer_run(polars_run) -> Run:
+    return _same_customer(polars_run, "polars")
 
 
 @pytest.fixture(scope="session")
-def spark_same_customer_run(spark_run, tmp_path_factory) -> Run:
-    return _same_customer(spark_run, tmp_path_factory.mktemp("spark_same") / "lakehouse", "spark")
+def spark_same_customer_run(spark_run) -> Run:
+    return _same_customer(spark_run, "spark")
 
 
-def _from_consent_date(run: Run, lakehouse_uri: Path, engine: str) -> Run:
-    """``run``'s tables, with the tables that depend on the consent scope recomputed with from_consent_date."""
-    shutil.copytree(run.lakehouse.lakehouse_uri, lakehouse_uri)
+def _from_consent_date(run: Run, engine: str) -> Run:
+    """``run``'s tables, with the tables that depend on the consent scope recomputed with from_consent_date.
+
+    In the same lakehouse, as new snapshots. It reads customer_trusted and the
+    landing tables of ``run``, which no other recomputation changes; the
+    fixtures below order it after the same_customer one, whose
+    machine_learning_curated it does not read.
+    """
     lakehouse = StediLakehouse(
-        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=str(lakehouse_uri), profile="stedi-reference",
+        landing_uri=run.lakehouse.landing_uri, lakehouse_uri=run.lakehouse.lakehouse_uri, profile="stedi-reference",
         engine=engine, consent_scope="from_consent_date",
     )
     selection = ["accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated"]
-    return Run(lakehouse, materialize_all(lakehouse, selection=selection))
+    result = materialize_all(lakehouse, selection=selection)
+    return Run(lakehouse, result, {**run.snapshots, **_snapshots(result)})
 
 
 @pytest.fixture(scope="session")
-def polars_consent_run(polars_run, tmp_path_factory) -> Run:
-    return _from_consent_date(polars_run, tmp_path_factory.mktemp("polars_consent") / "lakehouse", "polars")
+def polars_consent_run(polars_run, polars_same_customer_run) -> Run:
+    return _from_consent_date(polars_run, "polars")
 
 
 @pytest.fixture(scope="session")
-def spark_consent_run(spark_run, tmp_path_factory) -> Run:
-    return _from_consent_date(spark_run, tmp_path_factory.mktemp("spark_consent") / "lakehouse", "spark")
+def spark_consent_run(spark_run, spark_same_customer_run) -> Run:
+    return _from_consent_date(spark_run, "spark")

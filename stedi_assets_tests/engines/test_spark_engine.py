@@ -21,14 +21,15 @@ import narwhals as nw
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
 from stedi_assets import rules
 from stedi_assets.checks import CheckInput, check_consenting_readings, check_unique_customers
 from stedi_assets.engines.polars_engine import PolarsEngine
-from stedi_assets.resources import build_resources, parse_spark_conf
+from stedi_assets.resources import TableNotPublishedError, build_resources, parse_spark_conf
 from stedi_assets.schemas import FEED_SCHEMAS, TABLES
 from stedi_assets.storage import LocalStore
-from stedi_assets_tests.conftest import check_outcomes, materialize_all
+from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -204,8 +205,9 @@ def test_broken_rule_is_stopped_by_the_privacy_check(spark, small_landing, make_
     outcomes = check_outcomes(result)
     assert outcomes[("accelerometer_trusted", "consenting_readings_only")] is False
     assert outcomes[("customer_trusted", "consenting_customers_only")] is True
-    assert lakehouse.read_manifest(["customer_trusted"]) is not None
-    assert lakehouse.read_manifest(["accelerometer_trusted"]) is None  # never published
+    assert lakehouse.load_table("customer_trusted").metadata.current_snapshot_id is not None
+    with pytest.raises(TableNotPublishedError):  # never published
+        lakehouse.load_table("accelerometer_trusted")
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -217,11 +219,39 @@ def test_empty_table_round_trip(spark, tmp_path):
 
     engine = SparkEngine()
     schema = TABLES["customer_curated"]
-    files = engine.write(spark_frame(spark, "customer_curated", []), str(tmp_path / "v1"), LocalStore())
+    files = engine.write(spark_frame(spark, "customer_curated", []), schema, str(tmp_path / "v1"), LocalStore())
 
     assert files
     assert pl.read_parquet(files).schema == schema.polars_schema
     assert engine.scan(files, schema, LocalStore()).select(nw.len()).collect().item() == 0
+
+
+@pytest.mark.spark
+def test_spark_types_are_cast_to_the_declared_ones_before_the_commit(spark, tmp_path, make_lakehouse):
+    from pyspark.sql import functions as F
+
+    # What Spark arithmetic or a JSON read can produce: a decimal and an int where the table has double and bigint.
+    frame = spark.createDataFrame(
+        [("ann@x.com", T0, "1.5")], "user string, timestamp bigint, x string"
+    ).select(
+        "user", F.col("timestamp").cast("decimal(20,0)").alias("timestamp"), F.col("x").cast("decimal(22,1)").alias("x"),
+        F.lit(0).cast("int").alias("y"), F.lit(-1).cast("int").alias("z"),
+    )
+    lakehouse = make_lakehouse(tmp_path / "landing", engine="spark")
+
+    commit = lakehouse.write_table(["accelerometer_landing"], nw.from_native(frame), {"stedi.run_id": "r"}, "run-1")
+
+    stored = stored_table(tmp_path / "lakehouse", "accelerometer_landing")
+    assert stored.schema == TABLES["accelerometer_landing"].polars_schema
+    assert stored.rows() == [("ann@x.com", T0, 1.5, 0.0, -1.0)]
+    assert commit.rows == 1
+
+    # Without the cast, the commit refuses Spark's types: the cast is what makes this work.
+    raw = tmp_path / "raw"
+    frame.write.parquet(str(raw))
+    iceberg_table = lakehouse.load_table("accelerometer_landing")
+    with pytest.raises(ValueError, match="Mismatch in fields"):
+        parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, str(next(raw.glob("part-*.parquet"))))
 
 
 # -- session and settings -------------------------------------------------------------------
@@ -256,7 +286,7 @@ def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
     assert all(line.endswith(": the Spark engine needs Java 17+ ('java' not found on PATH / JAVA_HOME)") for line in summary)
     # The JVM was never started: no Java stack trace, no py4j.
     assert "org.apache" not in completed.stderr and "py4j" not in completed.stderr.lower()
-    assert not (tmp_path / "lakehouse").exists() or not list((tmp_path / "lakehouse").rglob("_manifest.json"))
+    assert not list((tmp_path / "lakehouse").rglob("*.parquet"))
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,20 @@
 Both engines materialize the whole graph once per test session (see conftest);
 every table must hold the same rows (as multisets) with the same column names
 and types, the reference counts, and the same check outcomes. Also covers
-ml_join=same_customer and consent_scope=from_consent_date, and that each engine reads the other's Parquet files
-through the manifest. Not covered: Spark on a cluster or on S3 (s3a://).
+ml_join=same_customer and consent_scope=from_consent_date, that Spark's files
+are committed to Iceberg with the declared types, and that each engine reads
+the other's data files. Not covered: Spark on a cluster or on S3 (s3a://).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from stedi_assets.lakehouse.tables import current_data_files, data_file_paths
 from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.schemas import FEEDS, TABLES, ZONE_TABLES
 from stedi_assets_tests.conftest import check_outcomes, published_rows
@@ -21,10 +25,8 @@ pytestmark = pytest.mark.spark
 
 
 def stored_table(run, table: str) -> pl.DataFrame:
-    """The published table as Polars reads it from the manifest, rows in a canonical order."""
-    manifest = run.lakehouse.read_manifest([table])
-    frame = pl.read_parquet(manifest["files"])
-    return frame.sort(frame.columns, nulls_last=True)
+    """The table as the run committed it, read by an independent pyiceberg client, rows in a canonical order."""
+    return run.stored(table)
 
 
 @pytest.mark.parametrize("table", list(TABLES))
@@ -79,13 +81,18 @@ def test_same_customer_join(polars_same_customer_run, spark_same_customer_run):
     )
 
 
-def test_manifest_lists_spark_part_files(spark_run):
+def test_spark_part_files_are_committed_with_the_declared_types(spark_run):
     for table in TABLES:
-        manifest = spark_run.lakehouse.read_manifest([table])
-        names = [uri.rsplit("/", 1)[-1] for uri in manifest["files"]]
+        iceberg_table = spark_run.lakehouse.load_table(table)
+        snapshot = iceberg_table.metadata.snapshot_by_id(spark_run.snapshots[table])
+        assert int(snapshot.summary["total-records"]) == STEDI_REFERENCE.get(table, 0)
+        files = [f.file_path for f in current_data_files(iceberg_table, snapshot.snapshot_id)]
+        names = [uri.rsplit("/", 1)[-1] for uri in files]
         assert names and all(n.startswith("part-") and n.endswith(".parquet") for n in names)
-        assert manifest["rows"] == STEDI_REFERENCE.get(table, 0)
-        assert manifest["columns"] == {c.name: str(t) for c, t in zip(TABLES[table].columns, TABLES[table].narwhals_schema.values())}
+        # Spark's own files (_SUCCESS, checksums) are not left beside them.
+        folder = Path(files[0]).parent
+        assert sorted(p.name for p in folder.iterdir()) == sorted(names)
+        assert pl.read_parquet(files).schema == TABLES[table].polars_schema
 
 
 def test_spark_reads_the_tables_polars_wrote(polars_run, spark_run):
@@ -93,8 +100,8 @@ def test_spark_reads_the_tables_polars_wrote(polars_run, spark_run):
 
     engine = SparkEngine()
     for table in ("customer_trusted", "machine_learning_curated"):
-        manifest = polars_run.lakehouse.read_manifest([table])
-        scanned = engine.scan(manifest["files"], TABLES[table], polars_run.lakehouse.store_for(manifest["files"][0]))
+        files = data_file_paths(polars_run.lakehouse.load_table(table), polars_run.snapshots[table])
+        scanned = engine.scan(files, TABLES[table], polars_run.lakehouse.store_for(files[0]))
         frame = pl.from_arrow(scanned.to_native().toArrow())
         assert_frame_equal(frame.sort(frame.columns, nulls_last=True), stored_table(spark_run, table))
 

@@ -20,8 +20,9 @@ from polars.testing import assert_frame_equal
 
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput
+from stedi_assets.resources import TableNotPublishedError
 from stedi_assets.schemas import QUARANTINED_CUSTOMERS, TABLES
-from stedi_assets_tests.conftest import check_outcomes, materialize_all
+from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 from stedi_assets_tests.engines.test_spark_engine import T0, as_polars, customer, spark_frame, write_lines
 
 pytestmark = pytest.mark.spark
@@ -170,12 +171,17 @@ def write_privacy_landing(root: Path) -> Path:
     return root
 
 
-def stored_tables(lakehouse) -> dict[str, pl.DataFrame]:
+def stored_tables(lakehouse) -> dict[str, pl.DataFrame | None]:
+    """Every table as an independent pyiceberg client reads it (None if never published), rows sorted."""
     tables = {}
     for table in TABLES:
-        manifest = lakehouse.read_manifest([table])
-        frame = pl.read_parquet(manifest["files"]) if manifest else None
-        tables[table] = None if frame is None else frame.sort(frame.columns, nulls_last=True)
+        try:
+            lakehouse.load_table(table)
+        except TableNotPublishedError:
+            tables[table] = None
+            continue
+        frame = stored_table(Path(lakehouse.lakehouse_uri), table)
+        tables[table] = frame.sort(frame.columns, nulls_last=True)
     return tables
 
 
@@ -225,4 +231,5 @@ def test_unattributable_customer_record_stops_customer_trusted_on_spark(spark, t
 
     assert not result.success
     assert check_outcomes(result)[("customer_trusted", "quarantined_records_attributed")] is False
-    assert lakehouse.read_manifest(["customer_trusted"]) is None
+    with pytest.raises(TableNotPublishedError):
+        lakehouse.load_table("customer_trusted")

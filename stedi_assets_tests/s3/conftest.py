@@ -111,3 +111,18 @@ def s3_bucket(s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch, tmp_pat
     name = f"stedi-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     return Bucket(name, client)
+
+
+def independent_glue_catalog(endpoint: str):
+    """A pyiceberg GlueCatalog of its own on the local server, as another team's reader would open it."""
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    return GlueCatalog(
+        "reader",
+        **{
+            "glue.endpoint": endpoint, "glue.region": REGION,
+            "glue.access-key-id": ACCESS_KEY_ID, "glue.secret-access-key": SECRET_ACCESS_KEY,
+            "s3.endpoint": endpoint, "s3.region": REGION,
+            "s3.access-key-id": ACCESS_KEY_ID, "s3.secret-access-key": SECRET_ACCESS_KEY,
+        },
+    )

@@ -1,21 +1,24 @@
 """The whole pipeline with landing and lakehouse in an S3 bucket on a local S3 server.
 
-Covers the reference counts and checks on S3, the object layout, landing
-feeds of more than 1,000 objects, a server that dies in the middle of a run,
-the one-line errors of `stedi run` for a missing bucket, rejected credentials
-and an unreachable endpoint, and that no secret reaches Dagster's storage.
+Covers the reference counts and checks on S3 with the tables in the Glue Data
+Catalog (moto's S3 and Glue on one server): tables created and overwritten,
+read back by an independent pyiceberg GlueCatalog, the columns Athena sees,
+the object layout; the SQL catalog on S3 (STEDI_CATALOG_URI); landing feeds
+of more than 1,000 objects, a server that dies in the middle of a run, the
+one-line errors of `stedi run` for a missing bucket, rejected credentials and
+an unreachable endpoint, and that no secret reaches Dagster's storage or the
+table metadata.
 Spark is not covered here: its s3a:// connector (hadoop-aws) cannot be
 fetched on the test machines.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 
+import boto3
 import moto.settings
-import pyarrow.parquet as pq
 import pytest
 
 from stedi_assets import cli
@@ -26,35 +29,40 @@ from stedi_assets.query import query
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
-from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY
+from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files
+from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY, independent_glue_catalog
 from stedi_assets_tests.s3.test_store import closed_port
 
 pytestmark = pytest.mark.s3
 
 # The time-only join pairs 2,700 rows of different customers: reported, as a warning.
 EXPECTED_FAILURES = {("machine_learning_curated", "cross_customer_pairs")}
-LAYOUT = re.compile(r"lakehouse/(?P<zone>\w+)/(?P<table>\w+)/(_manifest\.json|(?P<version>v[\w-]+)/part-\d{5}\.parquet)")
+LAYOUT = re.compile(
+    r"lakehouse/(?P<zone>\w+)/(?P<table>\w+)/"
+    r"(metadata/[\w.-]+\.(metadata\.json|avro)|data/(?P<write>[\w-]+)/part-\d{5}\.parquet)"
+)
+
+
+def database_of(bucket) -> str:
+    """A Glue database per test: the server (and its Glue catalog) serves the whole session."""
+    return bucket.name.replace("-", "_")
 
 
 def s3_lakehouse(bucket, **settings) -> StediLakehouse:
+    settings.setdefault("glue_database", database_of(bucket))
     return StediLakehouse(
         landing_uri=bucket.uri("landing"), lakehouse_uri=bucket.uri("lakehouse"), profile="stedi-reference", **settings
     )
 
 
-def manifest(bucket, table: str) -> dict:
-    key = f"lakehouse/{TABLES[table].zone}/{table}/_manifest.json"
-    return json.loads(bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read())
+def stored_rows(endpoint: str, table: str, database: str = "stedi") -> int:
+    """Rows of the table's current snapshot, read by an independent pyiceberg client through Glue."""
+    return independent_glue_catalog(endpoint).load_table(f"{database}.{table}").scan().to_arrow().num_rows
 
 
-def stored_rows(bucket, table: str) -> int:
-    """Rows of the published version, read with pyarrow (not the engine) from the manifest's files."""
-    rows = 0
-    for uri in manifest(bucket, table)["files"]:
-        assert uri.startswith(f"s3://{bucket.name}/")
-        body = bucket.client.get_object(Bucket=bucket.name, Key=uri.split("/", 3)[3])["Body"].read()
-        rows += pq.read_table(io.BytesIO(body)).num_rows
-    return rows
+def current_snapshots(endpoint: str, database: str = "stedi") -> dict[str, int]:
+    catalog = independent_glue_catalog(endpoint)
+    return {name: catalog.load_table(f"{database}.{name}").metadata.current_snapshot_id for name in TABLES}
 
 
 def assert_reference_run(result) -> None:
@@ -65,9 +73,10 @@ def assert_reference_run(result) -> None:
     assert set(outcomes) == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
 
 
-def test_reference_pipeline_on_s3(s3_bucket, stedi_landing):
+def test_reference_pipeline_on_s3(s3_server, s3_bucket, stedi_landing):
     s3_bucket.upload(stedi_landing, "landing")
     lakehouse = s3_lakehouse(s3_bucket)
+    database = database_of(s3_bucket)
 
     assert_reference_run(materialize_all(lakehouse))
 
@@ -76,17 +85,59 @@ def test_reference_pipeline_on_s3(s3_bucket, stedi_landing):
     assert dict(counts.iter_rows()) == {name: STEDI_REFERENCE[name] for name in TABLES}
     assert query("SELECT * FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL", lakehouse).height == 0
 
-    # The documented layout: one manifest per table and one version of plain Parquet files.
+    # The documented layout: each table's Iceberg metadata and data files under {lakehouse}/{zone}/{table}/.
     lakehouse_keys = s3_bucket.keys("lakehouse/")
     matches = [LAYOUT.fullmatch(key) for key in lakehouse_keys]
     assert all(matches), [k for k, m in zip(lakehouse_keys, matches) if not m]
     assert {(m["zone"], m["table"]) for m in matches} == {(t.zone, name) for name, t in TABLES.items()}
-    for name in TABLES:
-        published = manifest(s3_bucket, name)
-        assert published["rows"] == stored_rows(s3_bucket, name) == STEDI_REFERENCE[name]
-        versions = {m["version"] for m in matches if m["table"] == name and m["version"]}
-        assert versions == {published["version"]}
     assert set(s3_bucket.keys()) == set(lakehouse_keys) | set(s3_bucket.keys("landing/"))
+
+    # An independent pyiceberg client reads every table through the Glue catalog.
+    for name in TABLES:
+        assert stored_rows(s3_server.endpoint, name, database) == STEDI_REFERENCE[name]
+    first = current_snapshots(s3_server.endpoint, database)
+
+    # What Athena reads from Glue: an Iceberg table at its current metadata, with the declared columns.
+    glue = boto3.client("glue", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+    for name, table in TABLES.items():
+        glue_table = glue.get_table(DatabaseName=database, Name=name)["Table"]
+        assert glue_table["Parameters"]["table_type"] == "ICEBERG"
+        iceberg_table = independent_glue_catalog(s3_server.endpoint).load_table(f"{database}.{name}")
+        assert glue_table["Parameters"]["metadata_location"] == iceberg_table.metadata_location
+        columns = glue_table["StorageDescriptor"]["Columns"]
+        assert [c["Name"] for c in columns] == table.column_names
+        assert [c["Type"] for c in columns] == [c.type for c in table.columns]
+        assert glue_table["StorageDescriptor"]["Location"] == s3_bucket.uri("lakehouse", table.zone, name)
+
+    # A second run overwrites every table: a new snapshot, Glue follows it, the counts stay.
+    assert_reference_run(materialize_all(lakehouse))
+    second = current_snapshots(s3_server.endpoint, database)
+    for name in TABLES:
+        assert second[name] != first[name]
+        assert stored_rows(s3_server.endpoint, name, database) == STEDI_REFERENCE[name]
+        glue_table = glue.get_table(DatabaseName=database, Name=name)["Table"]
+        iceberg_table = independent_glue_catalog(s3_server.endpoint).load_table(f"{database}.{name}")
+        assert glue_table["Parameters"]["metadata_location"] == iceberg_table.metadata_location
+        assert len(iceberg_table.snapshots()) == 2
+
+
+def test_sql_catalog_with_the_warehouse_on_s3(s3_server, s3_bucket, stedi_landing, tmp_path):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    s3_bucket.upload(stedi_landing, "landing")
+    catalog_uri = f"sqlite:///{tmp_path / 'team-catalog.db'}"
+    lakehouse = s3_lakehouse(s3_bucket, catalog_uri=catalog_uri)
+
+    assert_reference_run(materialize_all(lakehouse))
+
+    reader = SqlCatalog("stedi", uri=catalog_uri, **{
+        "s3.endpoint": s3_server.endpoint, "s3.access-key-id": "AKIASTEDITESTKEY0001",
+        "s3.secret-access-key": SECRET_ACCESS_KEY, "s3.region": "us-east-1",
+    })
+    for name in TABLES:
+        table = reader.load_table(f"stedi.{name}")
+        assert table.location() == s3_bucket.uri("lakehouse", TABLES[name].zone, name)
+        assert table.scan().to_arrow().num_rows == STEDI_REFERENCE[name]
 
 
 @pytest.mark.slow
@@ -115,15 +166,15 @@ def test_a_feed_of_more_than_a_thousand_objects(s3_bucket, stedi_landing):
 def test_server_dies_during_a_run(s3_server, s3_bucket, stedi_landing, monkeypatch):
     s3_bucket.upload(stedi_landing, "landing")
     assert materialize_all(s3_lakehouse(s3_bucket)).success
-    before = {name: manifest(s3_bucket, name) for name in TABLES}
+    before = current_snapshots(s3_server.endpoint, database_of(s3_bucket))
 
     original_write = PolarsEngine.write
 
-    def write_after_the_server_died(engine, frame, directory_uri, store):
+    def write_after_the_server_died(engine, frame, schema, directory_uri, store):
         # The first trusted table is about to be written: the server goes away.
         if "/trusted/" in directory_uri and s3_server.running:
             s3_server.stop()
-        return original_write(engine, frame, directory_uri, store)
+        return original_write(engine, frame, schema, directory_uri, store)
 
     monkeypatch.setattr(PolarsEngine, "write", write_after_the_server_died)
     try:
@@ -136,20 +187,21 @@ def test_server_dies_during_a_run(s3_server, s3_bucket, stedi_landing, monkeypat
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = cli._failure_message(failure)
     assert failure.step_key == "customer_trusted"
-    assert message.startswith(f"s3://{s3_bucket.name}/lakehouse/trusted/customer_trusted/v")
+    assert message.startswith(f"s3://{s3_bucket.name}/lakehouse/trusted/customer_trusted/data/")
     assert f"cannot connect to {s3_server.endpoint}" in message
-    # The tables that were not rewritten still point at their complete previous version...
+    # The tables that were not rewritten still have their complete previous snapshot...
+    after = current_snapshots(s3_server.endpoint, database_of(s3_bucket))
     for name in ("customer_trusted", "accelerometer_trusted", "customer_curated", "step_trainer_trusted",
                  "machine_learning_curated"):
-        assert manifest(s3_bucket, name) == before[name]
+        assert after[name] == before[name]
     # ...no table references a missing or partial file, and every count is unchanged.
     for name in TABLES:
-        assert stored_rows(s3_bucket, name) == STEDI_REFERENCE[name]
-    # Nothing of the failed version was left behind.
-    assert set(s3_bucket.keys("lakehouse/trusted/customer_trusted/")) == {
-        "lakehouse/trusted/customer_trusted/_manifest.json",
-        *(uri.split("/", 3)[3] for uri in before["customer_trusted"]["files"]),
-    }
+        assert stored_rows(s3_server.endpoint, name, database_of(s3_bucket)) == STEDI_REFERENCE[name]
+    # Whatever the failed write left behind is removed by maintenance; every remaining object is referenced.
+    lakehouse = s3_lakehouse(s3_bucket, orphan_min_age_hours=0)
+    maintain_table(lakehouse, "customer_trusted")
+    referenced = referenced_files(lakehouse.load_table("customer_trusted"))
+    assert {s3_bucket.uri(k) for k in s3_bucket.keys("lakehouse/trusted/customer_trusted/")} <= referenced
 
     # The next run, with the server back, publishes everything again.
     monkeypatch.setattr(PolarsEngine, "write", original_write)
@@ -161,6 +213,7 @@ def run_stedi(monkeypatch, capsys, landing: str, lakehouse: str) -> tuple[int, s
     monkeypatch.setenv("STEDI_LANDING_URI", landing)
     monkeypatch.setenv("STEDI_LAKEHOUSE_URI", lakehouse)
     monkeypatch.setenv("STEDI_PROFILE", "stedi-reference")
+    monkeypatch.setenv("STEDI_GLUE_DATABASE", re.sub(r"\W", "_", lakehouse.split("/")[2]))
     for variable in ("STEDI_ENGINE", "STEDI_ML_JOIN"):
         monkeypatch.delenv(variable, raising=False)
     code = cli.main(["run"])
@@ -174,7 +227,7 @@ def error_line(stderr: str) -> str:
     assert lines, stderr
     assert "Traceback" not in stderr
     # Each landing step fails on its own feed; apart from the feed's name the lines are the same.
-    same = {re.sub(r"accelerometer|customer|step_trainer|/v[\w-]+/", "{feed}", line) for line in lines}
+    same = {re.sub(r"accelerometer|customer|step_trainer|/metadata/[\w.-]+|/data/[\w-]+/", "{feed}", line) for line in lines}
     assert len(same) == 1, lines
     return lines[0]
 
@@ -199,8 +252,12 @@ def test_stedi_run_on_s3_keeps_secrets_out_of_dagster(s3_bucket, stedi_landing, 
     for path in written:
         assert SECRET_ACCESS_KEY.encode() not in path.read_bytes(), path
     assert SECRET_ACCESS_KEY not in out + err
-    for name in TABLES:
-        assert SECRET_ACCESS_KEY not in json.dumps(manifest(s3_bucket, name))
+    # Nor is any table's metadata, in the bucket or in Glue.
+    for key in s3_bucket.keys("lakehouse/"):
+        if "/metadata/" in key:
+            assert SECRET_ACCESS_KEY.encode() not in s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read()
+    glue = boto3.client("glue", endpoint_url=s3_bucket.client.meta.endpoint_url, region_name="us-east-1")
+    assert SECRET_ACCESS_KEY not in json.dumps(glue.get_tables(DatabaseName=database_of(s3_bucket))["TableList"], default=str)
 
 
 def test_stedi_run_names_a_missing_bucket(s3_bucket, monkeypatch, capsys):
@@ -224,8 +281,8 @@ def test_stedi_run_names_a_missing_lakehouse_bucket(s3_bucket, stedi_landing, mo
 
     assert code == 1
     assert re.fullmatch(
-        rf"error: \w+_landing: s3://{missing}/lakehouse/(landing|quarantine)/\w+/v[\w-]+/part-00000.parquet: "
-        rf"bucket '{missing}' does not exist",
+        rf"error: \w+_landing: table \w+\.\w+ in catalog Glue Data Catalog \(database \w+\): "
+        rf"s3://{missing}/lakehouse/(landing|quarantine)/\w+/metadata/[\w.-]+: bucket '{missing}' does not exist",
         error_line(err),
     )
 

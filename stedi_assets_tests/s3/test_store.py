@@ -9,6 +9,7 @@ Does not run the pipeline (test_lakehouse.py does).
 from __future__ import annotations
 
 import socket
+import time
 
 import moto.settings
 import polars as pl
@@ -47,38 +48,41 @@ def test_objects_round_trip_and_list_recursively(s3_bucket):
     # Nested keys are listed; the sibling prefix "customer-old" and the marker are not.
     assert listed == [s3_bucket.uri("landing/customer/2024/b.json"), s3_bucket.uri("landing/customer/a.json")]
     assert store.read_bytes(listed[1]) == b"landing/customer/a.json"
-    assert store.exists(listed[1])
-    assert not store.exists(s3_bucket.uri("landing/customer/missing.json"))
+    # With their modification times, for maintenance's safety age.
+    listed_with_times = store.list_objects(s3_bucket.uri("landing/customer"))
+    assert [uri for uri, _ in listed_with_times] == listed
+    assert all(abs(modified - time.time()) < 300 for _, modified in listed_with_times)
     assert store.list_files(s3_bucket.uri("nothing/here")) == []
 
 
 def test_write_bytes_replaces_an_object_whole(s3_bucket):
     store = s3_store()
-    uri = s3_bucket.uri("lakehouse/trusted/t/_manifest.json")
-    store.write_bytes(uri, b'{"version": "v1"}')
-    store.write_bytes(uri, b'{"version": "v2"}')
+    uri = s3_bucket.uri("landing/customer/customer-1.json")
+    store.write_bytes(uri, b'{"email": "a"}')
+    store.write_bytes(uri, b'{"email": "b"}')
 
-    assert store.read_bytes(uri) == b'{"version": "v2"}'
-    assert s3_bucket.keys("lakehouse/") == ["lakehouse/trusted/t/_manifest.json"]
+    assert store.read_bytes(uri) == b'{"email": "b"}'
+    assert s3_bucket.keys("landing/") == ["landing/customer/customer-1.json"]
 
 
 @pytest.mark.slow
 def test_listing_and_deleting_more_than_one_page(s3_bucket):
     store = s3_store()
     # 1,100 keys: two pages of a listing, two delete_objects batches.
-    keys = [f"lakehouse/trusted/t/v1/part-{i:05d}.parquet" for i in range(1_100)]
-    s3_bucket.put_many({key: b"x" for key in keys} | {"lakehouse/trusted/t/_manifest.json": b"{}"})
+    keys = [f"lakehouse/trusted/t/data/w1/part-{i:05d}.parquet" for i in range(1_100)]
+    kept = "lakehouse/trusted/t/metadata/00001.metadata.json"
+    s3_bucket.put_many({key: b"x" for key in keys} | {kept: b"{}"})
 
-    assert store.list_files(s3_bucket.uri("lakehouse/trusted/t/v1")) == [s3_bucket.uri(k) for k in keys]
-    store.delete_prefix(s3_bucket.uri("lakehouse/trusted/t/v1"))
+    assert store.list_files(s3_bucket.uri("lakehouse/trusted/t/data")) == [s3_bucket.uri(k) for k in keys]
+    store.delete_files([s3_bucket.uri(k) for k in keys] + [s3_bucket.uri("lakehouse/trusted/t/data/gone.parquet")])
 
-    assert s3_bucket.keys("lakehouse/") == ["lakehouse/trusted/t/_manifest.json"]
+    assert s3_bucket.keys("lakehouse/") == [kept]
 
 
 def test_polars_reads_and_writes_with_the_store_options(s3_bucket):
     store = s3_store()
     frame = pl.DataFrame({"sensorReadingTime": [1, 2, 3], "distanceFromObject": [10, 20, 30]})
-    uri = s3_bucket.uri("lakehouse/curated/t/v1/part-00000.parquet")
+    uri = s3_bucket.uri("lakehouse/curated/t/data/w1/part-00000.parquet")
 
     frame.lazy().sink_parquet(uri, storage_options=store.storage_options)
 
@@ -135,10 +139,10 @@ def test_missing_bucket_is_one_line_naming_the_uri(s3_bucket):
     with pytest.raises(StorageError) as listing:
         store.list_files(f"s3://{missing}/landing/customer")
     with pytest.raises(StorageError) as writing:
-        store.write_bytes(f"s3://{missing}/lakehouse/_manifest.json", b"{}")
+        store.write_bytes(f"s3://{missing}/landing/customer/a.json", b"{}")
 
     assert str(listing.value) == f"s3://{missing}/landing/customer: bucket '{missing}' does not exist"
-    assert str(writing.value) == f"s3://{missing}/lakehouse/_manifest.json: bucket '{missing}' does not exist"
+    assert str(writing.value) == f"s3://{missing}/landing/customer/a.json: bucket '{missing}' does not exist"
     assert listing.value.__cause__ is None and listing.value.__suppress_context__
 
 

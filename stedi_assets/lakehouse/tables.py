@@ -1,0 +1,240 @@
+"""Iceberg tables of the declared schemas, and the one commit that replaces a table's contents.
+
+A materialization writes Parquet files into the table's ``data/`` folder (the
+engine does that, Polars or Spark) and then commits them in **one snapshot**
+of operation ``overwrite``: every data file of the current snapshot is removed
+and the new ones are added, in one catalog commit. Readers see the previous
+snapshot or the new one, never a mix; every snapshot holds a complete table,
+so time travel to any of them gives a whole table (pyiceberg's own
+``overwrite`` makes two snapshots, the first of them empty).
+
+The files carry no Iceberg field ids: the table's name mapping
+(``schema.name-mapping.default``) maps their columns by name, as the spec
+provides for imported files; Spark, Trino, Athena and pyiceberg honour it.
+
+Commits are optimistic: when another writer committed first, the commit is
+rebuilt against the new current snapshot (whose files it then replaces) and
+tried again; after :data:`COMMIT_ATTEMPTS` the step fails with one line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from stedi_assets.lakehouse.catalog import CatalogError
+from stedi_assets.schemas import TableSchema
+
+COMMIT_ATTEMPTS = 5
+RUN_ID = "stedi.run_id"
+UPSTREAM = "stedi.upstream."
+"""Snapshot property prefix: ``stedi.upstream.<table>`` = the upstream snapshot id a table was computed from."""
+
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    # Old metadata files are deleted by the commit that makes them older than the last 20.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
+
+
+def iceberg_schema(table: TableSchema):
+    """The Iceberg schema of a declared table: field ids 1..n in column order, the column docs.
+
+    Every field is optional: a landing record without a required value is
+    quarantined before it reaches a table, and the files written by Polars and
+    Spark declare every column optional.
+    """
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+
+    types = {"string": StringType(), "bigint": LongType(), "double": DoubleType()}
+    return Schema(
+        *(
+            NestedField(i, c.name, types[c.type], required=False, doc=c.description)
+            for i, c in enumerate(table.columns, start=1)
+        )
+    )
+
+
+def table_properties(table: TableSchema) -> dict[str, str]:
+    from pyiceberg.table.name_mapping import create_mapping_from_schema
+
+    return {
+        **TABLE_PROPERTIES,
+        "comment": f"{table.zone} zone: {table.grain}",
+        "schema.name-mapping.default": create_mapping_from_schema(iceberg_schema(table)).model_dump_json(),
+    }
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one materialization committed."""
+
+    identifier: str
+    snapshot_id: int
+    metadata_location: str
+    rows: int
+    attempts: int
+
+
+def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
+    """The table ``identifier``, created with the declared schema at ``location`` if it does not exist.
+
+    Another run may create it at the same moment; the loser loads the winner's table.
+    """
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+
+    namespace = identifier.rsplit(".", 1)[0]
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    try:
+        return catalog.create_table(
+            identifier, iceberg_schema(table), location=location, properties=table_properties(table)
+        )
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
+
+
+def check_schema(iceberg_table, table: TableSchema, identifier: str) -> None:
+    """The table's current schema must be the declared one (names, types, order)."""
+    expected = iceberg_schema(table)
+    found = [(f.name, str(f.field_type)) for f in iceberg_table.schema().fields]
+    wanted = [(f.name, str(f.field_type)) for f in expected.fields]
+    if found != wanted:
+        raise CatalogError(
+            f"table {identifier}: its schema {found} is not the declared one {wanted}; "
+            "drop the table or migrate it before writing"
+        )
+
+
+def current_data_files(iceberg_table, snapshot_id: int | None = None) -> list:
+    """The DataFile entries of a snapshot (default: the current one)."""
+    metadata = iceberg_table.metadata
+    snapshot = metadata.snapshot_by_id(snapshot_id) if snapshot_id is not None else metadata.current_snapshot()
+    if snapshot is None:
+        return []
+    return [
+        entry.data_file
+        for manifest in snapshot.manifests(iceberg_table.io)
+        for entry in manifest.fetch_manifest_entry(iceberg_table.io, discard_deleted=True)
+    ]
+
+
+def replace_contents(
+    load: Callable[[], Any],
+    identifier: str,
+    files: Sequence[str],
+    properties: Mapping[str, str],
+    attempts: int = COMMIT_ATTEMPTS,
+) -> Commit:
+    """Make ``files`` the whole contents of the table, in one snapshot and one commit.
+
+    ``load`` returns the table as currently committed; it is called again after
+    a conflict, and the commit is rebuilt on top of what the other writer
+    committed (its files are the ones replaced).
+    """
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    data_files = None
+    for attempt in range(1, attempts + 1):
+        iceberg_table = load()
+        if data_files is None:
+            # Read once: the footers' statistics do not change between attempts.
+            data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
+        transaction = iceberg_table.transaction()
+        with transaction.update_snapshot(snapshot_properties=dict(properties)).overwrite() as overwrite:
+            for data_file in current_data_files(iceberg_table):
+                overwrite.delete_data_file(data_file)
+            for data_file in data_files:
+                overwrite.append_data_file(data_file)
+        try:
+            committed = transaction.commit_transaction()
+        # pyiceberg retries a conflict itself when the other commit does not touch
+        # this one's files (e.g. maintenance expired snapshots); when it does (another
+        # run replaced the contents), it refuses, and the commit is rebuilt here.
+        except (CommitFailedException, ValidationException) as error:
+            if attempt == attempts:
+                raise CatalogError(
+                    f"table {identifier}: commit conflict: other writers committed first {attempts} times in a row "
+                    f"({str(error).strip().splitlines()[0] if str(error).strip() else 'stale metadata'}); run the step again"
+                ) from None
+            time.sleep(0.05 * attempt)
+            continue
+        snapshot = committed.metadata.current_snapshot()
+        return Commit(
+            identifier=identifier,
+            snapshot_id=snapshot.snapshot_id,
+            metadata_location=committed.metadata_location,
+            rows=int(snapshot.summary.get("total-records", 0)),
+            attempts=attempt,
+        )
+    raise AssertionError("unreachable")
+
+
+def data_file_paths(iceberg_table, snapshot_id: int | None = None) -> list[str]:
+    """The Parquet files holding the table at ``snapshot_id`` (default: current).
+
+    This project's writers never write delete files; a table that has some
+    (written by another engine) is refused rather than read wrong.
+    """
+    paths = []
+    for task in iceberg_table.scan(snapshot_id=snapshot_id).plan_files():
+        if task.delete_files:
+            raise CatalogError(
+                f"{iceberg_table.metadata_location}: the table has delete files (written by another engine); "
+                "read it with pyiceberg or an Iceberg engine"
+            )
+        paths.append(task.file.file_path)
+    return sorted(paths)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    snapshot_id: int
+    committed_at: datetime
+    operation: str
+    run_id: str
+    rows: int
+    upstream: dict[str, int]
+    current: bool
+
+
+def history(iceberg_table) -> list[SnapshotInfo]:
+    """Every snapshot of the table, oldest first."""
+    current = iceberg_table.metadata.current_snapshot_id
+    infos = []
+    for snapshot in sorted(iceberg_table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
+        summary = snapshot.summary
+        extra = summary.additional_properties if summary else {}
+        infos.append(
+            SnapshotInfo(
+                snapshot_id=snapshot.snapshot_id,
+                committed_at=datetime.fromtimestamp(snapshot.timestamp_ms / 1000, tz=timezone.utc),
+                operation=summary.operation.value if summary else "",
+                run_id=extra.get(RUN_ID, ""),
+                rows=int(extra.get("total-records", 0)),
+                upstream={k[len(UPSTREAM):]: int(v) for k, v in extra.items() if k.startswith(UPSTREAM)},
+                current=snapshot.snapshot_id == current,
+            )
+        )
+    return infos
+
+
+def snapshot_at(iceberg_table, timestamp_ms: int) -> int | None:
+    """The snapshot that was current at ``timestamp_ms`` (from the table's snapshot log), or None."""
+    found = None
+    for entry in iceberg_table.metadata.snapshot_log:
+        if entry.timestamp_ms <= timestamp_ms and iceberg_table.metadata.snapshot_by_id(entry.snapshot_id):
+            found = entry.snapshot_id
+    return found
