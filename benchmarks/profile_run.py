@@ -12,7 +12,7 @@ Peak memory is measured per process by ``bench.py``.
 
 Usage::
 
-    python -m benchmarks.profile_run --size 100 [--engine polars] [--runs 3] [--work .bench]
+    python -m benchmarks.profile_run --size 100 [--engine polars] [--runs 3] [--work .bench] [--spark-conf k=v,...]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from benchmarks.bench import DEFAULT_SOURCE, scaled_landing
 
 
-def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
+def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] | None = None) -> dict[str, object]:
     from dagster import materialize
 
     from stedi_assets import checks
@@ -35,26 +35,30 @@ def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
     from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
 
     check_seconds: dict[str, float] = collections.defaultdict(float)
+    check_jobs: dict[str, int] = collections.defaultdict(int)
     original_run = checks.Check.run
 
     def timed_run(self, check_input):
-        start = time.perf_counter()
+        start, jobs = time.perf_counter(), spark_jobs(engine)
         try:
             return original_run(self, check_input)
         finally:
             check_seconds[check_input.table] += time.perf_counter() - start
+            check_jobs[check_input.table] += spark_jobs(engine) - jobs
 
     checks.Check.run = timed_run
     try:
         with tempfile.TemporaryDirectory(prefix="stedi-profile-") as lakehouse_dir:
-            lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine)
-            start = time.perf_counter()
+            lakehouse = StediLakehouse(
+                landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine, spark_conf=spark_conf or {}
+            )
+            start, jobs = time.perf_counter(), spark_jobs(engine)
             result = materialize(
                 zone_assets,
                 resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
-            wall = time.perf_counter() - start
+            wall, jobs = time.perf_counter() - start, spark_jobs(engine) - jobs
     finally:
         checks.Check.run = original_run
     assert result.success
@@ -63,7 +67,18 @@ def profile_once(landing: pathlib.Path, engine: str) -> dict[str, object]:
         for event in result.all_events
         if event.event_type_value == "STEP_SUCCESS"
     }
-    return {"wall_s": wall, "steps_s": steps, "checks_s": dict(check_seconds)}
+    return {
+        "wall_s": wall, "steps_s": steps, "checks_s": dict(check_seconds), "jobs": jobs, "check_jobs": dict(check_jobs),
+    }
+
+
+def spark_jobs(engine: str, spark_conf: dict[str, str] | None = None) -> int:
+    """Spark jobs started so far in this process (0 for other engines); starts the session if needed."""
+    if engine != "spark":
+        return 0
+    from stedi_assets.engines.spark_engine import spark_session
+
+    return len(spark_session(conf=spark_conf).sparkContext.statusTracker().getJobIdsForGroup())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,21 +86,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=100, help="scale factor of the landing zone")
     parser.add_argument("--engine", default="polars")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--spark-conf", default="", help="Spark engine: spark.* settings, as STEDI_SPARK_CONF")
     parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE)
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"))
     args = parser.parse_args(argv)
 
     landing = scaled_landing(args.work, args.source, args.size)
-    runs = [profile_once(landing, args.engine) for _ in range(args.runs)]
+    from stedi_assets.settings import parse_spark_conf
+
+    spark_conf = parse_spark_conf(args.spark_conf) if args.spark_conf else {}
+    spark_jobs(args.engine, spark_conf)  # the session starts with these settings
+    runs = [profile_once(landing, args.engine, spark_conf) for _ in range(args.runs)]
     walls = [r["wall_s"] for r in runs]
     median_run = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     checks_total = sum(median_run["checks_s"].values())
 
     print(f"{args.size}x {args.engine}: materialization {statistics.median(walls):.2f} s (median of {len(runs)}: "
           + ", ".join(f"{w:.2f}" for w in walls) + ")")
-    print(f"{'step':<26} {'step s':>8} {'checks s':>9}")
+    print(f"{'step':<26} {'step s':>8} {'checks s':>9} {'check jobs':>10}")
     for step, seconds in median_run["steps_s"].items():
-        print(f"{step:<26} {seconds:>8.2f} {median_run['checks_s'].get(step, 0.0):>9.2f}")
+        print(f"{step:<26} {seconds:>8.2f} {median_run['checks_s'].get(step, 0.0):>9.2f}"
+              f" {median_run['check_jobs'].get(step, 0):>10}")
+    if args.engine == "spark":
+        print(f"Spark jobs: {median_run['jobs']}, of them in checks: {sum(median_run['check_jobs'].values())}")
     without_checks = median_run["wall_s"] - checks_total
     print(f"checks: {checks_total:.2f} s, {checks_total / without_checks:.0%} on top of the rest ({without_checks:.2f} s)")
 

@@ -66,7 +66,8 @@ def _materialize(
             quarantined=quarantined,
             quarantine_max_share=lakehouse.quarantine_max_share,
         )
-        results = [(check, check.run(check_input)) for check in CHECKS[table]]
+        with engine.errors():
+            results = [(check, check.run(check_input)) for check in CHECKS[table]]
         # A blocking check stops publication only when it fails as an ERROR;
         # some checks fail as a WARN below their threshold.
         blocked = [
@@ -125,7 +126,8 @@ def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: st
     landing = lakehouse.read_landing(feed)
     engine = lakehouse.get_engine()
     quarantine = engine.hold(landing.quarantine)
-    quarantined = row_count(quarantine)
+    with engine.errors():
+        quarantined = landing.quarantined if landing.quarantined is not None else row_count(quarantine)
     context.log.info(
         mask_emails(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined")
     )

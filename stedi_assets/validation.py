@@ -203,12 +203,12 @@ def rejected_records(typed: nw.LazyFrame) -> nw.LazyFrame:
 
 
 def unknown_field_counts(raw: nw.LazyFrame, match: FieldMatch) -> dict[str, int]:
-    """How many records carry a (non-null) value for each unknown field."""
+    """How many records carry a (non-null) value for each unknown field; a field that is always null is not counted."""
     if not match.unknown:
         return {}
     # Cast before summing: Spark does not sum booleans.
     counts = raw.select([(~nw.col(name).is_null()).cast(nw.Int64).sum().alias(name) for name in match.unknown]).collect()
-    return {name: int(counts[name][0]) for name in match.unknown}
+    return {name: int(counts[name][0]) for name in match.unknown if counts[name][0]}
 
 
 # -- the reference: every record on its own, with Python's json module ----------

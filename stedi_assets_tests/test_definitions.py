@@ -8,7 +8,6 @@ setting's accepted values are in test_settings.py.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -176,8 +175,10 @@ def test_operations_settings_reach_sensors_schedules_and_freshness_policies(monk
         monkeypatch.setenv(variable, value)
     built = build_definitions()
     assert {s.minimum_interval_seconds for s in built.sensors} == {5}
-    crons = {s.name: s.cron_schedule for s in built.schedules}
-    assert (crons["stedi_audit_schedule"], crons["stedi_daily_schedule"]) == ("*/10 * * * *", "30 2 * * *")
+    assert {s.name: s.cron_schedule for s in built.schedules} == {
+        "stedi_audit_schedule": "*/10 * * * *", "stedi_daily_schedule": "30 2 * * *",
+        "lakehouse_maintenance_daily": "0 3 * * *",
+    }
     graph = built.resolve_asset_graph()
     policies = {key.path[-1]: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
     curated = {name for name, table in TABLES.items() if table.zone == "curated"}

@@ -8,6 +8,7 @@ written. Everything else (rules, checks, storage layout) is engine-neutral.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -40,6 +41,8 @@ class LandingRead:
     """One row per record not kept: the quarantine table's columns (source_file, line, reason, raw_text)."""
     unknown_fields: Mapping[str, int] = field(default_factory=dict)
     """Fields found in the files that no column declares, with how many records carry each."""
+    quarantined: int | None = None
+    """Rows of ``quarantine``, when the engine counted them while reading (no query needed to count them again)."""
 
 
 class Engine(Protocol):
@@ -62,3 +65,6 @@ class Engine(Protocol):
 
     def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
         """A small frame of this engine from rows held in Python, one value per declared column."""
+
+    def errors(self) -> AbstractContextManager[None]:
+        """Where the engine's errors are raised as one line that says what to do (e.g. memory to raise)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Sequence
 
 import narwhals as nw
@@ -34,6 +35,7 @@ class PolarsEngine:
             files=tuple(files),
             quarantine=nw.from_native(read.quarantine.lazy()),
             unknown_fields=read.unknown_fields,
+            quarantined=read.quarantine.height,
         )
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
@@ -54,6 +56,9 @@ class PolarsEngine:
 
     def release(self, frame: nw.LazyFrame) -> None:
         return None
+
+    def errors(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
         store.prepare_directory(directory_uri)

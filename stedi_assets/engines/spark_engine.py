@@ -13,20 +13,23 @@ Java 17+.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import narwhals as nw
 
 from stedi_assets import validation
 from stedi_assets.engines import EngineError, LandingRead
-from stedi_assets.schemas import TableSchema
+from stedi_assets.schemas import QUARANTINE_SCHEMAS, TableSchema
 from stedi_assets.storage import Store, is_s3_uri, local_path
 from stedi_assets.validation import LINE, REASON, SOURCE
 
@@ -53,6 +56,8 @@ SPARK_TYPES: dict[str, T.DataType] = {
 
 _session_lock = threading.Lock()
 _session: SparkSession | None = None
+_settings: dict[str, str] | None = None
+"""The settings the session was started with."""
 
 
 # -- URIs and schemas ------------------------------------------------------------
@@ -109,8 +114,38 @@ def java_executable(environ: Mapping[str, str] | None = None) -> str:
     return java
 
 
-def session_settings(master: str, conf: Mapping[str, str]) -> dict[str, str]:
-    """Spark settings for a session: quiet local defaults, then everything in ``conf``."""
+# In local mode the driver JVM is the whole cluster: its heap holds every
+# task's memory as well as the cached blocks. Spark's default of 1 GiB runs out
+# long before one machine does, so without a spark.driver.memory of the user's
+# the heap is sized from the machine's memory: a quarter of it, at least
+# Spark's default and at most 8 GiB (the rest stays for the Python workers,
+# the page cache and other processes).
+DRIVER_MEMORY_SHARE = 0.25
+DRIVER_MEMORY_MIN_MB = 1024
+DRIVER_MEMORY_MAX_MB = 8192
+
+
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def local_driver_memory(memory_bytes: int | None) -> str:
+    """The local driver's heap for a machine with ``memory_bytes`` of memory, as a Spark size (``6144m``)."""
+    if not memory_bytes:
+        return f"{DRIVER_MEMORY_MIN_MB}m"
+    share_mb = int(memory_bytes * DRIVER_MEMORY_SHARE) // 2**20
+    return f"{min(max(share_mb, DRIVER_MEMORY_MIN_MB), DRIVER_MEMORY_MAX_MB)}m"
+
+
+def session_settings(master: str, conf: Mapping[str, str], memory_bytes: int | None = None) -> dict[str, str]:
+    """Spark settings for a session: quiet local defaults, then everything in ``conf``.
+
+    ``memory_bytes`` is the machine's memory (read from the system when not given).
+    """
     settings = {
         "spark.master": master,
         "spark.app.name": "stedi",
@@ -122,6 +157,9 @@ def session_settings(master: str, conf: Mapping[str, str]) -> dict[str, str]:
         # The default of 200 shuffle partitions makes hundreds of tiny tasks on
         # one machine; two per core keeps both cores busy.
         settings["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 1))
+        settings["spark.driver.memory"] = local_driver_memory(
+            machine_memory_bytes() if memory_bytes is None else memory_bytes
+        )
     settings.update(conf)
     if "spark.driver.extraJavaOptions" in conf:
         # Keep the quiet logging unless the given options choose their own.
@@ -136,25 +174,63 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
 
     Every engine in the process shares it: starting a JVM takes seconds. The
     settings of the first call win; Spark cannot change most of them later.
+    Once its JVM has died (out of memory, killed), every use fails with the
+    one line that says why, rather than with connection errors.
     """
-    global _session
+    global _session, _settings
     with _session_lock:
-        if _session is not None and _session.sparkContext._jsc is not None:
-            return _session
+        if _session is not None:
+            failure = dead_jvm_message()
+            if failure is not None:
+                raise EngineError(failure)
+            if _session.sparkContext._jsc is not None:
+                return _session
         java_executable()
-        resource = LazyPySparkResource(spark_config=session_settings(master, conf or {}))
+        settings = session_settings(master, conf or {})
+        resource = LazyPySparkResource(spark_config=settings)
         try:
             session = resource.spark_session
         except PySparkException as error:
             raise EngineError(f"Spark did not start with master {master!r}: {_first_line(error)}") from None
         session.sparkContext.setLogLevel("WARN")
+        # py4j logs every failed call to a JVM that is gone, with a stack
+        # trace, before the error reaches the engine; spark_errors turns
+        # those errors into one line that says what happened.
+        for name in ("py4j.java_gateway", "py4j.clientserver"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if _quiet_py4j not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_quiet_py4j)  # py4j logs this one on the root logger
+        _quiet_accumulator_server(session)
         if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
             # Python workers (the landing reader runs in them) start "python3"
             # from the PATH by default; locally they run this interpreter, so
             # they import the same installed packages as the driver.
             session.sparkContext.pythonExec = sys.executable
-        _session = session
+        _session, _settings = session, settings
         return session
+
+
+def _quiet_py4j(record: logging.LogRecord) -> bool:
+    """False for py4j's report of a command the JVM did not answer (it logs it on the root logger)."""
+    return not (record.msg == "Exception while sending command." and "py4j" in record.pathname)
+
+
+def _quiet_accumulator_server(session: SparkSession) -> None:
+    """Let pyspark's accumulator server drop a connection that the JVM closed (it dies with the JVM) silently.
+
+    Python's socketserver prints the stack trace of a connection's EOFError
+    to stderr; the engine reports the JVM's death itself, in one line.
+    """
+    server = getattr(session.sparkContext, "_accumulatorServer", None)
+    if server is None:
+        return
+    report = server.handle_error
+
+    def handle_error(request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (EOFError, ConnectionError)):
+            report(request, client_address)
+
+    server.handle_error = handle_error
 
 
 def stop_spark_session() -> None:
@@ -162,8 +238,147 @@ def stop_spark_session() -> None:
     global _session
     with _session_lock:
         if _session is not None:
-            _session.stop()
+            if dead_jvm_message() is None:
+                _session.stop()
+            else:
+                _forget_dead_jvm()
             _session = None
+
+
+# -- a JVM out of memory -------------------------------------------------------------
+#
+# A task that runs out of heap in local mode takes the whole driver JVM with
+# it (Spark exits with code 52 on an OutOfMemoryError), and every call into it
+# then fails with py4j's connection errors. The engine tells that apart and
+# says it in one line that names the setting to raise.
+
+_OOM_EXIT_CODE = 52
+"""Spark's exit code for an OutOfMemoryError (SparkExitCode.OOM)."""
+
+
+def _jvm_exit_code() -> int | None:
+    """The exit code of the JVM this process started, or None while it runs (or when it was not started here)."""
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    return None if process is None else process.poll()
+
+
+def _memory_setting() -> tuple[str, str]:
+    """The setting to raise when the driver runs out of memory, and its value now."""
+    return "spark.driver.memory", (_settings or {}).get("spark.driver.memory", "1g")
+
+
+def _raised(size: str) -> str:
+    """A Spark size doubled: ``6144m`` -> ``12288m``, ``2g`` -> ``4g``."""
+    found = re.fullmatch(r"(\d+)([a-zA-Z]*)", size.strip())
+    return f"{2 * int(found.group(1))}{found.group(2)}" if found else size
+
+
+def out_of_memory_message(where: str) -> str:
+    setting, value = _memory_setting()
+    return (
+        f"Spark ran out of memory ({where}, {setting}={value}): raise {setting}, "
+        f"e.g. STEDI_SPARK_CONF={setting}={_raised(value)}"
+    )
+
+
+def dead_jvm_message() -> str | None:
+    """One line saying why the Spark JVM is gone, or None while it runs."""
+    code = _jvm_exit_code()
+    if code is None:
+        return None
+    if code == _OOM_EXIT_CODE:
+        return out_of_memory_message("the driver JVM exited with java.lang.OutOfMemoryError")
+    if code in (-9, 137):
+        # Killed from outside, most often by the kernel when the machine's memory ran out.
+        return out_of_memory_message("the driver JVM was killed (SIGKILL), as when the machine runs out of memory")
+    return f"the Spark JVM exited with code {code}; its log above says why"
+
+
+def _forget_dead_jvm() -> None:
+    """Drop pyspark's handles on a JVM that is gone, so that the next session starts a new one."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession as Session
+
+    SparkContext._active_spark_context = None
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    Session._instantiatedSession = None
+    Session._activeSession = None
+
+
+JVM_EXIT_WAIT_SECONDS = 30.0
+
+
+def _lost_the_jvm(error: BaseException) -> bool:
+    """Whether ``error`` comes from a JVM that is going away (rather than from a JVM answering with an error)."""
+    from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
+
+    if isinstance(error, (ConnectionError, Py4JNetworkError)):
+        return True
+    if isinstance(error, Py4JError) and not isinstance(error, Py4JJavaError):
+        return True
+    # A JVM on its way out first stops its SparkContext, which cancels the
+    # running job with an ordinary error ("SparkContext was shut down").
+    from pyspark import SparkContext
+
+    try:
+        context = SparkContext._active_spark_context
+        return context is not None and context._jsc.sc().isStopped()
+    except Exception:
+        return True
+
+
+def _wait_for_jvm_exit(seconds: float) -> None:
+    from pyspark import SparkContext
+
+    process = getattr(SparkContext._gateway, "proc", None)
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=seconds)
+
+
+_OUT_OF_MEMORY = re.compile(r"[\w.]*OutOfMemory(?:Error|Exception)(?:: [^\n]*)?")
+"""The JVM's heap (java.lang.OutOfMemoryError), Spark's execution memory
+(SparkOutOfMemoryError) or Arrow's direct buffers (OutOfMemoryException),
+which are bounded by the heap's size too."""
+
+
+def _out_of_memory(error: BaseException) -> str | None:
+    """The out-of-memory error named in ``error``'s message (``java.lang.OutOfMemoryError: Java heap space``), or None."""
+    try:
+        text = str(error)
+    except Exception:  # a Py4JJavaError whose JVM is gone cannot say what it was
+        return None
+    found = _OUT_OF_MEMORY.search(text)
+    return found.group(0).strip() if found else None
+
+
+@contextlib.contextmanager
+def spark_errors(master: str = "local[*]") -> Iterator[None]:
+    """Errors of a dead JVM or of a JVM out of heap, as one line (EngineError); other errors as they are."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except Exception as error:
+        if _lost_the_jvm(error):
+            # The connection broke first; the JVM may still be running its shutdown hooks.
+            _wait_for_jvm_exit(JVM_EXIT_WAIT_SECONDS)
+        failure = dead_jvm_message()
+        oom = None if failure is not None else _out_of_memory(error)
+        if oom is not None:
+            if master.startswith("local"):
+                failure = out_of_memory_message(oom)
+            else:
+                failure = (
+                    f"Spark ran out of memory ({oom} on the cluster): raise spark.executor.memory "
+                    "(or spark.driver.memory if the driver ran out), in STEDI_SPARK_CONF"
+                )
+        if failure is None:
+            raise
+        raise EngineError(failure) from None
 
 
 def _first_line(error: BaseException) -> str:
@@ -174,44 +389,92 @@ def _first_line(error: BaseException) -> str:
 # -- landing JSON ------------------------------------------------------------------
 #
 # Spark reads each landing file's bytes (the binaryFile source: compressed
-# files as they are) and its Python workers read each file with the reference
-# reader of stedi_assets.validation: the same decompression bound, the same
-# record-by-record parsing and the same rules as the Polars engine's careful
-# path, which its fast path equals. So the two engines keep and quarantine
-# exactly the same records, one bad record costs only itself, and JSON-array
-# files are read too. The workers need the stedi_assets package (installed on
-# a cluster's nodes, as any Python UDF's code is).
+# files as they are) and its Python workers read them with the package's
+# landing reader, the Polars engine's (stedi_assets.engines.polars_landing):
+# the reference reader of stedi_assets.validation, with its fast path where
+# that is certain to give the reference's answer (test_landing_differential
+# holds both engines to the reference, record by record). So the two engines
+# keep and quarantine exactly the same records, one bad record costs only
+# itself, and JSON-array files are read too.
+#
+# The workers stream: each task reads a few files at a time and hands Spark
+# Arrow batches of typed records, quarantined records and one summary row
+# per group of files (records read, quarantined, unknown fields), so no
+# Python object of a whole file's records ever goes through the JVM. The
+# workers need the stedi_assets package (installed on a cluster's nodes, as
+# any Python UDF's code is).
 
 _RAW_TEXT = "raw_text"
+_RECORDS_READ = "__records_read"
+_QUARANTINED = "__quarantined"
+_UNKNOWN_FIELDS = "__unknown_fields"
 _SCHEME = re.compile("^[a-z0-9]+:(//[^/]*)?")
+_FILES_PER_READ = 8
+"""Files a worker reads before handing their records on: few enough to bound
+its memory, enough for the reader's per-call cost to matter little."""
+_ROWS_PER_BATCH = 100_000
+
+
+def landing_layout(schema: TableSchema) -> T.StructType:
+    """The rows of a landing read: kept records, quarantined records and summary rows, told apart by
+    their reason (quarantined) and their records-read count (summary)."""
+    return T.StructType([
+        T.StructField(SOURCE, T.StringType()), T.StructField(LINE, T.LongType()),
+        T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()),
+        *[T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in schema.columns],
+        T.StructField(_RECORDS_READ, T.LongType()), T.StructField(_QUARANTINED, T.LongType()),
+        T.StructField(_UNKNOWN_FIELDS, T.StringType()),
+    ])
 
 
 def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
-    """A function over binaryFile rows: (the store's URI of the file, the file as the reference reads it).
+    """A mapInArrow function over binaryFile batches (path, content): the files' landing rows as Arrow batches.
 
     Spark names a file ``file:/path`` or ``s3a://bucket/key``; files are told
-    apart by their path (the part after the scheme and bucket).
+    apart by their path (the part after the scheme and bucket), and each
+    record names its file by the store's URI.
     """
     store_uris = {_SCHEME.sub("", spark_uri(uri)): uri for uri in files}
+    layout = landing_layout(schema)
 
-    def read(rows):
-        rules = validation.RecordRules(schema)
-        for row in rows:
-            uri = store_uris.get(_SCHEME.sub("", row.path), row.path)
-            yield uri, validation.reference_file(uri, bytes(row.content), rules, max_file_mb)
+    def read(batches):
+        import json
+
+        import polars as pl
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from stedi_assets.engines.polars_landing import read_feed
+
+        arrow_schema = to_arrow_schema(layout)
+        polars_types = {T.StringType(): pl.String, T.LongType(): pl.Int64, T.DoubleType(): pl.Float64}
+        nulls = {f.name: pl.lit(None, dtype=polars_types[f.dataType]).alias(f.name) for f in layout}
+
+        def rows(frame: pl.DataFrame) -> pl.DataFrame:
+            """``frame`` in the layout's columns: those it lacks are null."""
+            return frame.select([pl.col(n) if n in frame.columns else nulls[n] for n in layout.names])
+
+        for batch in batches:
+            paths = batch.column("path").to_pylist()
+            contents = batch.column("content")
+            for start in range(0, len(paths), _FILES_PER_READ):
+                group = [
+                    (store_uris.get(_SCHEME.sub("", paths[i]), paths[i]), contents[i].as_py())
+                    for i in range(start, min(start + _FILES_PER_READ, len(paths)))
+                ]
+                feed = read_feed(schema, group, max_file_mb)
+                del group
+                summary = pl.DataFrame({
+                    _RECORDS_READ: [feed.records_read], _QUARANTINED: [feed.quarantine.height],
+                    _UNKNOWN_FIELDS: [json.dumps(feed.unknown_fields)],
+                })
+                quarantine = feed.quarantine.rename({
+                    "source_file": SOURCE, "line": LINE, "reason": REASON, "raw_text": _RAW_TEXT,
+                })
+                for frame in (rows(feed.records), rows(quarantine), rows(summary)):
+                    table = frame.to_arrow().cast(arrow_schema)
+                    yield from table.to_batches(max_chunksize=_ROWS_PER_BATCH)
 
     return read
-
-
-def _record_rows(width: int):
-    """A function over file reads: their kept and quarantined records, as rows of the landing read's layout."""
-
-    def rows(item) -> list[tuple]:
-        path, read = item
-        kept = [(path, line, None, None, *values) for line, *values in read.kept]
-        return kept + [(path, line, reason, text, *([None] * width)) for line, reason, text in read.quarantined]
-
-    return rows
 
 
 class SparkEngine:
@@ -227,69 +490,88 @@ class SparkEngine:
         self.conf = dict(conf or {})
         self.max_file_mb = max_file_mb
         self._landing_records: list[DataFrame] = []
+        self._held_already: list[DataFrame] = []
 
     @property
     def session(self) -> SparkSession:
         return spark_session(self.master, self.conf)
 
     def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
+        with self.errors():
+            return self._read_landing(feed, files)
+
+    def _read_landing(self, feed: TableSchema, files: Sequence[str]) -> LandingRead:
         contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")
-        reads = contents.rdd.mapPartitions(_file_reads(self.max_file_mb, feed, files))
-        reads = reads.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            totals = reads.map(lambda item: (item[1].records_read, item[1].unknown_fields)).collect()
-            columns = [T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in feed.columns]
-            layout = T.StructType([
-                T.StructField(SOURCE, T.StringType()), T.StructField(LINE, T.LongType()),
-                T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()), *columns,
-            ])
-            # The reference has typed every value already: no second check of each row in Python.
-            records_of_files = self.session.createDataFrame(
-                reads.flatMap(_record_rows(len(feed.columns))), layout, verifySchema=False
-            )
-            records_of_files = records_of_files.persist(StorageLevel.MEMORY_AND_DISK)
-            records_of_files.count()
-        finally:
-            reads.unpersist(blocking=False)
-        # Kept while the landing table is computed: counted, quarantined and deduplicated from here.
-        self._landing_records.append(records_of_files)
+        rows = contents.mapInArrow(_file_reads(self.max_file_mb, feed, files), landing_layout(feed))
+        # Cached, the files are read once: the summaries below compute the
+        # cache, and the quarantine and the landing table are read from it.
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        self._landing_records.append(rows)
+        summaries = rows.filter(F.col(_RECORDS_READ).isNotNull()).select(
+            F.sum(_RECORDS_READ), F.sum(_QUARANTINED), F.collect_list(_UNKNOWN_FIELDS)
+        ).first()
+        records_read, quarantined, unknown_lists = summaries[0] or 0, summaries[1] or 0, summaries[2] or []
         unknown_fields: dict[str, int] = {}
-        for _, counts in totals:
-            for name, count in counts.items():
+        for text in unknown_lists:
+            for name, count in json.loads(text).items():
                 unknown_fields[name] = unknown_fields.get(name, 0) + count
-        records = records_of_files.filter(F.col(REASON).isNull()).select(feed.column_names)
-        quarantine = records_of_files.filter(F.col(REASON).isNotNull()).select(
-            F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"),
-            F.col(REASON).alias("reason"), F.col(_RAW_TEXT).alias("raw_text"),
-        )
+        records = rows.filter(F.col(REASON).isNull() & F.col(_RECORDS_READ).isNull()).select(feed.column_names)
+        if quarantined:
+            quarantine = rows.filter(F.col(REASON).isNotNull()).select(
+                F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"),
+                F.col(REASON).alias("reason"), F.col(_RAW_TEXT).alias("raw_text"),
+            )
+        else:
+            # Nothing quarantined: an empty table of the driver's, which no Spark job computes
+            # (limit 0 makes Spark's optimizer plan it as an empty local relation).
+            quarantine_schema = spark_schema(QUARANTINE_SCHEMAS[feed.name.removesuffix("_landing")])
+            quarantine = self.session.createDataFrame([], quarantine_schema).limit(0)
+        # Read from the cache, or held by the driver: holding them again would copy them for nothing.
+        self._held_already.append(quarantine)
         return LandingRead(
             records=nw.from_native(records),
-            records_read=sum(count for count, _ in totals),
+            records_read=int(records_read),
             files=tuple(files),
             quarantine=nw.from_native(quarantine),
             unknown_fields=dict(sorted(unknown_fields.items())),
+            quarantined=int(quarantined),
         )
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         struct = spark_schema(schema)
-        if not files:
-            return nw.from_native(self.session.createDataFrame([], struct))
-        return nw.from_native(self.session.read.schema(struct).parquet(*[spark_uri(f) for f in files]))
+        with self.errors():
+            if not files:
+                return nw.from_native(self.session.createDataFrame([], struct))
+            return nw.from_native(self.session.read.schema(struct).parquet(*[spark_uri(f) for f in files]))
 
     def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
-        return nw.from_native(self.session.createDataFrame(list(rows), spark_schema(schema)))
+        with self.errors():
+            return nw.from_native(self.session.createDataFrame(list(rows), spark_schema(schema)))
 
     def hold(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        native = frame.to_native()
+        if any(native is held for held in self._held_already):
+            return frame
         # Persisted, the table is computed by the first check that reads it;
         # the other checks and the writer read the cached blocks.
-        return nw.from_native(frame.to_native().persist(StorageLevel.MEMORY_AND_DISK))
+        with self.errors():
+            return nw.from_native(native.persist(StorageLevel.MEMORY_AND_DISK))
 
     def release(self, frame: nw.LazyFrame) -> None:
-        frame.to_native().unpersist(blocking=False)
-        # Landing records were kept only to compute the landing table, now written.
-        for records in self._landing_records:
-            records.unpersist(blocking=False)
-        self._landing_records.clear()
+        with self.errors():
+            native = frame.to_native()
+            if any(native is held for held in self._held_already):
+                self._held_already = [held for held in self._held_already if held is not native]
+            else:
+                native.unpersist(blocking=False)
+            # Landing records were kept only to compute the landing table, now written.
+            for records in self._landing_records:
+                records.unpersist(blocking=False)
+            self._landing_records.clear()
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """Translates a Spark that ran out of memory or whose JVM died into one line naming the setting to raise."""
+        return spark_errors(self.master)
 
     def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
         # Cast to the declared types: Spark may have computed a decimal or an
@@ -299,7 +581,8 @@ class SparkEngine:
         # Spark creates the folder itself and refuses to write into an existing
         # one; each write has a new folder, so nothing is ever overwritten.
         try:
-            typed.write.mode("errorifexists").parquet(spark_uri(directory_uri))
+            with self.errors():
+                typed.write.mode("errorifexists").parquet(spark_uri(directory_uri))
         except PySparkException as error:
             raise EngineError(f"{directory_uri}: Spark could not write the table: {_first_line(error)}") from None
         # Spark also leaves _SUCCESS and checksum files; the table is the part files.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,71 @@ def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
     assert not list((tmp_path / "lakehouse").rglob("*.parquet"))
 
 
+@pytest.mark.parametrize(
+    ("memory_gib", "expected"),
+    [
+        (24, "6144m"),  # a quarter of the machine
+        (2, "1024m"),  # never below Spark's own default
+        (256, "8192m"),  # capped: the rest is for the Python workers, the page cache and other processes
+    ],
+)
+def test_local_driver_memory_is_a_share_of_the_machine(memory_gib, expected):
+    from stedi_assets.engines.spark_engine import session_settings
+
+    assert session_settings("local[2]", {}, memory_bytes=memory_gib * 2**30)["spark.driver.memory"] == expected
+    # The user's setting wins; a cluster's driver keeps Spark's default.
+    assert session_settings("local[2]", {"spark.driver.memory": "3g"}, memory_bytes=memory_gib * 2**30)[
+        "spark.driver.memory"] == "3g"
+    assert "spark.driver.memory" not in session_settings("spark://head:7077", {}, memory_bytes=memory_gib * 2**30)
+
+
+@pytest.mark.spark
+def test_session_driver_memory_is_sized_from_the_machine(spark):
+    from stedi_assets.engines.spark_engine import local_driver_memory, machine_memory_bytes
+
+    assert spark.sparkContext.getConf().get("spark.driver.memory") == local_driver_memory(machine_memory_bytes())
+
+
+@pytest.mark.spark
+def test_out_of_memory_is_one_line_naming_the_setting(small_landing, tmp_path):
+    # Spark's binaryFile source holds a landing file whole in the JVM heap,
+    # with copies: a 200 MB file does not fit a 512 MiB driver (the smallest
+    # heap Spark starts with), which dies of an OutOfMemoryError.
+    readings = "".join(
+        json.dumps({"user": f"u{i % 1000}@x.com", "timestamp": T0 + i, "x": 0.25, "y": -0.5, "z": 1.0}) + "\n"
+        for i in range(10_000)
+    ).encode()
+    with open(small_landing / "accelerometer" / "large.json", "wb") as large:
+        for _ in range(200 * 2**20 // len(readings) + 1):
+            large.write(readings)
+    environment = {
+        **os.environ, "PYTHONPATH": str(REPOSITORY), "STEDI_SPARK_CONF": "spark.driver.memory=512m",
+        "STEDI_PROFILE": "",
+    }
+    environment.pop("DAGSTER_HOME", None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "stedi_assets.cli", "run", "--engine", "spark",
+         "--landing", str(small_landing), "--lakehouse", str(tmp_path / "lakehouse")],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600,
+    )
+
+    assert completed.returncode == 1
+    summary = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    # One line per failed step, each saying so and naming the setting to raise. The heap
+    # usually runs out (the JVM exits, failing every step), sometimes Arrow's buffers
+    # (bounded by the heap too) in the one step reading the large file.
+    assert summary
+    for line in summary:
+        assert re.fullmatch(
+            r"error: \w+: Spark ran out of memory \((the driver JVM exited with )?[\w.]*OutOfMemory[^)]*"
+            r"spark\.driver\.memory=512m\): raise spark\.driver\.memory, e\.g\. STEDI_SPARK_CONF=spark\.driver\.memory=1024m",
+            line,
+        ), line
+    # Not the errors of a JVM that is gone.
+    for noise in ("Connection refused", "Py4J", "py4j", "<exception str() failed>", "Traceback"):
+        assert noise not in completed.stderr, completed.stderr[-3000:]
+
+
 def test_spark_settings_from_the_environment():
     lakehouse = build_resources({
         "STEDI_ENGINE": "spark",
@@ -321,6 +387,39 @@ def test_one_bad_record_costs_only_itself_on_both_engines(spark, tmp_path):
     assert as_polars(on_spark.quarantine).select("line", "reason").rows() == [(51, "wrong type for timestamp")]
     assert_frame_equal(records, as_polars(on_polars.records))
     assert_frame_equal(as_polars(on_spark.quarantine), as_polars(on_polars.quarantine))
+
+
+@pytest.mark.spark
+def test_landing_files_are_read_once_and_nothing_is_cached_twice(spark, tmp_path):
+    from pyspark import StorageLevel
+
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    good = [{"user": "a@x.com", "timestamp": T0 + i, "x": 1.0, "y": 0.5, "z": -1.0} for i in range(10)]
+    clean = [write_lines(tmp_path / "clean.json", good)]
+    dirty = [*clean, write_lines(tmp_path / "dirty.json", ['{"user": "a@x.com", "timestamp": "soon"}'])]
+    engine = SparkEngine()
+    schema = FEED_SCHEMAS["accelerometer"]
+
+    # Nothing quarantined: an empty table of the driver's, computed by no Spark job, never cached.
+    read = engine.read_landing(schema, clean, LocalStore())
+    native = read.quarantine.to_native()
+    assert read.quarantined == 0
+    assert native._jdf.queryExecution().optimizedPlan().getClass().getSimpleName() == "LocalRelation"
+    assert engine.hold(read.quarantine).to_native().storageLevel == StorageLevel.NONE
+    # The parsed rows are cached once; the landing table is held (cached) for its checks and the writer.
+    held = engine.hold(nw.from_native(read.records.to_native().distinct()))
+    assert held.to_native().storageLevel != StorageLevel.NONE
+    engine.release(held)
+    engine.release(read.quarantine)
+    assert held.to_native().storageLevel == StorageLevel.NONE
+
+    # A quarantine is read from the parsed rows' cache, not cached again.
+    read = engine.read_landing(schema, dirty, LocalStore())
+    assert read.quarantined == 1
+    assert engine.hold(read.quarantine).to_native().storageLevel == StorageLevel.NONE
+    assert as_polars(read.quarantine).select("line", "reason").rows() == [(1, "wrong type for timestamp")]
+    engine.release(read.quarantine)
 
 
 @pytest.mark.spark
