@@ -1,1 +1,1 @@
-"""Jobs and schedules that operate the lakehouse, beside the assets that fill it."""
+"""Jobs, schedules, sensors, alerts and audit checks that operate the lakehouse, beside the assets that fill it."""
