@@ -177,6 +177,8 @@ def test_operations_settings_reach_sensors_schedules_and_freshness_policies(monk
     assert {s.minimum_interval_seconds for s in built.sensors} == {5}
     assert {s.name: s.cron_schedule for s in built.schedules} == {
         "stedi_audit_schedule": "*/10 * * * *", "stedi_daily_schedule": "30 2 * * *",
+        # Not an operations setting: the lakehouse maintenance schedule keeps its fixed time.
+        "lakehouse_maintenance_daily": "0 3 * * *",
     }
     graph = built.resolve_asset_graph()
     policies = {key.path[-1]: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
