@@ -17,12 +17,21 @@ import narwhals as nw
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from dagster import AssetsDefinition, asset, materialize
+from dagster import AssetsDefinition, DagsterInstance, asset, materialize
 
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import materialize_all, resources_for
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    """A Dagster instance of its own, in the test's temporary folder."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.local_temp(tempdir=str(home)) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")

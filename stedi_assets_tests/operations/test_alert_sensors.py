@@ -9,7 +9,6 @@ itself is covered by test_daemon.py.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context
@@ -28,14 +27,6 @@ from stedi_assets.definitions import build_definitions
 from stedi_assets.operations.alerts import StediAlerts
 
 UI = "http://ui.example.internal"
-
-
-@pytest.fixture
-def instance(tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with DagsterInstance.local_temp(tempdir=str(home)) as instance:
-        yield instance
 
 
 class Harness:

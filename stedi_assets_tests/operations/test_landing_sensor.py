@@ -79,14 +79,6 @@ def local_landing(tmp_path: Path, monkeypatch) -> Path:
     return landing
 
 
-@pytest.fixture
-def instance(tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with DagsterInstance.local_temp(tempdir=str(home)) as instance:
-        yield instance
-
-
 def test_first_tick_runs_every_delivered_feed_and_an_unchanged_zone_runs_nothing(local_landing, instance):
     harness = SensorHarness(instance)
     request = harness.tick()
