@@ -11,6 +11,7 @@ the Spark engine or S3 (their own modules).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -77,21 +78,54 @@ def test_same_customer_join(stedi_landing, make_lakehouse):
 
 # -- privacy rules on the real data plus one small extra file ------------------------------------
 #
-# Santosh Clayton consents in the real data and has 85 accelerometer and 30
-# step-trainer readings; Sean Jackson consents too.
-
-SANTOSH = "Santosh.Clayton@test.com"
-SANTOSH_SERIAL = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
-SEAN = "Sean.Jackson@test.com"
-LATEST_READING = 1_655_564_519_636
+# Two consenting customers of the real data are picked by rule when the tests
+# run (the data set stays in ../shared): the subject, whose extra records the
+# tests deliver, and another one. Both have a single customer record, readings
+# in both feeds and a device of their own.
 
 
-def real_record(landing: Path, email: str) -> dict:
-    for path in (landing / "customer").iterdir():
-        for line in path.read_text().splitlines():
-            if line.strip() and json.loads(line)["email"] == email:
-                return json.loads(line)
-    raise LookupError(email)
+@dataclass(frozen=True)
+class Customer:
+    record: dict
+    readings: int  # accelerometer readings of this customer
+    steps: int  # step-trainer readings of this customer's device
+
+    @property
+    def email(self) -> str:
+        return self.record["email"]
+
+    @property
+    def serial(self) -> str:
+        return self.record["serialNumber"]
+
+    @property
+    def masked(self) -> str:
+        local, _, domain = self.email.partition("@")
+        return f"{local[:2].lower()}***@{domain.lower()}"
+
+
+def _feed(landing: Path, feed: str) -> pl.DataFrame:
+    return pl.concat([pl.read_ndjson(path) for path in sorted((landing / feed).iterdir())], how="diagonal_relaxed")
+
+
+@pytest.fixture(scope="module")
+def real_customers(stedi_landing) -> tuple[Customer, Customer, int]:
+    """(subject, another consenting customer, the latest accelerometer timestamp) of the real data."""
+    customers = _feed(stedi_landing, "customer")
+    readings = _feed(stedi_landing, "accelerometer")
+    steps = _feed(stedi_landing, "step_trainer")
+    single = customers.filter(
+        (pl.len().over("email") == 1) & (pl.len().over("serialNumber") == 1)
+        & pl.col("shareWithResearchAsOfDate").is_not_null()
+    )
+    per_user = readings.group_by(pl.col("user").alias("email")).agg(pl.len().alias("readings"))
+    per_serial = steps.group_by("serialNumber").agg(pl.len().alias("steps"))
+    chosen = single.join(per_user, on="email").join(per_serial, on="serialNumber").sort("email").head(2)
+    subject, other = (
+        Customer({k: v for k, v in row.items() if k in customers.columns}, row["readings"], row["steps"])
+        for row in chosen.iter_rows(named=True)
+    )
+    return subject, other, int(readings["timestamp"].max())
 
 
 def landing_with(real: Path, root: Path, extra: dict[str, list[dict | str]]) -> Path:
@@ -126,9 +160,11 @@ def failed_checks(result) -> set[tuple[str, str]]:
         {"shareWithResearchAsOfDate": None, "registrationDate": "2022-06-18"},  # withdrawn, another field malformed
     ],
 )
-def test_withdrawal_that_fails_validation_holds_the_customer_back(stedi_landing, make_lakehouse, tmp_path, invalid):
-    santosh = real_record(stedi_landing, SANTOSH)
-    newer = {**santosh, "lastUpdateDate": santosh["lastUpdateDate"] + 1_000, **invalid}
+def test_withdrawal_that_fails_validation_holds_the_customer_back(
+    stedi_landing, make_lakehouse, tmp_path, real_customers, invalid
+):
+    subject = real_customers[0]
+    newer = {**subject.record, "lastUpdateDate": subject.record["lastUpdateDate"] + 1_000, **invalid}
     landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [newer]})
 
     result = materialize_all(make_lakehouse(landing))
@@ -137,12 +173,12 @@ def test_withdrawal_that_fails_validation_holds_the_customer_back(stedi_landing,
     rows = published_rows(result)
     assert rows["customer_quarantine"] == 1
     assert rows["customer_trusted"] == rows["customer_curated"] == 481
-    assert rows["accelerometer_trusted"] == 40_981 - 85
-    assert rows["step_trainer_trusted"] == 14_460 - 30
+    assert rows["accelerometer_trusted"] == 40_981 - subject.readings
+    assert rows["step_trainer_trusted"] == 14_460 - subject.steps
     lakehouse = tmp_path / "lakehouse"
     for table, column in (("customer_trusted", "email"), ("customer_curated", "email"), ("accelerometer_trusted", "user")):
-        assert SANTOSH.lower() not in identities(stored(lakehouse, table), column)
-    assert SANTOSH_SERIAL not in identities(stored(lakehouse, "step_trainer_trusted"), "serialNumber")
+        assert subject.email.lower() not in identities(stored(lakehouse, table), column)
+    assert subject.serial not in identities(stored(lakehouse, "step_trainer_trusted"), "serialNumber")
     assert failed_checks(result) == {
         ("customer_landing", "quarantined_records"),
         ("customer_trusted", "unreadable_records_held_back"),
@@ -151,12 +187,14 @@ def test_withdrawal_that_fails_validation_holds_the_customer_back(stedi_landing,
     held_back = next(e for e in result.get_asset_check_evaluations() if e.check_name == "unreadable_records_held_back")
     assert held_back.severity.value == "WARN"
     assert held_back.metadata["customers_held_back"].value == 1
-    assert held_back.metadata["sample_emails"].value == "sa***@test.com"
+    assert held_back.metadata["sample_emails"].value == subject.masked
 
 
-def test_quarantined_customer_record_without_email_blocks_customer_trusted(stedi_landing, make_lakehouse, tmp_path):
-    santosh = real_record(stedi_landing, SANTOSH)
-    nameless = {k: v for k, v in santosh.items() if k != "email"} | {"lastUpdateDate": santosh["lastUpdateDate"] + 1}
+def test_quarantined_customer_record_without_email_blocks_customer_trusted(
+    stedi_landing, make_lakehouse, tmp_path, real_customers
+):
+    subject = real_customers[0].record
+    nameless = {k: v for k, v in subject.items() if k != "email"} | {"lastUpdateDate": subject["lastUpdateDate"] + 1}
     landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [nameless]})
 
     result = materialize_all(make_lakehouse(landing))
@@ -167,15 +205,16 @@ def test_quarantined_customer_record_without_email_blocks_customer_trusted(stedi
     assert not (tmp_path / "lakehouse" / "trusted").exists()
 
 
-def test_emails_are_matched_trimmed_and_lower_cased(stedi_landing, make_lakehouse, tmp_path):
-    santosh = real_record(stedi_landing, SANTOSH)
+def test_emails_are_matched_trimmed_and_lower_cased(stedi_landing, make_lakehouse, tmp_path, real_customers):
+    subject, other, latest_reading = real_customers
+    respelled = f" {subject.email.partition('@')[0].lower()}@{subject.email.partition('@')[2].upper()} "
     withdrawn = {
-        **santosh, "email": " santosh.clayton@TEST.com ", "lastUpdateDate": santosh["lastUpdateDate"] + 1,
+        **subject.record, "email": respelled, "lastUpdateDate": subject.record["lastUpdateDate"] + 1,
         "shareWithResearchAsOfDate": None,
     }
     extra_readings = [
-        {"user": SEAN.upper(), "timestamp": LATEST_READING + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
-        {"user": SANTOSH.upper(), "timestamp": LATEST_READING + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": other.email.upper(), "timestamp": latest_reading + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": subject.email.upper(), "timestamp": latest_reading + 1_000, "x": 1.0, "y": 0.0, "z": 0.0},
     ]
     landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [withdrawn], "accelerometer": extra_readings})
 
@@ -184,20 +223,20 @@ def test_emails_are_matched_trimmed_and_lower_cased(stedi_landing, make_lakehous
     assert result.success
     rows = published_rows(result)
     assert rows["customer_trusted"] == rows["customer_curated"] == 481
-    assert rows["accelerometer_trusted"] == 40_981 - 85 + 1
+    assert rows["accelerometer_trusted"] == 40_981 - subject.readings + 1
     lakehouse = tmp_path / "lakehouse"
     users = stored(lakehouse, "accelerometer_trusted")
-    assert SANTOSH.lower() not in identities(users, "user")
-    assert users.filter(pl.col("timestamp") == LATEST_READING + 1_000)["user"].to_list() == [SEAN.lower()]
+    assert subject.email.lower() not in identities(users, "user")
+    assert users.filter(pl.col("timestamp") == latest_reading + 1_000)["user"].to_list() == [other.email.lower()]
     # trusted and curated tables store the normalized form
     for table, column in (("customer_trusted", "email"), ("customer_curated", "email"), ("accelerometer_trusted", "user")):
         values = stored(lakehouse, table)[column]
         assert (values == values.str.strip_chars().str.to_lowercase()).all()
 
 
-def test_device_shared_with_a_non_consenting_customer_is_left_out(stedi_landing, make_lakehouse, tmp_path):
-    santosh = real_record(stedi_landing, SANTOSH)
-    sharer = {**santosh, "customerName": "Nora Shared", "email": "Nora.Shared@test.com", "shareWithResearchAsOfDate": None}
+def test_device_shared_with_a_non_consenting_customer_is_left_out(stedi_landing, make_lakehouse, tmp_path, real_customers):
+    subject = real_customers[0]
+    sharer = {**subject.record, "customerName": "Nora Shared", "email": "Nora.Shared@test.com", "shareWithResearchAsOfDate": None}
     landing = landing_with(stedi_landing, tmp_path / "landing", {"customer": [sharer]})
 
     result = materialize_all(make_lakehouse(landing))
@@ -205,8 +244,8 @@ def test_device_shared_with_a_non_consenting_customer_is_left_out(stedi_landing,
     assert result.success
     rows = published_rows(result)
     assert rows["customer_trusted"] == rows["customer_curated"] == 482
-    assert rows["step_trainer_trusted"] == 14_460 - 30
-    assert SANTOSH_SERIAL not in identities(stored(tmp_path / "lakehouse", "step_trainer_trusted"), "serialNumber")
+    assert rows["step_trainer_trusted"] == 14_460 - subject.steps
+    assert subject.serial not in identities(stored(tmp_path / "lakehouse", "step_trainer_trusted"), "serialNumber")
     assert failed_checks(result) == {("machine_learning_curated", "cross_customer_pairs")}
 
 

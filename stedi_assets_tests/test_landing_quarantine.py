@@ -31,7 +31,7 @@ from stedi_assets_tests.conftest import materialize_all, published_rows
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 T0 = 1_655_564_444_103
-SERIAL = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
+SERIAL = "5e0d1a2b-0000-4000-8000-00000000beef"  # made up: no device of the real data
 
 
 def step(time: int = T0, serial: str = SERIAL, distance: object = 218, **extra: object) -> dict:
