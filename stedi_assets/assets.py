@@ -91,14 +91,6 @@ def _materialize(
         engine.release(held)
 
 
-def _from_consent_date(lakehouse: StediLakehouse) -> bool:
-    if lakehouse.consent_scope not in rules.CONSENT_SCOPES:
-        raise ValueError(
-            f"unknown consent_scope {lakehouse.consent_scope!r}; choose one of: {', '.join(rules.CONSENT_SCOPES)}"
-        )
-    return lakehouse.consent_scope == "from_consent_date"
-
-
 def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
     """Whose each quarantined customer record is, as a frame of the engine in use.
 
@@ -213,7 +205,7 @@ def accelerometer_trusted(
     """One row per accelerometer reading of a customer in customer_trusted."""
     yield from _derive(
         context, lakehouse, "accelerometer_trusted",
-        partial(rules.accelerometer_trusted, from_consent_date=_from_consent_date(lakehouse)),
+        partial(rules.accelerometer_trusted, from_consent_date=lakehouse.from_consent_date),
         accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
     )
 
@@ -244,7 +236,7 @@ def step_trainer_trusted(
     """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
     yield from _derive(
         context, lakehouse, "step_trainer_trusted",
-        partial(rules.step_trainer_trusted, from_consent_date=_from_consent_date(lakehouse)),
+        partial(rules.step_trainer_trusted, from_consent_date=lakehouse.from_consent_date),
         step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
         customer_landing=customer_landing, customer_trusted=customer_trusted,
     )

@@ -33,7 +33,7 @@ class CheckInput:
     expected_rows: int | None = None
     same_customer: bool = False
     consent_scope: str = "any_time"
-    """Which readings a research consent covers (rules.CONSENT_SCOPES)."""
+    """Which readings a research consent covers (settings.CONSENT_SCOPES)."""
     records_read: int | None = None
     """Landing tables: records read from the feed's files before duplicates were dropped."""
     quarantine: nw.LazyFrame | None = None

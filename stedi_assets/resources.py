@@ -37,7 +37,6 @@ from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of 
     DEFAULT_S3_MAX_ATTEMPTS,
     DEFAULT_SNAPSHOT_MAX_AGE_HOURS,
     DEFAULT_SNAPSHOTS_MIN_KEPT,
-    ML_JOINS,
     Settings,
     check_lakehouse_fields,
     parse_spark_conf,
@@ -152,9 +151,12 @@ class StediLakehouse(ConfigurableResource):
 
     @property
     def same_customer(self) -> bool:
-        if self.ml_join not in ML_JOINS:
-            raise ValueError(f"unknown ml_join {self.ml_join!r}; choose one of: {', '.join(ML_JOINS)}")
+        # The field's value was validated when the resource was set up (settings.check_lakehouse_fields).
         return self.ml_join == "same_customer"
+
+    @property
+    def from_consent_date(self) -> bool:
+        return self.consent_scope == "from_consent_date"
 
     # -- landing ---------------------------------------------------------------
 

@@ -34,9 +34,6 @@ import narwhals as nw
 
 from stedi_assets.schemas import EPOCH_MS_MAX, EPOCH_MS_MIN, RESEARCH_CONSENT, TABLES
 
-CONSENT_SCOPES = ("any_time", "from_consent_date")
-"""Which readings a consent covers: every one (the reference rule), or those taken from the consent date on."""
-
 # Trimmed by the same explicit characters on every engine: Polars would strip
 # Unicode whitespace by default, Spark only these.
 _WHITESPACE = " \t\n\r\x0b\x0c"
