@@ -33,6 +33,7 @@ from stedi_assets.lakehouse.tables import Commit, check_schema, data_file_paths,
 from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
     DEFAULT_LAKEHOUSE_URI,
     DEFAULT_LANDING_URI,
+    DEFAULT_MAX_FILE_MB,
     DEFAULT_ORPHAN_MIN_AGE_HOURS,
     DEFAULT_S3_MAX_ATTEMPTS,
     DEFAULT_SNAPSHOT_MAX_AGE_HOURS,
@@ -43,7 +44,6 @@ from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of 
     read_settings,
 )
 from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
-from stedi_assets.validation import DEFAULT_MAX_FILE_MB
 
 
 class LandingError(RuntimeError):

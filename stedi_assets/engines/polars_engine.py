@@ -13,7 +13,7 @@ from stedi_assets.engines.polars_landing import read_feed_files
 from stedi_assets.schemas import TableSchema
 from stedi_assets.storage import Store, join_uri
 from stedi_assets.storage_s3 import object_store_errors
-from stedi_assets.validation import DEFAULT_MAX_FILE_MB
+from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 
 # Landing files read at the same time.
 LANDING_READERS = 8

@@ -34,7 +34,8 @@ import polars as pl
 
 from stedi_assets import validation
 from stedi_assets.schemas import TableSchema
-from stedi_assets.validation import DEFAULT_MAX_FILE_MB, LINE, REASON, SOURCE, FileRecords, RecordRules
+from stedi_assets.settings import DEFAULT_MAX_FILE_MB
+from stedi_assets.validation import LINE, REASON, SOURCE, FileRecords, RecordRules
 
 QUARANTINE_SCHEMA = pl.Schema(
     {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw_text": pl.String}

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import narwhals as nw
 
-from stedi_assets import validation
 from stedi_assets.engines import EngineError, LandingRead
 from stedi_assets.schemas import QUARANTINE_SCHEMAS, TableSchema
+from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.storage import Store, is_s3_uri, local_path
 from stedi_assets.validation import LINE, REASON, SOURCE
 
@@ -484,7 +484,7 @@ class SparkEngine:
 
     def __init__(
         self, master: str = "local[*]", conf: Mapping[str, str] | None = None,
-        max_file_mb: int = validation.DEFAULT_MAX_FILE_MB,
+        max_file_mb: int = DEFAULT_MAX_FILE_MB,
     ) -> None:
         self.master = master
         self.conf = dict(conf or {})
