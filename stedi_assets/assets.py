@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetOut,
+    Config,
     MetadataValue,
     Output,
     TableColumn,
@@ -23,14 +24,19 @@ from dagster import (
     multi_asset,
 )
 from dagster import TableSchema as DagsterTableSchema
+from pydantic import Field
 
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
+from stedi_assets.ingestion import ingest_lock, plan_deliveries, plan_landing_update
+from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger, record_deliveries
+from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.landing import landing_metadata
 from stedi_assets.masking import mask_emails, masked, masks_errors
 from stedi_assets.profiles import expected_rows
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import QUARANTINED_CUSTOMERS, TABLES
+from stedi_assets.storage import FileVersion
 
 
 def column_schema(table: str) -> DagsterTableSchema:
@@ -50,9 +56,16 @@ def _materialize(
     quarantined: int = 0,
     extra_metadata: Mapping[str, Any] | None = None,
     output_name: str = "result",
+    publish: Callable[[nw.LazyFrame], Any] | None = None,
+    hold: bool = True,
 ) -> Iterator[Output | AssetCheckResult]:
+    """Check ``frame`` and, unless a blocking check failed, publish it (or what ``publish`` makes of it).
+
+    ``hold=False`` leaves the frame lazy: for a table updated by rows added to
+    it, whose whole contents need not be computed to be checked.
+    """
     engine = lakehouse.get_engine()
-    held = engine.hold(frame)
+    held = engine.hold(frame) if hold else frame
     try:
         check_input = CheckInput(
             table=table,
@@ -83,12 +96,14 @@ def _materialize(
             }
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
+            value = publish(held) if publish is not None else held
             # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-            yield masked(Output(held, output_name=output_name, metadata=metadata))
+            yield masked(Output(value, output_name=output_name, metadata=metadata))
         for _, result in results:
             yield masked(result)
     finally:
-        engine.release(held)
+        if hold:
+            engine.release(held)
 
 
 def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
@@ -113,33 +128,69 @@ def _derive(
     yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
 
 
-@masks_errors
-def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str) -> Iterator:
-    landing = lakehouse.read_landing(feed)
-    engine = lakehouse.get_engine()
-    quarantine = engine.hold(landing.quarantine)
-    with engine.errors():
-        quarantined = landing.quarantined if landing.quarantined is not None else row_count(quarantine)
-    context.log.info(
-        mask_emails(f"read {landing.records_read} {feed} records from {len(landing.files)} file(s); {quarantined} quarantined")
+class LandingConfig(Config):
+    """How a landing step reads its feed."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Read every landing file of the feed again and rebuild its tables, instead of only the files "
+        "that are new, changed or removed since they were last ingested.",
     )
+
+
+@masks_errors
+def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, full_refresh: bool) -> Iterator:
+    # A missing or empty landing zone fails here, before anything is written.
+    listed = lakehouse.landing_versions(feed)
+    lakehouse.catalog(create=True)
+    with ingest_lock(lakehouse, feed):
+        yield from _ingest(context, lakehouse, feed, listed, full_refresh)
+
+
+def _ingest(
+    context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, listed: Mapping[str, FileVersion],
+    full_refresh: bool,
+) -> Iterator:
+    current = current_deliveries(read_ledger(lakehouse)[0], feed)
+    bases = (lakehouse.current_snapshot(f"{feed}_landing"), lakehouse.current_snapshot(f"{feed}_quarantine"))
+    plan = plan_deliveries(listed, current, published=None not in bases, full_refresh=full_refresh)
+    context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
+    update = plan_landing_update(lakehouse, feed, plan, current, bases, context.run_id)
+    engine = lakehouse.get_engine()
+    quarantine = engine.hold(update.quarantine_frame)
     try:
+        with engine.errors():
+            quarantined = row_count(quarantine)
+        quarantine_update = (
+            update.quarantine if update.quarantine.kind == "unchanged"
+            else TableUpdate(update.quarantine.base_snapshot_id, replace=quarantine)
+        )
         # The quarantine is published even when the landing table is not:
         # it is where one finds out why.
         yield Output(
-            quarantine,
+            quarantine_update,
             output_name=f"{feed}_quarantine",
             metadata={
                 "dagster/row_count": MetadataValue.int(quarantined),
                 "dagster/column_schema": column_schema(f"{feed}_quarantine"),
-                "records_read": MetadataValue.int(landing.records_read),
+                "records_read": MetadataValue.int(update.records_read),
             },
         )
-        yield from _materialize(
-            context, lakehouse, f"{feed}_landing", rules.landing_records(landing.records), {},
-            records_read=landing.records_read, quarantine=quarantine, quarantined=quarantined,
-            extra_metadata={"unknown_fields": dict(landing.unknown_fields)}, output_name=f"{feed}_landing",
-        )
+        landing_kind = update.landing.kind
+        published = False
+        for event in _materialize(
+            context, lakehouse, f"{feed}_landing", update.landing_frame, {},
+            records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
+            extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
+            publish=lambda held: update.landing if landing_kind != "replace" else TableUpdate(
+                update.landing.base_snapshot_id, replace=held
+            ),
+            hold=landing_kind == "replace",
+        ):
+            published = published or isinstance(event, Output)
+            yield event
+        if published and (update.deliveries or update.retired):
+            record_deliveries(lakehouse, feed, update.deliveries, update.retired, context.run_id)
     finally:
         engine.release(quarantine)
 
@@ -164,21 +215,21 @@ def _landing_outs(feed: str) -> dict[str, AssetOut]:
 
 
 @multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"), pool=POOL)
-def customer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+def customer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
     """One row per distinct customer record delivered, and one per record quarantined."""
-    yield from _landing(context, lakehouse, "customer")
+    yield from _landing(context, lakehouse, "customer", config.full_refresh)
 
 
 @multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"), pool=POOL)
-def accelerometer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+def accelerometer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
     """One row per distinct accelerometer reading delivered, and one per record quarantined."""
-    yield from _landing(context, lakehouse, "accelerometer")
+    yield from _landing(context, lakehouse, "accelerometer", config.full_refresh)
 
 
 @multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"), pool=POOL)
-def step_trainer_landing(context: AssetExecutionContext, lakehouse: StediLakehouse):
+def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
     """One row per distinct step-trainer reading delivered, and one per record quarantined."""
-    yield from _landing(context, lakehouse, "step_trainer")
+    yield from _landing(context, lakehouse, "step_trainer", config.full_refresh)
 
 
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)

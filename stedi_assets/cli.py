@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import PUBLISHED, TABLES
 
 # Command-line options and the environment variables they set. The settings
 # are read and validated in one place (settings.read_settings); an option only
@@ -288,8 +288,8 @@ def _print_rows(frames, output_format: str) -> int:
 def history(args: argparse.Namespace) -> int:
     from stedi_assets.lakehouse.tables import history as snapshots
 
-    if args.table not in TABLES:
-        print(f"error: unknown table {args.table!r}; one of: {', '.join(TABLES)}", file=sys.stderr)
+    if args.table not in PUBLISHED:
+        print(f"error: unknown table {args.table!r}; one of: {', '.join(PUBLISHED)}", file=sys.stderr)
         return 2
     _, lakehouse = _configure(args)
     table = lakehouse.load_table(args.table)

@@ -45,7 +45,7 @@ import pyarrow.fs as pafs
 
 from stedi_assets.lakehouse.tables import data_file_paths, snapshot_at
 from stedi_assets.resources import StediLakehouse, TableNotPublishedError
-from stedi_assets.schemas import TABLES, TableSchema
+from stedi_assets.schemas import PUBLISHED, TableSchema
 from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.storage import Store, is_s3_uri
 
@@ -180,9 +180,9 @@ def parse_as_of(text: str) -> AsOf:
 def mentioned_tables(sql: str | None) -> list[str]:
     """The tables a statement names (as words, any case); every table when it names none (SHOW TABLES)."""
     if sql is None:
-        return list(TABLES)
-    named = [name for name in TABLES if re.search(rf"(?<!\w){name}(?!\w)", sql, re.IGNORECASE)]
-    return named or list(TABLES)
+        return list(PUBLISHED)
+    named = [name for name in PUBLISHED if re.search(rf"(?<!\w){name}(?!\w)", sql, re.IGNORECASE)]
+    return named or list(PUBLISHED)
 
 
 def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | None) -> tuple[dict, dict[str, str]]:
@@ -206,7 +206,7 @@ def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | 
     owner = None
     if as_of.snapshot_id is not None:
         candidates = dict(loaded)
-        for name in TABLES:
+        for name in PUBLISHED:
             if name not in candidates:
                 try:
                     candidates[name] = lakehouse.load_table(name)
@@ -248,7 +248,7 @@ def published_datasets(
         missing.update(not_there)
     datasets = {}
     for name, (table, snapshot_id) in chosen.items():
-        schema = arrow_schema(TABLES[name])
+        schema = arrow_schema(PUBLISHED[name])
         files = data_file_paths(table, snapshot_id) if snapshot_id is not None else []
         if files:
             filesystem = arrow_filesystem(lakehouse.store_for(files[0]), files[0])
@@ -398,7 +398,7 @@ def _explain_error(
     message = _one_line(error)
     if isinstance(error, duckdb.CatalogException):
         registered = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}
-        absent = [name for name in TABLES if name not in registered and re.search(rf"\b{name}\b", message)]
+        absent = [name for name in PUBLISHED if name not in registered and re.search(rf"\b{name}\b", message)]
         if absent:
             reason = missing.get(absent[0], "has not been published yet: run `stedi run` first")
             message += f" ({absent[0]} {reason})"

@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.catalog import (
     DEFAULT_NAMESPACE,
     CatalogError,
@@ -29,7 +29,15 @@ from stedi_assets.lakehouse.catalog import (
     catalog_errors,
 )
 from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
-from stedi_assets.lakehouse.tables import Commit, check_schema, data_file_paths, open_or_create, replace_contents
+from stedi_assets.lakehouse.tables import (
+    Commit,
+    TableUpdate,
+    check_schema,
+    commit_update,
+    data_file_paths,
+    open_or_create,
+    replace_contents,
+)
 from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
     DEFAULT_LAKEHOUSE_URI,
     DEFAULT_LANDING_URI,
@@ -43,7 +51,11 @@ from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of 
     parse_spark_conf,
     read_settings,
 )
-from stedi_assets.storage import LocalStore, Store, is_s3_uri, join_uri, normalize_uri
+from stedi_assets.storage import FileVersion, LocalStore, Store, is_s3_uri, join_uri, normalize_uri
+
+
+RULES = "stedi.rules."
+"""Snapshot property prefix: ``stedi.rules.<setting>`` = a rule setting the snapshot was computed with."""
 
 
 class LandingError(RuntimeError):
@@ -158,27 +170,30 @@ class StediLakehouse(ConfigurableResource):
     def from_consent_date(self) -> bool:
         return self.consent_scope == "from_consent_date"
 
+    def rule_properties(self) -> dict[str, str]:
+        """The settings that change what a table holds, recorded on each of its snapshots."""
+        return {f"{RULES}consent_scope": self.consent_scope, f"{RULES}ml_join": self.ml_join}
+
     # -- landing ---------------------------------------------------------------
 
     def feed_uri(self, feed: str) -> str:
         return join_uri(normalize_uri(self.landing_uri), feed)
 
-    def landing_files(self, feed: str) -> list[str]:
+    def landing_versions(self, feed: str) -> dict[str, FileVersion]:
+        """Every landing file of ``feed`` -> its version (fingerprint and size); one line naming the URI if none."""
         uri = self.feed_uri(feed)
-        files = [f for f in self.store_for(uri).list_files(uri) if _is_feed_file(f)]
-        if not files:
+        versions = {f: v for f, v in self.store_for(uri).versions(uri).items() if _is_feed_file(f)}
+        if not versions:
             raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json or *.json.gz)")
-        return files
+        return dict(sorted(versions.items()))
 
-    def read_landing(self, feed: str) -> LandingRead:
-        files = self.landing_files(feed)
-        read = self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
-        if read.records_read == 0:
-            # Publishing an empty table over a good one is never what a delivery of empty files means.
-            raise LandingError(
-                f"no records for feed {feed!r} at {self.feed_uri(feed)}/: all {len(files)} landing file(s) are empty"
-            )
-        return read
+    def landing_files(self, feed: str) -> list[str]:
+        return list(self.landing_versions(feed))
+
+    def read_landing(self, feed: str, files: list[str] | None = None) -> LandingRead:
+        """The records of ``files`` (default: every file of the feed), read by the engine."""
+        files = self.landing_files(feed) if files is None else files
+        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
 
     # -- tables ----------------------------------------------------------------
 
@@ -204,7 +219,7 @@ class StediLakehouse(ConfigurableResource):
 
     def table_location(self, asset_path: list[str]) -> str:
         # The whole asset key goes into the path, so two tables never share a folder.
-        table = TABLES[asset_path[-1]]
+        table = PUBLISHED[asset_path[-1]]
         return join_uri(normalize_uri(self.lakehouse_uri), table.zone, *asset_path)
 
     def load_table(self, table: str, create: bool = False):
@@ -226,7 +241,7 @@ class StediLakehouse(ConfigurableResource):
         with catalog_errors(settings, table):
             try:
                 if create:
-                    iceberg_table = open_or_create(catalog, identifier, TABLES[table], self.table_location([table]))
+                    iceberg_table = open_or_create(catalog, identifier, PUBLISHED[table], self.table_location([table]))
                 else:
                     iceberg_table = catalog.load_table(identifier)
             except (NoSuchTableError, NoSuchNamespaceError):
@@ -270,6 +285,43 @@ class StediLakehouse(ConfigurableResource):
         before_commit(identifier, files)
         with catalog_errors(settings, table):
             return replace_contents(lambda: self.load_table(table), identifier, files, properties)
+
+
+    def current_snapshot(self, table: str) -> int | None:
+        """The table's current snapshot id; None when it does not exist or has none yet."""
+        try:
+            return self.load_table(table).metadata.current_snapshot_id
+        except TableNotPublishedError:
+            return None
+
+    def write_files(self, frame: nw.LazyFrame, schema, folder: str) -> list[str]:
+        """``frame`` as Parquet files of ``schema`` in ``folder`` (a folder of its own), by the engine."""
+        return self.get_engine().write(frame, schema, folder, self.store_for(folder))
+
+    def apply_update(
+        self, asset_path: list[str], update: TableUpdate, properties: Mapping[str, str], run_id: str
+    ) -> Commit:
+        """Commit a planned update: new contents or rows added, only onto the snapshot it was planned from."""
+        table = asset_path[-1]
+        settings = self.catalog_settings()
+        identifier = settings.identifier(table)
+        iceberg_table = self.load_table(table, create=True)
+        check_schema(iceberg_table, TABLES[table], identifier)
+        if update.kind == "unchanged":
+            snapshot = iceberg_table.metadata.current_snapshot()
+            return Commit(
+                identifier=identifier, snapshot_id=snapshot.snapshot_id, metadata_location=iceberg_table.metadata_location,
+                rows=int(snapshot.summary.get("total-records", 0)), attempts=1, committed=False,
+            )
+        folder = join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+        frame = update.replace if update.replace is not None else update.append
+        files = self.write_files(frame, TABLES[table], folder)
+        before_commit(identifier, files)
+        with catalog_errors(settings, table):
+            return commit_update(
+                lambda: self.load_table(table), identifier, files, properties, update.base_snapshot_id,
+                replace=update.replace is not None,
+            )
 
 
 def before_commit(identifier: str, files: list[str]) -> None:

@@ -62,6 +62,9 @@ def _columns_of(table: str) -> list[str]:
     return TABLES[table].column_names
 
 
+_NEW = "__new"
+
+
 def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
     """Each distinct row once.
 
@@ -72,13 +75,37 @@ def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
     return frame.group_by(*frame.collect_schema().names()).agg()
 
 
+DELIVERED_FROM = "source_file"
+"""The column naming the landing file a delivered record was read from."""
+
+
 def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
-    """Typed records of one feed, each distinct record once.
+    """Typed records of one feed, each distinct record once, whichever file delivered it.
 
     A file delivered twice, or a record repeated in two files, must not change
     any count downstream.
     """
-    return distinct(records)
+    names = [n for n in records.collect_schema().names() if n != DELIVERED_FROM]
+    return distinct(records.select(names))
+
+
+def records_not_in(new: nw.LazyFrame, existing: nw.LazyFrame, on: list[str]) -> nw.LazyFrame:
+    """The distinct rows of ``new`` (declared columns) that are not rows of ``existing``.
+
+    Equality is ``distinct``'s (a group-by on every column: two nulls are
+    equal), so ``distinct(existing + result) == distinct(existing + new)``.
+    Only rows of ``existing`` that share the values of ``on`` (columns that
+    are never null) with a new row are compared, so a large table is scanned
+    for its keys alone.
+    """
+    names = [n for n in new.collect_schema().names() if n != DELIVERED_FROM]
+    fresh = new.select(names)
+    candidates = existing.select(names).join(fresh.select(on).unique(), on=on, how="semi")
+    marked = nw.concat([
+        candidates.with_columns(nw.lit(0, dtype=nw.Int8()).alias(_NEW)),
+        fresh.with_columns(nw.lit(1, dtype=nw.Int8()).alias(_NEW)),
+    ])
+    return marked.group_by(*names).agg(nw.col(_NEW).min()).filter(nw.col(_NEW) == 1).select(names)
 
 
 def identity(column: str) -> nw.Expr:

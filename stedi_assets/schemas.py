@@ -50,7 +50,7 @@ class Column:
 @dataclass(frozen=True)
 class TableSchema:
     name: str
-    zone: Literal["landing", "trusted", "curated", "quarantine"]
+    zone: Literal["landing", "trusted", "curated", "quarantine", "operations"]
     grain: str
     columns: tuple[Column, ...]
     rule: str
@@ -212,3 +212,51 @@ FEED_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_landing"] for feed
 QUARANTINE_SCHEMAS: dict[str, TableSchema] = {feed: TABLES[f"{feed}_quarantine"] for feed in FEEDS}
 ZONE_TABLES: tuple[str, ...] = tuple(name for name, table in TABLES.items() if table.zone != "quarantine")
 """The eight tables of the landing, trusted and curated zones."""
+
+
+DELIVERY_LEDGER = TableSchema(
+    "delivery_ledger", "operations", "one row per landing file version ingested",
+    (
+        Column("feed", "string", "Feed the file was delivered to: customer, accelerometer or step_trainer."),
+        Column("uri", "string", "URI of the landing file."),
+        Column("size_bytes", "bigint", "Size of this version of the file, in bytes."),
+        Column(
+            "fingerprint", "string",
+            "What tells this version from another: size and modification time (ns) in a local folder, the ETag on S3.",
+        ),
+        Column("records_read", "bigint", "Records read from this version (records read = kept + quarantined + duplicates)."),
+        Column(
+            "records_kept", "bigint",
+            "Distinct valid records of this version; a record another file also delivered is one row of the landing table.",
+        ),
+        Column("records_quarantined", "bigint", "Records of this version in the feed's quarantine table."),
+        Column("duplicates_dropped", "bigint", "Exact repeats of another record of the same version, dropped."),
+        Column("ingested_at", "bigint", "When this version was ingested, epoch milliseconds.", **EPOCH_MS),
+        Column("run_id", "string", "Dagster run that ingested this version."),
+        Column(
+            "status", "string",
+            "'current'; 'replaced' once a newer version of the file was ingested; 'removed' once the file was gone.",
+        ),
+        Column("retired_at", "bigint", "When this version was replaced or removed, epoch milliseconds; null while current."),
+        Column(
+            "records_uri", "string",
+            "Folder of the Parquet files holding the kept records of this version (with source_file), from which "
+            "the landing table is rebuilt when another file is replaced or removed.",
+        ),
+    ),
+    "Written by each landing step after its tables are committed: what arrived, when, and what became of it.",
+)
+"""The delivery ledger: not an asset of its own, written by the three landing steps."""
+
+PUBLISHED: dict[str, TableSchema] = {**TABLES, DELIVERY_LEDGER.name: DELIVERY_LEDGER}
+"""Every table of the lakehouse a reader can query: the zone and quarantine tables and the delivery ledger."""
+
+
+def delivered_records_schema(feed: str) -> TableSchema:
+    """The kept records of a feed as stored per delivery: the file they came from, then the declared columns."""
+    landing = FEED_SCHEMAS[feed]
+    return TableSchema(
+        f"{feed}_delivered", "landing", f"one row per distinct record of each {feed} file version",
+        (Column("source_file", "string", "URI of the landing file the record was read from."), *landing.columns),
+        "The records each landing file delivered, kept to rebuild the landing table without reading the files again.",
+    )

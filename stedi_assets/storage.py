@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -18,6 +19,14 @@ from urllib.parse import urlparse
 
 class StorageError(RuntimeError):
     """A storage operation failed; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One version of a file: a fingerprint that changes whenever the file does, and its size in bytes."""
+
+    fingerprint: str
+    size: int
 
 
 class Store(Protocol):
@@ -28,6 +37,9 @@ class Store(Protocol):
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
         """Every file below ``prefix_uri`` -> a text that changes whenever the file does."""
+
+    def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
+        """Every file below ``prefix_uri`` -> its fingerprint and size."""
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write an object so that readers see either the old or the new content."""
@@ -82,6 +94,9 @@ class LocalStore:
         return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
+        return {uri: version.fingerprint for uri, version in self.versions(prefix_uri).items()}
+
+    def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
         # Size and mtime in nanoseconds: a rewrite within the same second still differs.
         found = {}
         for uri in self.list_files(prefix_uri):
@@ -89,7 +104,7 @@ class LocalStore:
                 stat = os.stat(uri)
             except FileNotFoundError:  # removed while listing
                 continue
-            found[uri] = f"{stat.st_size}:{stat.st_mtime_ns}"
+            found[uri] = FileVersion(f"{stat.st_size}:{stat.st_mtime_ns}", stat.st_size)
         return found
 
     def read_bytes(self, uri: str) -> bytes:

@@ -30,7 +30,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from stedi_assets.storage import StorageError
+from stedi_assets.storage import FileVersion, StorageError
 
 if TYPE_CHECKING:
     from dagster_aws.s3 import S3Resource
@@ -263,6 +263,9 @@ class S3Store:
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
         """Every object below ``prefix_uri`` -> its ETag (which changes whenever its content does)."""
+        return {uri: version.fingerprint for uri, version in self.versions(prefix_uri).items()}
+
+    def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
         scheme, bucket, key = split_s3_uri(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
         found = {}
@@ -270,7 +273,7 @@ class S3Store:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", ()):
                     if not item["Key"].endswith("/"):
-                        found[f"{scheme}://{bucket}/{item['Key']}"] = item["ETag"].strip('"')
+                        found[f"{scheme}://{bucket}/{item['Key']}"] = FileVersion(item["ETag"].strip('"'), int(item["Size"]))
         return found
 
     def read_bytes(self, uri: str) -> bytes:

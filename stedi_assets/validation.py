@@ -521,7 +521,7 @@ def reference_file(uri: str, data: bytes, rules: RecordRules, max_file_mb: int) 
 def reference_read(
     schema: TableSchema, files: Iterable[tuple[str, bytes]], max_file_mb: int = DEFAULT_MAX_FILE_MB
 ) -> tuple[list[tuple], list[tuple[str, int, str, str]], dict[str, int]]:
-    """What a feed's files hold by the reference: landing rows (declared columns),
+    """What a feed's files hold by the reference: records (source_file, then the declared columns),
     quarantine rows (source_file, line, reason, raw_text) and unknown-field counts."""
     rules = RecordRules(schema)
     rows: list[tuple] = []
@@ -529,7 +529,7 @@ def reference_read(
     unknown: dict[str, int] = {}
     for uri, data in files:
         read = reference_file(uri, data, rules, max_file_mb)
-        rows += [record[1:] for record in read.kept]
+        rows += [(uri, *record[1:]) for record in read.kept]
         quarantine += [(uri, *q) for q in read.quarantined]
         for name, count in read.unknown_fields.items():
             unknown[name] = unknown.get(name, 0) + count

@@ -52,7 +52,8 @@ def read(feed: str, files: dict[str, bytes]):
 
 
 def kept(result) -> list[tuple]:
-    return sorted(result.records.rows())
+    """The kept records' values, without the file each came from."""
+    return sorted(result.records.drop("source_file").rows())
 
 
 def quarantined(result) -> list[tuple[str, int, str]]:
@@ -215,7 +216,7 @@ def test_unknown_fields_are_counted_not_typed():
     })
 
     assert result.unknown_fields == {"deviceId": 3, "firmware": 1}
-    assert result.records.columns == FEED_SCHEMAS["step_trainer"].column_names
+    assert result.records.columns == ["source_file", *FEED_SCHEMAS["step_trainer"].column_names]
 
 
 def test_doubles_delivered_as_strings():
@@ -224,7 +225,7 @@ def test_doubles_delivered_as_strings():
         reading(T0 + 4, x=2),
     )})
 
-    assert sorted(r[2] for r in result.records.rows()) == [-2.0, 1.5, 2.0, 1000.0]
+    assert sorted(r[2] for r in result.records.drop("source_file").rows()) == [-2.0, 1.5, 2.0, 1000.0]
     assert quarantined(result) == [("a.json", 4, "wrong type for x")]
 
 
@@ -356,7 +357,7 @@ def test_no_record_is_lost_whatever_the_damage(files):
     assert result.records_read == lines
     assert result.records_read == result.records.height + result.quarantine.height
     assert_reconciled(result)
-    assert result.records.schema == FEED_SCHEMAS["step_trainer"].polars_schema
+    assert result.records.drop("source_file").schema == FEED_SCHEMAS["step_trainer"].polars_schema
     # Nothing kept breaks the contract.
     assert result.records["sensorReadingTime"].null_count() == 0
     assert result.records["serialNumber"].null_count() == 0

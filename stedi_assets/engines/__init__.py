@@ -35,6 +35,7 @@ class LandingRead:
     """
 
     records: nw.LazyFrame
+    """The valid records, exact duplicates included: ``source_file`` (the file read), then the declared columns."""
     records_read: int
     files: tuple[str, ...]
     quarantine: nw.LazyFrame

@@ -42,11 +42,16 @@ QUARANTINE_SCHEMA = pl.Schema(
 )
 
 
+DELIVERED_FROM = "source_file"
+"""The column of ``FeedRead.records`` naming the file each record was read from."""
+
+
 @dataclass
 class FeedRead:
     """Everything read from one feed's files."""
 
     records: pl.DataFrame
+    """The valid records, exact duplicates included, each with its file (``source_file``) and the declared columns."""
     quarantine: pl.DataFrame
     records_read: int
     unknown_fields: dict[str, int] = field(default_factory=dict)
@@ -163,6 +168,11 @@ def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     return frame.with_columns(pl.Series(LINE, (~blank).arg_true() + 1, dtype=pl.Int64))
 
 
+def delivered_schema(schema: TableSchema) -> pl.Schema:
+    """The columns of ``FeedRead.records``: the file, then the declared columns."""
+    return pl.Schema({DELIVERED_FROM: pl.String, **schema.polars_schema})
+
+
 # -- files ---------------------------------------------------------------------------
 
 
@@ -219,7 +229,10 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
             records_read += f.reference.records_read
             rows += [(f.uri, line, reason, text) for line, reason, text in f.reference.quarantined]
             if f.reference.kept:
-                kept.append(pl.DataFrame([r[1:] for r in f.reference.kept], schema=schema.polars_schema, orient="row"))
+                kept.append(
+                    pl.DataFrame([r[1:] for r in f.reference.kept], schema=schema.polars_schema, orient="row")
+                    .select(pl.lit(f.uri, dtype=pl.String).alias(DELIVERED_FROM), *schema.column_names)
+                )
             _add_counts(unknown, f.reference.unknown_fields)
     texts = {f.uri: f.texts for f in files if f.raw is not None}
     by_raw_schema: dict[tuple, list[pl.DataFrame]] = {}
@@ -233,7 +246,9 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
         typed, match = validation.validate_records(raw, schema)
         _add_counts(unknown, validation.unknown_field_counts(raw, match))
         typed_frame: pl.DataFrame = typed.collect().to_native()
-        kept.append(typed_frame.filter(pl.col(REASON).is_null()).select(schema.column_names))
+        kept.append(
+            typed_frame.filter(pl.col(REASON).is_null()).select(pl.col(SOURCE).alias(DELIVERED_FROM), *schema.column_names)
+        )
         rejected = typed_frame.filter(pl.col(REASON).is_not_null()).select(SOURCE, LINE, REASON)
         for source, line, reason in rejected.iter_rows():
             rows.append((source, line, reason, texts[source](line)))
@@ -254,7 +269,7 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
         rows += read.quarantined
         records_read += read.records_read
         _add_counts(unknown, read.unknown)
-    records = pl.concat(kept) if kept else pl.DataFrame(schema=schema.polars_schema)
+    records = pl.concat(kept) if kept else pl.DataFrame(schema=delivered_schema(schema))
     return FeedRead(
         records=records,
         quarantine=pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").sort("source_file", "line", "reason"),

@@ -443,7 +443,7 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
         import polars as pl
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from stedi_assets.engines.polars_landing import read_feed
+        from stedi_assets.engines.polars_landing import DELIVERED_FROM, read_feed
 
         arrow_schema = to_arrow_schema(layout)
         polars_types = {T.StringType(): pl.String, T.LongType(): pl.Int64, T.DoubleType(): pl.Float64}
@@ -470,7 +470,8 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
                 quarantine = feed.quarantine.rename({
                     "source_file": SOURCE, "line": LINE, "reason": REASON, "raw_text": _RAW_TEXT,
                 })
-                for frame in (rows(feed.records), rows(quarantine), rows(summary)):
+                records = feed.records.rename({DELIVERED_FROM: SOURCE})
+                for frame in (rows(records), rows(quarantine), rows(summary)):
                     table = frame.to_arrow().cast(arrow_schema)
                     yield from table.to_batches(max_chunksize=_ROWS_PER_BATCH)
 
@@ -515,7 +516,9 @@ class SparkEngine:
         for text in unknown_lists:
             for name, count in json.loads(text).items():
                 unknown_fields[name] = unknown_fields.get(name, 0) + count
-        records = rows.filter(F.col(REASON).isNull() & F.col(_RECORDS_READ).isNull()).select(feed.column_names)
+        records = rows.filter(F.col(REASON).isNull() & F.col(_RECORDS_READ).isNull()).select(
+            F.col(SOURCE).alias("source_file"), *feed.column_names
+        )
         if quarantined:
             quarantine = rows.filter(F.col(REASON).isNotNull()).select(
                 F.col(SOURCE).alias("source_file"), F.col(LINE).alias("line"),

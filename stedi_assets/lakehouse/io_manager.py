@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import narwhals as nw
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
-from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM
+from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, TableUpdate
 from stedi_assets.masking import mask_metadata
 
 if TYPE_CHECKING:
@@ -74,19 +74,25 @@ class LakehouseIOManager(IOManager):
         # (run id, op) -> the snapshot each input of that step was read at.
         self._reads: dict[tuple[str, str], dict[str, InputRead]] = {}
 
-    def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: nw.LazyFrame | TableUpdate) -> None:
         asset_path = list(context.asset_key.path)
         reads = self._reads.get((context.run_id, context.op_def.name), {})
-        properties = {RUN_ID: context.run_id}
+        properties = {RUN_ID: context.run_id, **self.lakehouse.rule_properties()}
         properties.update({f"{UPSTREAM}{name}": str(read.snapshot_id) for name, read in reads.items()})
-        commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
-        metadata: dict[str, Any] = {
+        metadata: dict[str, Any] = {}
+        if isinstance(obj, TableUpdate):
+            # A landing table: planned against one snapshot, committed onto it alone.
+            commit = self.lakehouse.apply_update(asset_path, obj, properties, context.run_id)
+            metadata["update"] = obj.kind
+        else:
+            commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
+        metadata.update({
             "dagster/table_name": commit.identifier,
             "iceberg/snapshot_id": MetadataValue.text(str(commit.snapshot_id)),
             "iceberg/metadata_location": MetadataValue.text(commit.metadata_location),
             "iceberg/catalog": self.lakehouse.catalog_settings().describe(),
             "uri": self.lakehouse.table_location(asset_path),
-        }
+        })
         if commit.attempts > 1:
             metadata["iceberg/commit_attempts"] = commit.attempts
         if reads:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import PUBLISHED
 
 if TYPE_CHECKING:
     from stedi_assets.resources import StediLakehouse
@@ -71,6 +71,16 @@ def _plain(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
+def current_records_folders(lakehouse: StediLakehouse, table: str) -> set[str]:
+    """The delivery-record folders the ledger's current versions of ``table``'s feed refer to."""
+    from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
+
+    if not table.endswith("_landing"):
+        return set()
+    current = current_deliveries(read_ledger(lakehouse)[0], table.removesuffix("_landing"))
+    return {row["records_uri"] for row in current.values() if row["records_uri"]}
+
+
 def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = None) -> TableMaintenance:
     now = time.time() if now is None else now
     if lakehouse.snapshots_min_kept < 1:
@@ -88,6 +98,9 @@ def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = No
     listed = store.list_objects(location)  # before the metadata is read again: see the module's docstring
     iceberg_table = lakehouse.load_table(table)
     referenced = referenced_files(iceberg_table)
+    # A landing table's delivery records (see stedi_assets.ingestion) are referenced by the ledger's current rows.
+    delivery_folders = {folder.rstrip("/") + "/" for folder in current_records_folders(lakehouse, table)}
+    referenced.update(uri for uri, _ in listed if any(_plain(uri).startswith(_plain(f)) for f in delivery_folders))
     safety_cutoff = now - lakehouse.orphan_min_age_hours * 3600
     unreferenced = [(uri, modified) for uri, modified in listed if _plain(uri) not in referenced]
     old_enough = [uri for uri, modified in unreferenced if modified <= safety_cutoff]
@@ -104,7 +117,7 @@ def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = No
 def maintain_lakehouse(lakehouse: StediLakehouse, now: float | None = None) -> list[TableMaintenance]:
     """Maintain every table that exists; a table not yet created is skipped."""
     reports = []
-    for table in TABLES:
+    for table in PUBLISHED:
         try:
             reports.append(maintain_table(lakehouse, table, now))
         except TableNotPublishedError:

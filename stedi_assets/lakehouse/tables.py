@@ -41,6 +41,11 @@ TABLE_PROPERTIES = {
 }
 
 
+PLANNED_UPDATE_PROPERTIES = {"commit.retry.num-retries": "0"}
+"""Tables updated by :func:`commit_update` (incremental landing tables, the ledger): pyiceberg must not
+retry a conflicting commit by rebasing it, since the update depends on the snapshot it was planned from."""
+
+
 def iceberg_schema(table: TableSchema):
     """The Iceberg schema of a declared table: field ids 1..n in column order, the column docs.
 
@@ -65,9 +70,27 @@ def table_properties(table: TableSchema) -> dict[str, str]:
 
     return {
         **TABLE_PROPERTIES,
+        **(PLANNED_UPDATE_PROPERTIES if table.zone in ("landing", "operations") else {}),
         "comment": f"{table.zone} zone: {table.grain}",
         "schema.name-mapping.default": create_mapping_from_schema(iceberg_schema(table)).model_dump_json(),
     }
+
+
+@dataclass(frozen=True)
+class TableUpdate:
+    """A change planned against one snapshot of a table (``base_snapshot_id``; None: the table has none).
+
+    Exactly one of: ``replace`` (the table's whole new contents), ``append``
+    (rows to add), or neither (the table stays as it is; nothing is committed).
+    """
+
+    base_snapshot_id: int | None
+    replace: Any = None
+    append: Any = None
+
+    @property
+    def kind(self) -> str:
+        return "replace" if self.replace is not None else "append" if self.append is not None else "unchanged"
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,8 @@ class Commit:
     metadata_location: str
     rows: int
     attempts: int
+    committed: bool = True
+    """False when the update changed nothing: the snapshot is the one the table already had."""
 
 
 def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
@@ -180,6 +205,67 @@ def replace_contents(
             attempts=attempt,
         )
     raise AssertionError("unreachable")
+
+
+class StaleUpdateError(CatalogError):
+    """The table changed after an update to it was planned: another writer committed first."""
+
+
+def commit_update(
+    load: Callable[[], Any],
+    identifier: str,
+    files: Sequence[str],
+    properties: Mapping[str, str],
+    base_snapshot_id: int | None,
+    replace: bool,
+) -> Commit:
+    """Commit ``files`` as the table's whole contents (``replace``) or as rows added to it, in one snapshot.
+
+    The update was computed from the table at ``base_snapshot_id``: if
+    another writer has committed since, it is refused with
+    :class:`StaleUpdateError` (one line) rather than rebuilt, because its
+    contents depend on what it was computed from. The check and the commit
+    are one: the catalog refuses the commit if the table's current snapshot
+    changes in between.
+    """
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    iceberg_table = load()
+    if any(iceberg_table.properties.get(k) != v for k, v in PLANNED_UPDATE_PROPERTIES.items()):
+        # A table created before it was updated this way.
+        with iceberg_table.transaction() as transaction:
+            transaction.set_properties(PLANNED_UPDATE_PROPERTIES)
+        iceberg_table = load()
+    current = iceberg_table.metadata.current_snapshot_id
+    if current != base_snapshot_id:
+        raise StaleUpdateError(
+            f"table {identifier}: another run committed snapshot {current} after this update was planned "
+            f"from snapshot {base_snapshot_id}; run the step again"
+        )
+    data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
+    transaction = iceberg_table.transaction()
+    producer = transaction.update_snapshot(snapshot_properties=dict(properties))
+    with (producer.overwrite() if replace else producer.fast_append()) as update:
+        if replace:
+            for data_file in current_data_files(iceberg_table):
+                update.delete_data_file(data_file)
+        for data_file in data_files:
+            update.append_data_file(data_file)
+    try:
+        committed = transaction.commit_transaction()
+    except (CommitFailedException, ValidationException):
+        raise StaleUpdateError(
+            f"table {identifier}: another run committed while this update was being committed; run the step again"
+        ) from None
+    snapshot = committed.metadata.current_snapshot()
+    return Commit(
+        identifier=identifier,
+        snapshot_id=snapshot.snapshot_id,
+        metadata_location=committed.metadata_location,
+        rows=int(snapshot.summary.get("total-records", 0)),
+        attempts=1,
+    )
 
 
 def data_file_paths(iceberg_table, snapshot_id: int | None = None) -> list[str]:

@@ -252,7 +252,7 @@ def test_unusual_spacing_after_the_first_lines_changes_no_value():
 
     result = read_feed(FEED_SCHEMAS["accelerometer"], files)
 
-    by_time = {r[1]: r for r in result.records.rows()}
+    by_time = {r[1]: r for r in result.records.drop("source_file").rows()}
     assert by_time[T0 + 999][2] == 9.9
     assert by_time[T0 + 998][2] == 1.0
     assert result.quarantine.height == 0

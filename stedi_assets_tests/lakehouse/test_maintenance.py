@@ -17,7 +17,12 @@ from dagster import DefaultScheduleStatus
 
 from stedi_assets import cli
 from stedi_assets.definitions import defs
-from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files, snapshots_to_expire
+from stedi_assets.lakehouse.maintenance import (
+    current_records_folders,
+    maintain_table,
+    referenced_files,
+    snapshots_to_expire,
+)
 from stedi_assets.lakehouse.tables import current_data_files, history
 from stedi_assets_tests.conftest import materialize_all, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
@@ -60,7 +65,11 @@ def test_snapshots_beyond_the_retention_are_expired_and_their_files_deleted(four
     # The expired snapshots' data files are gone, and so is every other file no metadata refers to.
     assert len(files_before - kept_files) == 2
     on_disk = {str(p) for p in (root / "landing" / "accelerometer_landing").rglob("*") if p.is_file()}
-    assert on_disk <= referenced_files(iceberg_table)
+    # The records of the file versions the ledger holds as current stay; those of the replaced versions went.
+    (records_folder,) = current_records_folders(lakehouse, "accelerometer_landing")
+    records = {f for f in on_disk if f.startswith(records_folder)}
+    assert records and {str(p) for p in (root / "landing" / "accelerometer_landing" / "deliveries").rglob("*.parquet")} == records
+    assert on_disk - records <= referenced_files(iceberg_table)
 
 
 def test_age_and_minimum_decide_together(four_runs):
@@ -107,8 +116,9 @@ def test_the_maintenance_job_and_its_schedule(four_runs):
     assert len(four_runs.load_table("accelerometer_landing").snapshots()) == 1
     output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
     metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
-    assert metadata["snapshots_expired"] == 3 * 2  # accelerometer_landing and accelerometer_quarantine
-    assert metadata["tables"] == 2
+    # accelerometer_landing, accelerometer_quarantine and the delivery ledger
+    assert metadata["snapshots_expired"] == 3 * 3
+    assert metadata["tables"] == 3
     schedule = defs.resolve_schedule_def("lakehouse_maintenance_daily")
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
     assert schedule.job_name == "lakehouse_maintenance"

@@ -1,0 +1,251 @@
+"""Incremental ingestion: each landing file version is parsed once.
+
+A landing step compares the feed's files (each with a fingerprint: size and
+modification time locally, the ETag on S3) with the versions the delivery
+ledger holds as current, and plans:
+
+- **nothing to read** when every file is as ingested: the landing and
+  quarantine tables stay as they are (no new snapshot);
+- **append** when the only change is new files: their distinct records that
+  the landing table does not hold yet are added to it;
+- **replace** when a file changed or was removed: the table is rebuilt from
+  the stored records of the unchanged files and the records of the files read
+  now, without reading the unchanged files again;
+- **rebuild** (every file read again) on a full refresh, for a table not
+  published yet, or when the ledger cannot tell which file delivered what.
+
+Whatever the plan, the tables equal what a full rebuild from the landing zone
+as it is would give (``stedi_assets_tests/test_ingestion.py`` holds them to
+that after any sequence of deliveries, on both engines). A file re-delivered
+with the same content but a new fingerprint is read again and changes no row.
+
+Each file version's kept records are stored as Parquet with the file's URI
+(``{lakehouse}/landing/{feed}_landing/deliveries/...``, named in the
+ledger's ``records_uri``); maintenance deletes those no current version
+refers to.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import narwhals as nw
+
+from stedi_assets import rules
+from stedi_assets.engines import LandingRead
+from stedi_assets.lakehouse.ledger import REMOVED, Delivery
+from stedi_assets.lakehouse.tables import TableUpdate
+from stedi_assets.schemas import FEED_SCHEMAS, delivered_records_schema
+from stedi_assets.storage import FileVersion, is_s3_uri, join_uri, local_path, normalize_uri
+
+DELIVERIES_FOLDER = "deliveries"
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """What a landing step reads and how it updates its tables."""
+
+    listed: Mapping[str, FileVersion]
+    new: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    rebuild: bool
+    why_rebuild: str = ""
+
+    @property
+    def to_read(self) -> list[str]:
+        return list(self.listed) if self.rebuild else sorted(self.new + self.changed)
+
+    @property
+    def kind(self) -> str:
+        if self.rebuild:
+            return "rebuild"
+        if self.changed or self.removed:
+            return "replace"
+        return "append" if self.new else "unchanged"
+
+    def describe(self) -> str:
+        if self.rebuild:
+            return f"read all {len(self.listed)} file(s) ({self.why_rebuild})"
+        return (
+            f"{len(self.new)} new, {len(self.changed)} changed, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged file(s)"
+        )
+
+
+def plan_deliveries(
+    listed: Mapping[str, FileVersion],
+    current: Mapping[str, Mapping],
+    published: bool,
+    full_refresh: bool,
+) -> DeliveryPlan:
+    """Compare the files found with the current versions in the ledger (URI -> ledger row)."""
+    new = tuple(uri for uri in listed if uri not in current)
+    changed = tuple(uri for uri in listed if uri in current and current[uri]["fingerprint"] != listed[uri].fingerprint)
+    removed = tuple(sorted(uri for uri in current if uri not in listed))
+    unchanged = tuple(uri for uri in listed if uri in current and uri not in changed)
+    why = ""
+    if full_refresh:
+        why = "full refresh"
+    elif not published:
+        why = "the tables are not published yet"
+    elif not current:
+        why = "the delivery ledger holds no file of this feed"
+    elif any(not current[uri]["records_uri"] for uri in unchanged):
+        why = "the ledger does not say where the records of a file are"
+    return DeliveryPlan(listed, new, changed, removed, unchanged, rebuild=bool(why), why_rebuild=why)
+
+
+@dataclass(frozen=True)
+class LandingUpdate:
+    """The planned updates of a feed's landing and quarantine tables, and what the checks see."""
+
+    landing: TableUpdate
+    landing_frame: nw.LazyFrame
+    """The landing table as it will be (lazy): what the checks look at."""
+    quarantine: TableUpdate
+    quarantine_frame: nw.LazyFrame
+    records_read: int
+    deliveries: tuple[Delivery, ...]
+    retired: Mapping[str, str]
+    unknown_fields: Mapping[str, int]
+
+
+def delivered_counts(read: LandingRead, delivered: nw.LazyFrame) -> dict[str, tuple[int, int, int]]:
+    """Per file read: (records read, records kept, records quarantined)."""
+    counts: dict[str, list[int]] = {uri: [0, 0, 0] for uri in read.files}
+    queries = (
+        (read.records, 0), (delivered, 1), (read.quarantine, 2),
+    )
+    for frame, position in queries:
+        for uri, count in frame.group_by(rules.DELIVERED_FROM).agg(nw.len()).collect().rows():
+            counts.setdefault(uri, [0, 0, 0])[position] += count
+    return {uri: (c[0] + c[2], c[1], c[2]) for uri, c in counts.items()}
+
+
+def plan_landing_update(
+    lakehouse,
+    feed: str,
+    plan: DeliveryPlan,
+    current: Mapping[str, Mapping],
+    bases: tuple[int | None, int | None],
+    run_id: str,
+) -> LandingUpdate:
+    """Read what ``plan`` says, store the kept records of each file read, and plan both tables' updates.
+
+    ``bases`` are the snapshots of the landing and quarantine tables the plan
+    was made from (None: no snapshot).
+    """
+    engine = lakehouse.get_engine()
+    landing_table, quarantine_table = f"{feed}_landing", f"{feed}_quarantine"
+    landing_base, quarantine_base = bases
+    schema = FEED_SCHEMAS[feed]
+    read = lakehouse.read_landing(feed, plan.to_read) if plan.to_read else None
+    deliveries: list[Delivery] = []
+    delivered = None
+    if read is not None:
+        # The distinct records of each file, with the file: stored once, so
+        # that the table can be rebuilt later without reading the file again.
+        delivered = engine.hold(rules.distinct(read.records))
+        folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+        lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
+        with engine.errors():
+            counts = delivered_counts(read, delivered)
+        deliveries = [
+            Delivery(uri, plan.listed[uri].size, plan.listed[uri].fingerprint, *counts.get(uri, (0, 0, 0)), folder)
+            for uri in plan.to_read
+        ]
+    retired = {uri: REMOVED for uri in plan.removed}
+    if plan.rebuild:
+        retired.update({uri: REMOVED for uri in current if uri not in plan.listed})
+
+    def existing(table: str, base: int | None) -> nw.LazyFrame:
+        return lakehouse.read_table([table], base)
+
+    kind = plan.kind
+    if kind == "unchanged":
+        landing = TableUpdate(landing_base)
+        landing_frame = existing(landing_table, landing_base)
+    elif kind == "append":
+        appended = engine.hold(rules.records_not_in(delivered, existing(landing_table, landing_base), schema.required_columns))
+        landing = TableUpdate(landing_base, append=appended)
+        landing_frame = nw.concat([existing(landing_table, landing_base), appended])
+    else:
+        parts = [delivered] if delivered is not None else []
+        if kind == "replace":
+            parts.append(_stored_records(lakehouse, feed, plan.unchanged, current))
+        landing_frame = rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0])
+        landing = TableUpdate(landing_base, replace=landing_frame)
+
+    if kind == "unchanged":
+        quarantine = TableUpdate(quarantine_base)
+        quarantine_frame = existing(quarantine_table, quarantine_base)
+    else:
+        new_quarantine = read.quarantine if read is not None else None
+        if plan.rebuild:
+            quarantine_frame = new_quarantine
+        else:
+            kept = existing(quarantine_table, quarantine_base).filter(
+                nw.col("source_file").is_in(list(plan.unchanged))
+            )
+            quarantine_frame = nw.concat([kept, new_quarantine]) if new_quarantine is not None else kept
+        quarantine = TableUpdate(quarantine_base, replace=quarantine_frame)
+
+    records_read = sum(int(current[uri]["records_read"]) for uri in plan.unchanged if not plan.rebuild)
+    records_read += read.records_read if read is not None else 0
+    if records_read == 0:
+        from stedi_assets.resources import LandingError
+
+        # Publishing an empty table over a good one is never what a delivery of empty files means.
+        raise LandingError(
+            f"no records for feed {feed!r} at {lakehouse.feed_uri(feed)}/: all {len(plan.listed)} landing file(s) are empty"
+        )
+    return LandingUpdate(
+        landing=landing,
+        landing_frame=landing_frame,
+        quarantine=quarantine,
+        quarantine_frame=quarantine_frame,
+        records_read=records_read,
+        deliveries=tuple(deliveries),
+        retired=retired,
+        unknown_fields=dict(read.unknown_fields) if read is not None else {},
+    )
+
+
+def _stored_records(lakehouse, feed: str, uris: tuple[str, ...], current: Mapping[str, Mapping]) -> nw.LazyFrame:
+    """The stored kept records of the files ``uris``, as ingested (with ``source_file``)."""
+    schema = delivered_records_schema(feed)
+    folders = sorted({current[uri]["records_uri"] for uri in uris})
+    files = [f for folder in folders for f in lakehouse.store_for(folder).list_files(folder) if f.endswith(".parquet")]
+    store = lakehouse.store_for(folders[0]) if folders else None
+    frame = lakehouse.get_engine().scan(files, schema, store)
+    return frame.filter(nw.col(rules.DELIVERED_FROM).is_in(list(uris)))
+
+
+
+@contextmanager
+def ingest_lock(lakehouse, feed: str) -> Iterator[None]:
+    """One landing step of a feed at a time on a local lakehouse (a lock file beside the catalog).
+
+    Two runs ingesting the same feed at once would plan from the same
+    snapshot; with the lock the second plans from what the first committed.
+    On S3 there is no lock: the second run's commit is refused
+    (``StaleUpdateError``) and its step fails, naming the table, to be run again.
+    """
+    root = normalize_uri(lakehouse.lakehouse_uri)
+    if is_s3_uri(root):
+        yield
+        return
+    folder = local_path(root) / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{feed}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
