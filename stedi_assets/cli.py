@@ -1,6 +1,6 @@
 """The ``stedi`` command: run the pipeline headless, write simulated landing data.
 
-    stedi run        materialize every table, run every check, print a summary
+    stedi run        bring every table up to date (only what changed; --full-refresh: all), run their checks
     stedi simulate   write a simulated landing zone
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stedi_assets.schemas import PUBLISHED, TABLES
+from stedi_assets.schemas import FEEDS, PUBLISHED, TABLES
 
 # Command-line options and the environment variables they set. The settings
 # are read and validated in one place (settings.read_settings); an option only
@@ -37,6 +37,7 @@ class TableSummary:
     passed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (check, severity, detail)
     error: str | None = None
+    up_to_date: bool = False
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -79,9 +80,13 @@ def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: i
 
 
 def run(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
+    from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
+    from stedi_assets.checks import CHECKS
+    from stedi_assets.assets import ZONE_ASSETS
     from stedi_assets.definitions import build_definitions
+    from stedi_assets.masking import mask_emails
+    from stedi_assets.planning import out_of_date
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.storage import normalize_uri
 
@@ -98,16 +103,41 @@ def run(args: argparse.Namespace) -> int:
     definitions = build_definitions()
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("stedi_job")
+    upstream = {
+        key.path[-1]: frozenset(d.path[-1] for d in deps)
+        for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
+    }
+    stale = out_of_date(lakehouse, upstream, full_refresh=args.full_refresh)
+    summaries = {name: TableSummary() for name in TABLES}
+    for name in TABLES:
+        if name not in stale.tables:
+            summaries[name].rows, summaries[name].up_to_date = lakehouse.current_rows(name), True
+    if not stale.tables:
+        print(_format_summary(summaries))
+        print("OK: every table is up to date with the landing zone; nothing to run (--full-refresh rebuilds them).")
+        return 0
+    for name, reason in stale.reasons.items():
+        print(mask_emails(f"out of date: {name} ({reason})"))
     # The summary below reports failures in one line each; Dagster's own log
     # (with stack traces) is there with --verbose.
     log_level = "INFO" if args.verbose else "CRITICAL"
-    result = job.execute_in_process(
+    landing_config = {"config": {"full_refresh": args.full_refresh}}
+    # The out-of-date tables with the checks evaluated in their steps (the audit checks run on their own).
+    subset = job.get_subset(
+        asset_selection={AssetKey(name) for name in stale.tables},
+        asset_check_selection={
+            AssetCheckKey(AssetKey(name), check.name) for name in stale.tables for check in CHECKS.get(name, ())
+        },
+    )
+    result = subset.execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+            "ops": {f"{feed}_landing": landing_config for feed in FEEDS if f"{feed}_landing" in stale.tables},
+        },
     )
 
-    summaries = {name: TableSummary() for name in TABLES}
     for event in result.get_asset_materialization_events():
         name = event.asset_key.path[-1]
         rows = event.materialization.metadata.get("dagster/row_count")
@@ -156,6 +186,8 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
             status = f"{len(summary.passed)}/{total} passed"
         elif summary.error:
             status = "failed"
+        elif summary.up_to_date:
+            status = "up to date"
         else:
             status = "published, no checks" if summary.rows is not None else "not run"
         if total and summary.rows is None:
@@ -322,9 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="materialize every table and run every check")
+    run_parser = commands.add_parser("run", help="bring every table up to date and run its checks")
     _add_settings(run_parser)
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
+    run_parser.add_argument(
+        "--full-refresh", action="store_true",
+        help="read every landing file again and rebuild every table (default: only what changed)",
+    )
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
     simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from stedi_assets.rules import identity_of
-from stedi_assets.schemas import TABLES
+from stedi_assets.schemas import FEEDS, TABLES
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
@@ -79,3 +79,51 @@ def test_a_withdrawal_and_a_removal_update_every_table_as_a_full_rebuild(tmp_pat
     new = rows.filter(pl.col("uri") == str(landing / "customer" / "withdrawal.json")).row(0, named=True)
     assert (new["records_read"], new["records_kept"], new["records_quarantined"], new["status"]) == (1, 1, 0, "current")
     assert new["run_id"] and new["ingested_at"] > first["ingested_at"].max()
+
+
+def run_stedi(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from stedi_assets import cli
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    for variable in ("STEDI_PROFILE", "STEDI_ENGINE", "STEDI_ML_JOIN", "STEDI_CONSENT_SCOPE"):
+        monkeypatch.delenv(variable, raising=False)
+    code = cli.main(["run", *args])
+    return code, capsys.readouterr().out
+
+
+def statuses(out: str) -> dict[str, str]:
+    """Table -> its status in the summary (``up to date``, ``3/3 passed``, ...)."""
+    return {line.split()[0]: line.split(None, 2)[2] for line in out.splitlines() if line.split()[:1] in ([t] for t in TABLES)}
+
+
+def test_stedi_run_updates_only_the_tables_out_of_date(tmp_path, stedi_landing, monkeypatch, capsys):
+    landing = tmp_path / "landing"
+    shutil.copytree(stedi_landing, landing)
+    where = ["--landing", str(landing), "--lakehouse", str(tmp_path / "lakehouse")]
+    assert run_stedi(monkeypatch, capsys, *where)[0] == 0
+
+    code, out = run_stedi(monkeypatch, capsys, *where)
+    assert code == 0 and "nothing to run" in out
+    assert set(statuses(out).values()) == {"up to date"}
+
+    reading = {"user": "nobody@test.com", "timestamp": 1_655_564_444_000, "x": 1.0, "y": 0.0, "z": 0.0}
+    (landing / "accelerometer" / "late.json").write_text(json.dumps(reading) + "\n")
+    code, out = run_stedi(monkeypatch, capsys, *where)
+    assert code == 0
+    assert "out of date: accelerometer_landing (1 new, 0 changed, 0 removed landing file(s))" in out
+    ran = {t for t, status in statuses(out).items() if status != "up to date"}
+    assert ran == {"accelerometer_landing", "accelerometer_quarantine", "accelerometer_trusted", "customer_curated",
+                   "step_trainer_trusted", "machine_learning_curated"}
+    assert stored_table(tmp_path / "lakehouse", "accelerometer_landing").height == 81_274
+
+    # Another consent scope changes what the derived tables hold: they are recomputed, the landing tables are not.
+    monkeypatch.setenv("STEDI_CONSENT_SCOPE", "from_consent_date")
+    from stedi_assets import cli
+
+    assert cli.main(["run", *where]) == 0
+    out = capsys.readouterr().out
+    assert "computed under other settings: consent_scope" in out
+    assert {t for t, s in statuses(out).items() if s == "up to date"} == {f"{f}_{z}" for f in FEEDS for z in ("landing", "quarantine")}
+
+    code, out = run_stedi(monkeypatch, capsys, *where, "--full-refresh")
+    assert code == 0 and "up to date" not in statuses(out).values()
