@@ -66,12 +66,14 @@ _NEW = "__new"
 
 
 def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
-    """Each distinct row once.
+    """Each distinct row once (two nulls are equal).
 
-    Written as a group-by on every column rather than ``unique()``: Spark runs
-    it as a plain hash aggregate, where narwhals' ``unique()`` becomes a
-    sorted window; Polars runs both alike.
+    On Spark written as a group-by on every column: Spark runs it as a plain
+    hash aggregate, where narwhals' ``unique()`` becomes a sorted window. On
+    Polars ``unique()`` is a hash unique, about twice as fast as the group-by.
     """
+    if frame.implementation.is_polars():
+        return frame.unique()
     return frame.group_by(*frame.collect_schema().names()).agg()
 
 
