@@ -72,12 +72,38 @@ def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
     return frame.group_by(*frame.collect_schema().names()).agg()
 
 
+def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.LazyFrame:
+    """``distinct(frame)``, made distinct one slice of the rows at a time: the rows whose integer
+    ``column`` is 0, 1, ... ``slices - 2`` modulo ``slices``, then all the others (nulls included).
+
+    Equal rows hold the same value in ``column``, so they fall in the same
+    slice, and the slices' distinct rows together are the frame's distinct rows.
+    """
+    slice_of = (nw.col(column) % slices).fill_null(-1)
+    first = list(range(slices - 1))
+    parts = [frame.filter(slice_of == i) for i in first] + [frame.filter(~slice_of.is_in(first))]
+    return nw.concat([distinct(part) for part in parts], how="vertical")
+
+
+LANDING_SLICES = 4
+"""Slices the landing records are made distinct in on Polars (see ``landing_records``)."""
+
+
 def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
     """Typed records of one feed, each distinct record once.
 
     A file delivered twice, or a record repeated in two files, must not change
     any count downstream.
     """
+    if records.implementation.is_polars():
+        # Polars' group-by on every column holds an encoding of every row
+        # beside its result, about three times the table's own size (1.8 GB for
+        # the 8 million readings at 100x); a quarter of the rows at a time
+        # holds a quarter of that, in the same time. Spark's aggregate spills
+        # instead, and would read its input once per slice.
+        column = next((name for name, dtype in records.collect_schema().items() if dtype == nw.Int64), None)
+        if column is not None:
+            return distinct_in_slices(records, column, LANDING_SLICES)
     return distinct(records)
 
 
