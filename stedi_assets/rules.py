@@ -85,7 +85,7 @@ def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.Lazy
     return nw.concat([distinct(part) for part in parts], how="vertical")
 
 
-LANDING_SLICES = 4
+LANDING_SLICES = 8
 """Slices the landing records are made distinct in on Polars (see ``landing_records``)."""
 
 
@@ -98,8 +98,8 @@ def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
     if records.implementation.is_polars():
         # Polars' group-by on every column holds an encoding of every row
         # beside its result, about three times the table's own size (1.8 GB for
-        # the 8 million readings at 100x); a quarter of the rows at a time
-        # holds a quarter of that, in the same time. Spark's aggregate spills
+        # the 8 million readings at 100x); an eighth of the rows at a time
+        # holds an eighth of that, in the same time. Spark's aggregate spills
         # instead, and would read its input once per slice.
         column = next((name for name, dtype in records.collect_schema().items() if dtype == nw.Int64), None)
         if column is not None:
