@@ -253,9 +253,13 @@ class _ParsedFile:
 
 def _parse(schema: TableSchema, rules: RecordRules, uri: str, data: bytes, max_file_mb: int) -> _ParsedFile:
     data, problems = validation.landing_bytes(uri, data, max_file_mb)
-    if not data.strip(b" \t\r\n"):
+    # The file's first bytes decide both tests unless they are all blank (the
+    # whole file would be copied to strip it).
+    head = data[:64]
+    leading_blank = not head.strip()
+    if leading_blank and not data.strip(b" \t\r\n"):
         return _ParsedFile(uri, problems, reference=FileRecords())
-    if validation.is_array_file(data):
+    if validation.is_array_file(data if leading_blank else head):
         return _ParsedFile(uri, problems, reference=validation.reference_array(data, rules))
     frame = _fast_frame(data, schema)
     if frame is None:
