@@ -78,15 +78,22 @@ def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: i
     return len(files)
 
 
-def stedi_job():
-    """The job of every table and check, as ``stedi run`` executes it (Dagster rebuilds it from here)."""
+def stedi_job(**settings: str):
+    """The job of every table and check, as ``stedi run`` executes it with ``settings`` (the process's
+    ``STEDI_*`` environment variables), which Dagster rebuilds from here."""
     from stedi_assets.definitions import build_definitions
 
+    if settings != _stedi_environment():
+        raise RuntimeError("the job is rebuilt with other settings than those of this process")
     return build_definitions().resolve_job_def("stedi_job")
 
 
+def _stedi_environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("STEDI_")}
+
+
 def run(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance, execute_job, reconstructable
+    from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.storage import normalize_uri
@@ -108,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
     # execute_job (in this process: the job's executor is in-process) rather
     # than execute_in_process, which keeps every table it computed in memory
     # until the run ends, to hand them back as outputs: at 100x, the landing
-    # and trusted tables held that way added 0.4 GB to the run's peak.
+    # and trusted tables held that way added 0.4 GB to the run's peak. The
+    # settings are part of the job's address, as Dagster keeps the last job it
+    # rebuilt: a later run in this process with other settings gets its own.
     result = execute_job(
-        reconstructable(stedi_job),
+        build_reconstructable_job(__name__, "stedi_job", reconstructable_kwargs=_stedi_environment()),
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
