@@ -97,7 +97,7 @@ def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
     """
     if records.implementation.is_polars():
         # Polars' group-by on every column holds an encoding of every row
-        # beside its result, about three times the table's own size (1.8 GB for
+        # beside its result, about four times the table's own size (1.8 GB for
         # the 8 million readings at 100x); an eighth of the rows at a time
         # holds an eighth of that, in the same time. Spark's aggregate spills
         # instead, and would read its input once per slice.
