@@ -13,6 +13,7 @@ import argparse
 import os
 import re
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,18 +79,12 @@ def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: i
     return len(files)
 
 
-def stedi_job(**settings: str):
-    """The job of every table and check, as ``stedi run`` executes it with ``settings`` (the process's
-    ``STEDI_*`` environment variables), which Dagster rebuilds from here."""
+def stedi_job(build: str):
+    """The job of every table and check, as ``stedi run`` executes it: built here from the settings of
+    the moment. ``build`` names one run's build (see ``run``); the job does not depend on it."""
     from stedi_assets.definitions import build_definitions
 
-    if settings != _stedi_environment():
-        raise RuntimeError("the job is rebuilt with other settings than those of this process")
     return build_definitions().resolve_job_def("stedi_job")
-
-
-def _stedi_environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name.startswith("STEDI_")}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
     # execute_job (in this process: the job's executor is in-process) rather
     # than execute_in_process, which keeps every table it computed in memory
     # until the run ends, to hand them back as outputs: at 100x, the landing
-    # and trusted tables held that way added 0.4 GB to the run's peak. The
-    # settings are part of the job's address, as Dagster keeps the last job it
-    # rebuilt: a later run in this process with other settings gets its own.
+    # and trusted tables held that way added 0.4 GB to the run's peak. Each
+    # run's job has an address of its own (a random build name, never a
+    # setting: the address is stored with the run), as Dagster keeps the last
+    # job it built for an address: a later run in this process with other
+    # settings would otherwise get the earlier run's job.
     result = execute_job(
-        build_reconstructable_job(__name__, "stedi_job", reconstructable_kwargs=_stedi_environment()),
+        build_reconstructable_job(__name__, "stedi_job", reconstructable_kwargs={"build": uuid.uuid4().hex}),
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

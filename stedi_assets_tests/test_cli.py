@@ -201,3 +201,24 @@ def test_run_lets_go_of_each_table_once_its_step_is_done(stedi_landing, tmp_path
     assert cli.main(["run"]) == 0
     assert len(held) == 11  # eight zone tables and three quarantine tables
     assert max(alive) <= 1, alive
+
+
+def test_run_keeps_a_secret_setting_out_of_dagster_storage(stedi_landing, tmp_path, monkeypatch):
+    # The run is stored in a persistent Dagster instance with how to rebuild
+    # its job: that record holds no setting's value.
+    password = "hunter2-secret-pw"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dagster_home").mkdir()
+    for name, value in {
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "STEDI_LANDING_URI": str(stedi_landing), "STEDI_LAKEHOUSE_URI": str(tmp_path / "lake"),
+        "STEDI_PROFILE": "stedi-reference", "STEDI_ENGINE": "polars",
+        "STEDI_SMTP_URL": f"smtp://alerts:{password}@mail.example.org:587",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert cli.main(["run"]) == 0
+
+    written = [path for path in (tmp_path / "dagster_home").rglob("*") if path.is_file()]
+    assert any(path.suffix == ".db" for path in written)
+    assert not [path for path in written if password.encode() in path.read_bytes()]
