@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 
-from benchmarks.bench import DEFAULT_SOURCE, scaled_landing
+from benchmarks.bench import default_source, scaled_landing
 
 
 def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] | None = None) -> dict[str, object]:
@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", default="polars")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spark-conf", default="", help="Spark engine: spark.* settings, as STEDI_SPARK_CONF")
-    parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--source", type=pathlib.Path, default=None, help="the 1x landing zone")
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"))
     args = parser.parse_args(argv)
 
-    landing = scaled_landing(args.work, args.source, args.size)
+    landing = scaled_landing(args.work, args.source or default_source(), args.size)
     from stedi_assets.settings import parse_spark_conf
 
     spark_conf = parse_spark_conf(args.spark_conf) if args.spark_conf else {}

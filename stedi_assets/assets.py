@@ -157,6 +157,7 @@ def _ingest(
     context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
     update = plan_landing_update(lakehouse, feed, plan, current, bases, context.run_id)
     engine = lakehouse.get_engine()
+    landing_kind = update.landing.kind
     quarantine = engine.hold(update.quarantine_frame)
     try:
         with engine.errors():
@@ -176,16 +177,12 @@ def _ingest(
                 "records_read": MetadataValue.int(update.records_read),
             },
         )
-        landing_kind = update.landing.kind
         published = False
         for event in _materialize(
             context, lakehouse, f"{feed}_landing", update.landing_frame, {},
             records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
             extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
-            publish=lambda held: update.landing if landing_kind != "replace" else TableUpdate(
-                update.landing.base_snapshot_id, replace=held
-            ),
-            hold=landing_kind == "replace",
+            publish=lambda held: update.landing, hold=False,
         ):
             published = published or isinstance(event, Output)
             yield event
@@ -193,6 +190,8 @@ def _ingest(
             record_deliveries(lakehouse, feed, update.deliveries, update.retired, context.run_id)
     finally:
         engine.release(quarantine)
+        if landing_kind == "replace":
+            engine.release(update.landing_frame)
 
 
 POOL = "stedi_lakehouse"

@@ -107,7 +107,8 @@ class LandingUpdate:
 
     landing: TableUpdate
     landing_frame: nw.LazyFrame
-    """The landing table as it will be (lazy): what the checks look at."""
+    """The landing table as it will be, what the checks look at: held by the engine when it replaces
+    the table's contents (release it after the step), lazy otherwise."""
     quarantine: TableUpdate
     quarantine_frame: nw.LazyFrame
     records_read: int
@@ -148,10 +149,11 @@ def plan_landing_update(
     read = lakehouse.read_landing(feed, plan.to_read) if plan.to_read else None
     deliveries: list[Delivery] = []
     delivered = None
+    new_quarantine, unknown_fields, read_now = None, {}, 0
     if read is not None:
         # The distinct records of each file, with the file: stored once, so
         # that the table can be rebuilt later without reading the file again.
-        delivered = engine.hold(rules.distinct(read.records))
+        delivered = engine.hold(rules.distinct_records(read.records))
         folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
         lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
         with engine.errors():
@@ -160,6 +162,9 @@ def plan_landing_update(
             Delivery(uri, plan.listed[uri].size, plan.listed[uri].fingerprint, *counts.get(uri, (0, 0, 0)), folder)
             for uri in plan.to_read
         ]
+        new_quarantine, unknown_fields, read_now = read.quarantine, dict(read.unknown_fields), read.records_read
+        # The records as read are not needed any more: let them go before the table is computed.
+        del read
     retired = {uri: REMOVED for uri in plan.removed}
     if plan.rebuild:
         retired.update({uri: REMOVED for uri in current if uri not in plan.listed})
@@ -179,14 +184,15 @@ def plan_landing_update(
         parts = [delivered] if delivered is not None else []
         if kind == "replace":
             parts.append(_stored_records(lakehouse, feed, plan.unchanged, current))
-        landing_frame = rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0])
+        landing_frame = engine.hold(rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0]))
         landing = TableUpdate(landing_base, replace=landing_frame)
+    if delivered is not None:
+        engine.release(delivered)
 
     if kind == "unchanged":
         quarantine = TableUpdate(quarantine_base)
         quarantine_frame = existing(quarantine_table, quarantine_base)
     else:
-        new_quarantine = read.quarantine if read is not None else None
         if plan.rebuild:
             quarantine_frame = new_quarantine
         else:
@@ -197,7 +203,7 @@ def plan_landing_update(
         quarantine = TableUpdate(quarantine_base, replace=quarantine_frame)
 
     records_read = sum(int(current[uri]["records_read"]) for uri in plan.unchanged if not plan.rebuild)
-    records_read += read.records_read if read is not None else 0
+    records_read += read_now
     if records_read == 0:
         from stedi_assets.resources import LandingError
 
@@ -213,7 +219,7 @@ def plan_landing_update(
         records_read=records_read,
         deliveries=tuple(deliveries),
         retired=retired,
-        unknown_fields=dict(read.unknown_fields) if read is not None else {},
+        unknown_fields=unknown_fields,
     )
 
 

@@ -1,16 +1,22 @@
 """Tests of the benchmark tooling's answers: the DuckDB reference on the real data set,
-scaling that data set three times, and the reference on simulated data.
+scaling that data set three times, the reference on simulated data, and the growth
+table's bookkeeping (counting a table's rows in each layout, reusing a scaled landing
+zone, judging the targets from made-up figures).
 
-They check row counts only, never timings. The real-data tests read the STEDI data
-set through the ``stedi_landing`` fixture; outputs go to ``tmp_path``.
+They check row counts and arithmetic only, never time anything. The real-data tests
+read the STEDI data set through the ``stedi_landing`` fixture; outputs go to ``tmp_path``.
 """
 
 from __future__ import annotations
 
 import pathlib
 
+import json
+
+import polars as pl
 import pytest
 
+from benchmarks.bench import Measurement, growth_table, scaled_landing, table_rows, targets
 from benchmarks.duckdb_reference import run_reference
 from benchmarks.scale_data import scale_landing
 from stedi_assets.profiles import expected_rows
@@ -47,3 +53,99 @@ def test_reference_agrees_with_the_simulator(tmp_path: pathlib.Path, customers: 
     same_customer = run_reference(tmp_path / "landing", tmp_path / "same_customer", same_customer=True)
     assert tables == {table: expected[table] for table in tables}
     assert same_customer["machine_learning_curated"] == expected["machine_learning_curated_same_customer"]
+
+
+MIB = 2**20
+
+
+def _statuses(measurements: list[Measurement]) -> dict[str, str]:
+    return {target.name: target.status for target in targets(measurements)}
+
+
+def test_targets_are_judged_on_medians_against_the_references():
+    measurements = [
+        # Median 8.0 s of three runs (one slow outlier), the largest peak 1,800 MiB.
+        Measurement(100, "polars", 0, 8.0, 1_500 * MIB),
+        Measurement(100, "polars", 1, 30.0, 1_800 * MIB),
+        Measurement(100, "polars", 2, 7.0, 1_700 * MIB),
+        Measurement(100, "duckdb", 0, 6.0, 1_500 * MIB),
+        Measurement(1000, "polars", 0, 97.0, 11 * 10**9),
+        Measurement(100, "spark", 0, 70.0, 4_000 * MIB),
+        Measurement(100, "pyspark", 0, 50.0, 3_000 * MIB),
+    ]
+
+    assert _statuses(measurements) == {
+        "100x time <= 1.5x DuckDB": "met",  # 8.0 <= 9.0
+        "100x peak <= 1.3x DuckDB peak": "met",  # 1,800 <= 1,950
+        "1000x peak < 12 GB": "met",
+        "1000x time <= 12x the 100x time": "missed",  # 97 > 96
+        "Spark 100x <= 1.3x plain PySpark": "missed",  # 70 > 65
+    }
+
+
+def test_targets_not_measured_say_so():
+    measurements = [Measurement(10, "polars", 0, 4.0, 500 * MIB), Measurement(10, "duckdb", 0, 1.0, 400 * MIB)]
+
+    assert set(_statuses(measurements).values()) == {"not measured"}
+
+
+def test_memory_targets_are_missed_beyond_their_bound():
+    measurements = [
+        Measurement(100, "polars", 0, 9.1, 1_951 * MIB),
+        Measurement(100, "duckdb", 0, 6.0, 1_500 * MIB),
+        Measurement(1000, "polars", 0, 50.0, 12 * 10**9),
+    ]
+
+    statuses = _statuses(measurements)
+
+    assert statuses["100x time <= 1.5x DuckDB"] == "missed"
+    assert statuses["100x peak <= 1.3x DuckDB peak"] == "missed"
+    assert statuses["1000x peak < 12 GB"] == "missed"
+    assert statuses["1000x time <= 12x the 100x time"] == "met"
+
+
+def test_growth_table_has_a_row_per_size_and_a_dash_where_nothing_ran():
+    measurements = [
+        Measurement(1, "polars", 0, 3.0, 200 * MIB), Measurement(1, "duckdb", 0, 0.5, 100 * MIB),
+        Measurement(10, "polars", 0, 5.0, 400 * MIB),
+    ]
+
+    header, one, ten = growth_table(measurements, [1, 10], ["polars"], {1: 11.0, 10: 105.0})
+
+    assert header.split()[:6] == ["size", "JSON", "MB", "polars", "s", "polars"]
+    assert one.split() == ["1x", "11", "3.00", "200", "0.50", "100", "6.00", "2.00"]
+    assert ten.split() == ["10x", "105", "5.00", "400", "-", "-", "-", "-"]
+
+
+def test_table_rows_reads_each_layout(tmp_path: pathlib.Path):
+    frame = pl.DataFrame({"a": [1, 2, 3]})
+    (tmp_path / "duckdb" / "landing").mkdir(parents=True)
+    frame.write_parquet(tmp_path / "duckdb" / "landing" / "customer_landing.parquet")
+    spark_table = tmp_path / "spark" / "landing" / "customer_landing"
+    spark_table.mkdir(parents=True)
+    frame.write_parquet(spark_table / "part-00000.parquet")
+    frame.head(1).write_parquet(spark_table / "part-00001.parquet")
+
+    assert table_rows(tmp_path / "duckdb", "customer_landing") == 3
+    assert table_rows(tmp_path / "spark", "customer_landing") == 4
+
+
+def test_a_zone_scaled_from_another_source_is_kept(tmp_path: pathlib.Path):
+    # Asked with another (here missing) source, the script stops rather than
+    # deleting a copy that may have taken long to write.
+    zone = tmp_path / "landing-x2"
+    (zone / "customer").mkdir(parents=True)
+    (zone / "customer" / "customer-1.json").write_text("{}\n")
+    (zone / "_scaled.json").write_text(json.dumps({"source": "/elsewhere/landing", "factor": 2}))
+
+    with pytest.raises(SystemExit, match="built from /elsewhere/landing"):
+        scaled_landing(tmp_path, tmp_path / "missing", 2)
+
+    assert (zone / "customer" / "customer-1.json").read_text() == "{}\n"
+
+
+def test_a_missing_source_is_named_before_anything_is_built(tmp_path: pathlib.Path):
+    with pytest.raises(SystemExit, match="no landing zone at"):
+        scaled_landing(tmp_path, tmp_path / "missing", 3)
+
+    assert not (tmp_path / "landing-x3").exists()

@@ -197,6 +197,33 @@ def test_landing_records_drop_exact_duplicates_only():
     assert collect(rules.landing_records(landing)).height == 2
 
 
+@pytest.mark.parametrize("slices", [1, 2, 3, 4, 7])
+def test_distinct_in_slices_keeps_each_distinct_row_once(slices: int):
+    # Negative, null and large values of the slicing column, duplicates in
+    # several slices, and rows equal but for a null: each distinct row once.
+    frame = pl.LazyFrame(
+        {
+            "key": [-7, -7, -1, None, None, 0, 3, 3, 2**62, 5, 6, 9, 9],
+            "text": ["a", "a", "b", "c", "c", None, "d", "d", "e", "f", None, "g", "h"],
+        },
+        schema={"key": pl.Int64, "text": pl.String},
+    )
+
+    result = collect(rules.distinct_in_slices(nw.from_native(frame), "key", slices))
+
+    expected = frame.collect().unique()
+    assert_frame_equal(result.sort("key", "text"), expected.sort("key", "text"))
+
+
+def test_landing_records_are_distinct_in_slices_on_polars():
+    landing = readings(*[(f"u{i % 5}@example.com", T0 + i % 11) for i in range(200)])
+
+    result = collect(rules.landing_records(landing))
+
+    assert result.height == 55  # 5 users x 11 times: every pair occurs
+    assert_frame_equal(result.sort("user", "timestamp"), collect(rules.distinct(landing)).sort("user", "timestamp"))
+
+
 # -- identity: one person, one email ------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -427,7 +428,7 @@ def landing_layout(schema: TableSchema) -> T.StructType:
     ])
 
 
-def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
+def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str], read_id: str):
     """A mapInArrow function over binaryFile batches (path, content): the files' landing rows as Arrow batches.
 
     Spark names a file ``file:/path`` or ``s3a://bucket/key``; files are told
@@ -439,6 +440,8 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
 
     def read(batches):
         import json
+
+        assert read_id  # part of the function Spark compares: no two reads share a cached plan
 
         import polars as pl
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -503,7 +506,10 @@ class SparkEngine:
 
     def _read_landing(self, feed: TableSchema, files: Sequence[str]) -> LandingRead:
         contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")
-        rows = contents.mapInArrow(_file_reads(self.max_file_mb, feed, files), landing_layout(feed))
+        # Each read is its own plan (its id is in the function Spark runs): Spark reuses cached data for any
+        # plan equal to a cached one, and a read of the same paths after the files changed must not match
+        # an earlier read's cache (one a failed step left behind, or one not yet released).
+        rows = contents.mapInArrow(_file_reads(self.max_file_mb, feed, files, uuid.uuid4().hex), landing_layout(feed))
         # Cached, the files are read once: the summaries below compute the
         # cache, and the quarantine and the landing table are read from it.
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)

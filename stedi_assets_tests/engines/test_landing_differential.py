@@ -262,6 +262,77 @@ def test_unusual_spacing_after_the_first_lines_changes_no_value():
     )
 
 
+def _same_as_reference(feed: str, files: list[tuple[str, bytes]]):
+    result = read_feed(FEED_SCHEMAS[feed], files)
+    assert_same_as_reference(
+        feed, files, result.records.rows(), result.quarantine.rows(), result.records_read, result.unknown_fields
+    )
+    return result
+
+
+_ODD_LINES = {
+    # Each differs from the file's shape in one way the shape's certificate must not let through.
+    "a repeated name": '{"user":"u9@test.com","timestamp":%d,"x":1.0,"y":-0.5,"z":1.0,"x":2.0}',
+    "a number as the user": '{"user":1e20,"timestamp":%d,"x":1.0,"y":-0.5,"z":1.0}',
+    "a fraction as the user": '{"user":1.0,"timestamp":%d,"x":1.0,"y":-0.5,"z":1.0}',
+    "a boolean as the user": '{"user":true,"timestamp":%d,"x":1.0,"y":-0.5,"z":1.0}',
+    "the names in another order": '{"timestamp":%d,"user":"u9@test.com","z":1.0,"y":-0.5,"x":3.0}',
+    "an extra field": '{"user":"u9@test.com","timestamp":%d,"x":1.0,"y":-0.5,"z":1.0,"note":5}',
+    "a field missing": '{"user":"u9@test.com","timestamp":%d,"x":1.0,"y":-0.5}',
+    "a respelled name": '{"user":"u9@test.com","timeStamp":%d,"x":1.0,"y":-0.5,"z":1.0}',
+    "an unparseable line": '{"user":"u9@test.com","timestamp":%d,"x":1.0,',
+    "a blank line": "   \r",
+    "a lone surrogate": '{"user":"\\ud800","timestamp":%d,"x":1.0,"y":-0.5,"z":1.0}',
+}
+
+
+@pytest.mark.parametrize("odd", sorted(_ODD_LINES))
+@pytest.mark.parametrize("where", [0, 60, 120])
+def test_one_line_of_another_shape_in_a_file_of_one_shape(odd: str, where: int):
+    # Most lines share the first line's shape; the one that does not is read
+    # as the reference reads it, wherever it is (the first line gives the shape).
+    lines = [json.dumps(ordinary("accelerometer", i), separators=(",", ":")) for i in range(120)]
+    template = _ODD_LINES[odd]
+    lines.insert(where, template % (T0 + 999) if "%d" in template else template)
+
+    _same_as_reference("accelerometer", [("a.json", ("\n".join(lines) + "\n").encode())])
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+@pytest.mark.parametrize("final", [True, False])
+def test_a_file_of_one_shape_keeps_every_line_number(end: str, final: bool):
+    lines = [json.dumps(ordinary("step_trainer", i)) for i in range(50)]
+    data = (end.join(lines) + (end if final else "")).encode()
+
+    result = _same_as_reference("step_trainer", [("a.json", data)])
+
+    assert result.records.height == 50
+
+
+def test_names_that_are_pattern_syntax_match_only_themselves():
+    # The shape of the first line is a regular expression built from its
+    # names: "a.b" must not accept "aXb", nor "(c)" accept "c".
+    first = {"user": "u@test.com", "timestamp": T0, "x": 1.0, "y": 2.0, "z": 3.0, "a.b": 1, "(c)": 2, "[d] é": 3}
+    other = {"user": "v@test.com", "timestamp": T0 + 1, "x": 1.0, "y": 2.0, "z": 3.0, "aXb": 1, "c": 2, "d é": 3}
+    data = "\n".join(json.dumps(record, ensure_ascii=False) for record in [first, other, first]).encode()
+
+    result = _same_as_reference("accelerometer", [("a.json", data)])
+
+    assert result.unknown_fields == {"(c)": 2, "[d] é": 2, "a.b": 2, "aXb": 1, "c": 1, "d é": 1}
+
+
+def test_a_record_of_thousands_of_names_is_read():
+    # Its shape's pattern is beyond the size of a regular expression; the
+    # file is certified by the general checks instead.
+    record = {**ordinary("step_trainer", 1), **{f"f{i}": i for i in range(3000)}}
+    data = ("\n".join([json.dumps(record)] * 3) + "\n").encode()
+
+    result = _same_as_reference("step_trainer", [("a.json", data)])
+
+    assert result.records.height == 3
+    assert result.unknown_fields["f2999"] == 3
+
+
 def _as_rows(frame) -> list[tuple]:
     native = frame.to_native()
     if isinstance(native, pl.LazyFrame):

@@ -127,9 +127,12 @@ def test_step_trainer_trusted_with_a_device_outside_customer_curated_fails(publi
 
 
 def test_a_device_shared_with_a_non_consenting_customer_fails_the_audits(publish, published_frames):
-    # A non-consenting customer whose current record carries a curated customer's device.
+    # A non-consenting customer whose current record (the newest of all) carries a curated customer's device.
     device = published_frames["step_trainer_trusted"].select("serialNumber").head(1).collect().item()
-    stranger = without_consent(published_frames).head(1).with_columns(nw.lit(device).alias("serialNumber"))
+    newest = published_frames["customer_landing"].select(nw.col("lastUpdateDate").max()).collect().item() + 1
+    stranger = without_consent(published_frames).head(1).with_columns(
+        nw.lit(device).alias("serialNumber"), nw.lit(newest).alias("lastUpdateDate")
+    )
     _, outcomes = run_audit(publish(customer_landing=nw.concat([published_frames["customer_landing"], stranger])))
     passed, metadata = outcomes[("step_trainer_trusted", "audit_curated_devices_only")]
     assert not passed and metadata["rows_of_devices_of_non_consenting_customers"] > 0
