@@ -277,11 +277,7 @@ class StediLakehouse(ConfigurableResource):
         identifier = settings.identifier(table)
         iceberg_table = self.load_table(table, create=True)
         check_schema(iceberg_table, TABLES[table], identifier)
-        # A folder of its own per write: a failed or concurrent write never touches another's files;
-        # files of a write that was never committed are deleted by maintenance.
-        folder = join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
-        store = self.store_for(folder)
-        files = self.get_engine().write(frame, TABLES[table], folder, store)
+        files = self.write_files(frame, TABLES[table], write_folder(iceberg_table, run_id))
         before_commit(identifier, files)
         with catalog_errors(settings, table):
             return replace_contents(lambda: self.load_table(table), identifier, files, properties)
@@ -321,15 +317,20 @@ class StediLakehouse(ConfigurableResource):
                 identifier=identifier, snapshot_id=snapshot.snapshot_id, metadata_location=iceberg_table.metadata_location,
                 rows=int(snapshot.summary.get("total-records", 0)), attempts=1, committed=False,
             )
-        folder = join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
         frame = update.replace if update.replace is not None else update.append
-        files = self.write_files(frame, TABLES[table], folder)
+        files = self.write_files(frame, TABLES[table], write_folder(iceberg_table, run_id))
         before_commit(identifier, files)
         with catalog_errors(settings, table):
             return commit_update(
                 lambda: self.load_table(table), identifier, files, properties, update.base_snapshot_id,
                 replace=update.replace is not None,
             )
+
+
+def write_folder(iceberg_table, run_id: str) -> str:
+    """A folder of its own for one write's data files: a failed or concurrent write never touches another's
+    files; files of a write that was never committed are deleted by maintenance."""
+    return join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
 
 
 def before_commit(identifier: str, files: list[str]) -> None:

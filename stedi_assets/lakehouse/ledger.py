@@ -18,7 +18,6 @@ of those tables (see ``stedi_assets.ingestion``).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -133,7 +132,9 @@ def _replace_ledger(lakehouse: StediLakehouse, contents: pl.DataFrame, base: int
 
     table = DELIVERY_LEDGER.name
     iceberg_table = lakehouse.load_table(table, create=True)
-    folder = join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+    from stedi_assets.resources import write_folder
+
+    folder = write_folder(iceberg_table, run_id)
     store = lakehouse.store_for(folder)
     store.prepare_directory(folder)
     path = join_uri(folder, "part-00000.parquet")

@@ -155,6 +155,19 @@ def current_data_files(iceberg_table, snapshot_id: int | None = None) -> list:
     ]
 
 
+def stage_files(iceberg_table, data_files: Sequence, properties: Mapping[str, str], replace: bool):
+    """A transaction of one snapshot adding ``data_files`` (and, with ``replace``, removing every current one)."""
+    transaction = iceberg_table.transaction()
+    producer = transaction.update_snapshot(snapshot_properties=dict(properties))
+    with (producer.overwrite() if replace else producer.fast_append()) as update:
+        if replace:
+            for data_file in current_data_files(iceberg_table):
+                update.delete_data_file(data_file)
+        for data_file in data_files:
+            update.append_data_file(data_file)
+    return transaction
+
+
 def replace_contents(
     load: Callable[[], Any],
     identifier: str,
@@ -177,12 +190,7 @@ def replace_contents(
         if data_files is None:
             # Read once: the footers' statistics do not change between attempts.
             data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
-        transaction = iceberg_table.transaction()
-        with transaction.update_snapshot(snapshot_properties=dict(properties)).overwrite() as overwrite:
-            for data_file in current_data_files(iceberg_table):
-                overwrite.delete_data_file(data_file)
-            for data_file in data_files:
-                overwrite.append_data_file(data_file)
+        transaction = stage_files(iceberg_table, data_files, properties, replace=True)
         try:
             committed = transaction.commit_transaction()
         # pyiceberg retries a conflict itself when the other commit does not touch
@@ -244,14 +252,7 @@ def commit_update(
             f"from snapshot {base_snapshot_id}; run the step again"
         )
     data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
-    transaction = iceberg_table.transaction()
-    producer = transaction.update_snapshot(snapshot_properties=dict(properties))
-    with (producer.overwrite() if replace else producer.fast_append()) as update:
-        if replace:
-            for data_file in current_data_files(iceberg_table):
-                update.delete_data_file(data_file)
-        for data_file in data_files:
-            update.append_data_file(data_file)
+    transaction = stage_files(iceberg_table, data_files, properties, replace=replace)
     try:
         committed = transaction.commit_transaction()
     except (CommitFailedException, ValidationException):
