@@ -272,16 +272,7 @@ class StediLakehouse(ConfigurableResource):
         self, asset_path: list[str], frame: nw.LazyFrame, properties: Mapping[str, str], run_id: str
     ) -> Commit:
         """Write ``frame`` as the table's new contents: Parquet files by the engine, then one Iceberg commit."""
-        table = asset_path[-1]
-        settings = self.catalog_settings()
-        identifier = settings.identifier(table)
-        iceberg_table = self.load_table(table, create=True)
-        check_schema(iceberg_table, TABLES[table], identifier)
-        files = self.write_files(frame, TABLES[table], write_folder(iceberg_table, run_id))
-        before_commit(identifier, files)
-        with catalog_errors(settings, table):
-            return replace_contents(lambda: self.load_table(table), identifier, files, properties)
-
+        return self.apply_update(asset_path, TableUpdate(None, replace=frame), properties, run_id, planned=False)
 
     def current_snapshot(self, table: str) -> int | None:
         """The table's current snapshot id; None when it does not exist or has none yet."""
@@ -303,27 +294,31 @@ class StediLakehouse(ConfigurableResource):
         return self.get_engine().write(frame, schema, folder, self.store_for(folder))
 
     def apply_update(
-        self, asset_path: list[str], update: TableUpdate, properties: Mapping[str, str], run_id: str
+        self, asset_path: list[str], update: TableUpdate, properties: Mapping[str, str], run_id: str,
+        planned: bool = True,
     ) -> Commit:
-        """Commit a planned update: new contents or rows added, only onto the snapshot it was planned from."""
+        """Commit an update: new contents or rows added.
+
+        A ``planned`` update is committed only onto the snapshot it was planned
+        from (``tables.commit_update``); otherwise new contents replace
+        whatever another writer committed meanwhile (``tables.replace_contents``).
+        """
         table = asset_path[-1]
         settings = self.catalog_settings()
         identifier = settings.identifier(table)
         iceberg_table = self.load_table(table, create=True)
         check_schema(iceberg_table, TABLES[table], identifier)
         if update.kind == "unchanged":
-            snapshot = iceberg_table.metadata.current_snapshot()
-            return Commit(
-                identifier=identifier, snapshot_id=snapshot.snapshot_id, metadata_location=iceberg_table.metadata_location,
-                rows=int(snapshot.summary.get("total-records", 0)), attempts=1, committed=False,
-            )
+            return Commit.of(iceberg_table, identifier, committed=False)
         frame = update.replace if update.replace is not None else update.append
         files = self.write_files(frame, TABLES[table], write_folder(iceberg_table, run_id))
         before_commit(identifier, files)
+        load = lambda: self.load_table(table)  # noqa: E731
         with catalog_errors(settings, table):
+            if not planned:
+                return replace_contents(load, identifier, files, properties)
             return commit_update(
-                lambda: self.load_table(table), identifier, files, properties, update.base_snapshot_id,
-                replace=update.replace is not None,
+                load, identifier, files, properties, update.base_snapshot_id, replace=update.replace is not None
             )
 
 

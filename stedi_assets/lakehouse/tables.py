@@ -105,6 +105,19 @@ class Commit:
     committed: bool = True
     """False when the update changed nothing: the snapshot is the one the table already had."""
 
+    @classmethod
+    def of(cls, iceberg_table, identifier: str, attempts: int = 1, committed: bool = True) -> Commit:
+        """The table's current snapshot, as committed (or, ``committed=False``, as it already was)."""
+        snapshot = iceberg_table.metadata.current_snapshot()
+        return cls(
+            identifier=identifier,
+            snapshot_id=snapshot.snapshot_id,
+            metadata_location=iceberg_table.metadata_location,
+            rows=int(snapshot.summary.get("total-records", 0)),
+            attempts=attempts,
+            committed=committed,
+        )
+
 
 def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
     """The table ``identifier``, created with the declared schema at ``location`` if it does not exist.
@@ -204,14 +217,7 @@ def replace_contents(
                 ) from None
             time.sleep(0.05 * attempt)
             continue
-        snapshot = committed.metadata.current_snapshot()
-        return Commit(
-            identifier=identifier,
-            snapshot_id=snapshot.snapshot_id,
-            metadata_location=committed.metadata_location,
-            rows=int(snapshot.summary.get("total-records", 0)),
-            attempts=attempt,
-        )
+        return Commit.of(committed, identifier, attempts=attempt)
     raise AssertionError("unreachable")
 
 
@@ -259,14 +265,7 @@ def commit_update(
         raise StaleUpdateError(
             f"table {identifier}: another run committed while this update was being committed; run the step again"
         ) from None
-    snapshot = committed.metadata.current_snapshot()
-    return Commit(
-        identifier=identifier,
-        snapshot_id=snapshot.snapshot_id,
-        metadata_location=committed.metadata_location,
-        rows=int(snapshot.summary.get("total-records", 0)),
-        attempts=1,
-    )
+    return Commit.of(committed, identifier, attempts=1)
 
 
 def data_file_paths(iceberg_table, snapshot_id: int | None = None) -> list[str]:
