@@ -117,12 +117,19 @@ class LandingUpdate:
     unknown_fields: Mapping[str, int]
 
 
-def delivered_counts(read: LandingRead, delivered: nw.LazyFrame) -> dict[str, tuple[int, int, int]]:
-    """Per file read: (records read, records kept, records quarantined)."""
+def delivered_counts(read: LandingRead, distinct: nw.LazyFrame | None) -> dict[str, tuple[int, int, int]]:
+    """Per file read: (records read, distinct records kept, records quarantined).
+
+    The distinct records of each file are counted by the engine while it
+    reads when it can (``LandingRead.distinct_by_file``), else from ``distinct``.
+    """
     counts: dict[str, list[int]] = {uri: [0, 0, 0] for uri in read.files}
-    queries = (
-        (read.records, 0), (delivered, 1), (read.quarantine, 2),
-    )
+    queries = [(read.records, 0), (read.quarantine, 2)]
+    if read.distinct_by_file is None:
+        queries.append((distinct, 1))
+    else:
+        for uri, count in read.distinct_by_file.items():
+            counts.setdefault(uri, [0, 0, 0])[1] += count
     for frame, position in queries:
         for uri, count in frame.group_by(rules.DELIVERED_FROM).agg(nw.len()).collect().rows():
             counts.setdefault(uri, [0, 0, 0])[position] += count
@@ -149,11 +156,15 @@ def plan_landing_update(
     read = lakehouse.read_landing(feed, plan.to_read) if plan.to_read else None
     deliveries: list[Delivery] = []
     delivered = None
-    new_quarantine, unknown_fields, read_now = None, {}, 0
+    new_quarantine, unknown_fields, read_now, read_distinct = None, {}, 0, None
     if read is not None:
-        # The distinct records of each file, with the file: stored once, so
-        # that the table can be rebuilt later without reading the file again.
-        delivered = engine.hold(rules.distinct_records(read.records))
+        # The records of each file, with the file: stored once, so that the
+        # table can be rebuilt later without reading the file again. Made
+        # distinct first only when the engine did not count each file's
+        # distinct records while reading (a second copy of every record).
+        delivered = (
+            read.records if read.distinct_by_file is not None else engine.hold(rules.distinct_records(read.records))
+        )
         folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
         lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
         with engine.errors():
@@ -163,7 +174,8 @@ def plan_landing_update(
             for uri in plan.to_read
         ]
         new_quarantine, unknown_fields, read_now = read.quarantine, dict(read.unknown_fields), read.records_read
-        # The records as read are not needed any more: let them go before the table is computed.
+        read_distinct = read.distinct_by_file
+        # What else was read is not needed any more: let it go before the table is computed.
         del read
     retired = {uri: REMOVED for uri in plan.removed}
     if plan.rebuild:
@@ -186,7 +198,7 @@ def plan_landing_update(
             parts.append(_stored_records(lakehouse, feed, plan.unchanged, current))
         landing_frame = engine.hold(rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0]))
         landing = TableUpdate(landing_base, replace=landing_frame)
-    if delivered is not None:
+    if delivered is not None and read_distinct is None:
         engine.release(delivered)
 
     if kind == "unchanged":

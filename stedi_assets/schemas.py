@@ -256,7 +256,7 @@ def delivered_records_schema(feed: str) -> TableSchema:
     """The kept records of a feed as stored per delivery: the file they came from, then the declared columns."""
     landing = FEED_SCHEMAS[feed]
     return TableSchema(
-        f"{feed}_delivered", "landing", f"one row per distinct record of each {feed} file version",
+        f"{feed}_delivered", "landing", f"one row per valid record of each {feed} file version (repeats may be kept)",
         (Column("source_file", "string", "URI of the landing file the record was read from."), *landing.columns),
         "The records each landing file delivered, kept to rebuild the landing table without reading the files again.",
     )

@@ -44,6 +44,8 @@ class LandingRead:
     """Fields found in the files that no column declares, with how many records carry each."""
     quarantined: int | None = None
     """Rows of ``quarantine``, when the engine counted them while reading (no query needed to count them again)."""
+    distinct_by_file: Mapping[str, int] | None = None
+    """Distinct records of each file, when the engine counted them while reading (a file without is absent)."""
 
 
 class Engine(Protocol):

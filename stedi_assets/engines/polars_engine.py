@@ -36,6 +36,7 @@ class PolarsEngine:
             quarantine=nw.from_native(read.quarantine.lazy()),
             unknown_fields=read.unknown_fields,
             quarantined=read.quarantine.height,
+            distinct_by_file=read.distinct_by_file,
         )
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:

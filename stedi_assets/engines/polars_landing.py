@@ -55,6 +55,8 @@ class FeedRead:
     quarantine: pl.DataFrame
     records_read: int
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    distinct_by_file: dict[str, int] = field(default_factory=dict)
+    """Distinct valid records of each file that has any."""
 
 
 class _LineTexts:
@@ -283,6 +285,7 @@ class _FileRead:
     quarantined: list[tuple[str, int, str, str]]
     unknown: dict[str, int]
     records_read: int
+    distinct_by_file: dict[str, int]
 
 
 _BATCH_FILES = 16
@@ -330,7 +333,11 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
         rejected = typed_frame.filter(pl.col(REASON).is_not_null()).select(SOURCE, LINE, REASON)
         for source, line, reason in rejected.iter_rows():
             rows.append((source, line, reason, texts[source](line)))
-    return _FileRead(kept, rows, unknown, records_read)
+    # Counted a batch at a time, where the frames are small (a file's records are all in one frame).
+    distinct_by_file: dict[str, int] = {}
+    for frame in kept:
+        _add_counts(distinct_by_file, dict(frame.unique().group_by(DELIVERED_FROM).len().iter_rows()))
+    return _FileRead(kept, rows, unknown, records_read, distinct_by_file)
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -342,17 +349,20 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
     rows: list[tuple[str, int, str, str]] = []
     unknown: dict[str, int] = {}
     records_read = 0
+    distinct_by_file: dict[str, int] = {}
     for read in reads:
         kept += read.kept
         rows += read.quarantined
         records_read += read.records_read
         _add_counts(unknown, read.unknown)
+        _add_counts(distinct_by_file, read.distinct_by_file)
     records = pl.concat(kept) if kept else pl.DataFrame(schema=delivered_schema(schema))
     return FeedRead(
         records=records,
         quarantine=pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").sort("source_file", "line", "reason"),
         records_read=records_read,
         unknown_fields=dict(sorted(unknown.items())),
+        distinct_by_file=distinct_by_file,
     )
 
 

@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 from stedi_assets.definitions import zone_assets
 from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
 from stedi_assets.resources import StediLakehouse
+from stedi_assets.schemas import FEED_SCHEMAS
+from stedi_assets.validation import reference_read
 from stedi_assets_tests.conftest import resources_for, stored_table
 
 T0 = 1_655_564_444_000
@@ -112,6 +114,13 @@ def assert_incremental_equals_rebuild(engine: str, first: bytes, steps: list) ->
             on_disk = {str(p): p.stat() for p in (landing / "accelerometer").iterdir()}
             assert set(current) == set(on_disk)
             assert all(current[uri]["size_bytes"] == stat.st_size for uri, stat in on_disk.items())
+            # Each current version's counts are the reference reader's for that file.
+            for uri in on_disk:
+                rows, quarantined, _ = reference_read(FEED_SCHEMAS["accelerometer"], [(uri, Path(uri).read_bytes())])
+                counts = current[uri]
+                assert (counts["records_read"], counts["records_kept"], counts["records_quarantined"]) == (
+                    len(rows) + len(quarantined), len(set(rows)), len(quarantined)
+                ), uri
         if ingest(incremental, full_refresh=True).success:
             assert_same_tables(base / "incremental", base / f"rebuild-{len(steps)}", "full refresh")
 
@@ -165,7 +174,6 @@ def test_spark_reads_a_changed_file_anew_while_an_earlier_read_is_cached(spark, 
     # Spark answers a query from the cache of any equal plan; a read of the same path must
     # not be answered from an earlier read's cache (here still held) once the file changed.
     from stedi_assets.engines.spark_engine import SparkEngine
-    from stedi_assets.schemas import FEED_SCHEMAS
     from stedi_assets.storage import LocalStore
 
     path = tmp_path / "part-0.json"
