@@ -138,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
         print(_format_summary(summaries))
         print("OK: every table is up to date with the landing zone; nothing to run (--full-refresh rebuilds them).")
         return 0
+    by_reason: dict[str, list[str]] = {}
     for name, reason in stale.reasons.items():
-        print(mask_emails(f"out of date: {name} ({reason})"))
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        print(mask_emails(f"out of date ({reason}): {', '.join(names)}"))
     # The summary below reports failures in one line each; Dagster's own log
     # (with stack traces) is there with --verbose.
     log_level = "INFO" if args.verbose else "CRITICAL"
