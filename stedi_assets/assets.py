@@ -56,15 +56,16 @@ def _materialize(
     quarantined: int = 0,
     extra_metadata: Mapping[str, Any] | None = None,
     output_name: str = "result",
-    publish: Callable[[nw.LazyFrame], Any] | None = None,
-    hold: bool = True,
+    update: TableUpdate | None = None,
 ) -> Iterator[Output | AssetCheckResult]:
-    """Check ``frame`` and, unless a blocking check failed, publish it (or what ``publish`` makes of it).
+    """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
 
-    ``hold=False`` leaves the frame lazy: for a table updated by rows added to
-    it, whose whole contents need not be computed to be checked.
+    With an ``update`` (a landing table's) the frame is checked as it is:
+    held already when it replaces the table, lazy when rows are added to it
+    (its whole contents need not be computed to be checked).
     """
     engine = lakehouse.get_engine()
+    hold = update is None
     held = engine.hold(frame) if hold else frame
     try:
         check_input = CheckInput(
@@ -96,9 +97,8 @@ def _materialize(
             }
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
-            value = publish(held) if publish is not None else held
             # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-            yield masked(Output(value, output_name=output_name, metadata=metadata))
+            yield masked(Output(held if update is None else update, output_name=output_name, metadata=metadata))
         for _, result in results:
             yield masked(result)
     finally:
@@ -182,7 +182,7 @@ def _ingest(
             context, lakehouse, f"{feed}_landing", update.landing_frame, {},
             records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
             extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
-            publish=lambda held: update.landing, hold=False,
+            update=update.landing,
         ):
             published = published or isinstance(event, Output)
             yield event

@@ -39,7 +39,7 @@ from stedi_assets import rules
 from stedi_assets.engines import LandingRead
 from stedi_assets.lakehouse.ledger import REMOVED, Delivery
 from stedi_assets.lakehouse.tables import TableUpdate
-from stedi_assets.schemas import FEED_SCHEMAS, delivered_records_schema
+from stedi_assets.schemas import DELIVERED_FROM, FEED_SCHEMAS, delivered_records_schema
 from stedi_assets.storage import FileVersion, is_s3_uri, join_uri, local_path, normalize_uri
 
 DELIVERIES_FOLDER = "deliveries"
@@ -131,7 +131,7 @@ def delivered_counts(read: LandingRead, distinct: nw.LazyFrame | None) -> dict[s
         for uri, count in read.distinct_by_file.items():
             counts.setdefault(uri, [0, 0, 0])[1] += count
     for frame, position in queries:
-        for uri, count in frame.group_by(rules.DELIVERED_FROM).agg(nw.len()).collect().rows():
+        for uri, count in frame.group_by(DELIVERED_FROM).agg(nw.len()).collect().rows():
             counts.setdefault(uri, [0, 0, 0])[position] += count
     return {uri: (c[0] + c[2], c[1], c[2]) for uri, c in counts.items()}
 
@@ -156,15 +156,14 @@ def plan_landing_update(
     read = lakehouse.read_landing(feed, plan.to_read) if plan.to_read else None
     deliveries: list[Delivery] = []
     delivered = None
-    new_quarantine, unknown_fields, read_now, read_distinct = None, {}, 0, None
+    new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False
     if read is not None:
         # The records of each file, with the file: stored once, so that the
         # table can be rebuilt later without reading the file again. Made
         # distinct first only when the engine did not count each file's
         # distinct records while reading (a second copy of every record).
-        delivered = (
-            read.records if read.distinct_by_file is not None else engine.hold(rules.distinct_records(read.records))
-        )
+        made_distinct = read.distinct_by_file is None
+        delivered = engine.hold(rules.distinct_records(read.records)) if made_distinct else read.records
         folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
         lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
         with engine.errors():
@@ -174,45 +173,37 @@ def plan_landing_update(
             for uri in plan.to_read
         ]
         new_quarantine, unknown_fields, read_now = read.quarantine, dict(read.unknown_fields), read.records_read
-        read_distinct = read.distinct_by_file
         # What else was read is not needed any more: let it go before the table is computed.
         del read
     retired = {uri: REMOVED for uri in plan.removed}
-    if plan.rebuild:
-        retired.update({uri: REMOVED for uri in current if uri not in plan.listed})
-
-    def existing(table: str, base: int | None) -> nw.LazyFrame:
-        return lakehouse.read_table([table], base)
 
     kind = plan.kind
+    if kind in ("unchanged", "append"):
+        # The table as published, read once (lazily): compared with the new records, and checked.
+        published = lakehouse.read_table([landing_table], landing_base)
     if kind == "unchanged":
-        landing = TableUpdate(landing_base)
-        landing_frame = existing(landing_table, landing_base)
+        landing, landing_frame = TableUpdate(landing_base), published
     elif kind == "append":
-        appended = engine.hold(rules.records_not_in(delivered, existing(landing_table, landing_base), schema.required_columns))
-        landing = TableUpdate(landing_base, append=appended)
-        landing_frame = nw.concat([existing(landing_table, landing_base), appended])
+        appended = engine.hold(rules.records_not_in(delivered, published, schema.required_columns))
+        landing, landing_frame = TableUpdate(landing_base, append=appended), nw.concat([published, appended])
     else:
         parts = [delivered] if delivered is not None else []
         if kind == "replace":
             parts.append(_stored_records(lakehouse, feed, plan.unchanged, current))
         landing_frame = engine.hold(rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0]))
         landing = TableUpdate(landing_base, replace=landing_frame)
-    if delivered is not None and read_distinct is None:
+    if made_distinct:
         engine.release(delivered)
 
-    if kind == "unchanged":
-        quarantine = TableUpdate(quarantine_base)
-        quarantine_frame = existing(quarantine_table, quarantine_base)
+    if plan.rebuild:
+        quarantine_frame = new_quarantine
     else:
-        if plan.rebuild:
-            quarantine_frame = new_quarantine
-        else:
-            kept = existing(quarantine_table, quarantine_base).filter(
-                nw.col("source_file").is_in(list(plan.unchanged))
-            )
+        quarantine_frame = lakehouse.read_table([quarantine_table], quarantine_base)
+        if kind != "unchanged":
+            # The rows of the files read again or removed are replaced by what was just read.
+            kept = quarantine_frame.filter(nw.col("source_file").is_in(list(plan.unchanged)))
             quarantine_frame = nw.concat([kept, new_quarantine]) if new_quarantine is not None else kept
-        quarantine = TableUpdate(quarantine_base, replace=quarantine_frame)
+    quarantine = TableUpdate(quarantine_base, replace=None if kind == "unchanged" else quarantine_frame)
 
     records_read = sum(int(current[uri]["records_read"]) for uri in plan.unchanged if not plan.rebuild)
     records_read += read_now
@@ -242,7 +233,7 @@ def _stored_records(lakehouse, feed: str, uris: tuple[str, ...], current: Mappin
     files = [f for folder in folders for f in lakehouse.store_for(folder).list_files(folder) if f.endswith(".parquet")]
     store = lakehouse.store_for(folders[0]) if folders else None
     frame = lakehouse.get_engine().scan(files, schema, store)
-    return frame.filter(nw.col(rules.DELIVERED_FROM).is_in(list(uris)))
+    return frame.filter(nw.col(DELIVERED_FROM).is_in(list(uris)))
 
 
 

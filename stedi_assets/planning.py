@@ -25,6 +25,8 @@ class Staleness:
 
     tables: frozenset[str]
     reasons: Mapping[str, str]
+    rows: Mapping[str, int]
+    """Rows of each published table's current snapshot."""
 
 
 def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh: bool = False) -> Staleness:
@@ -86,4 +88,5 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         downstream = {t for t, inputs in upstream.items() if inputs & tables} - tables
         tables |= downstream
         grew = bool(downstream)
-    return Staleness(frozenset(tables), reasons)
+    rows = {t: int(s.summary.get("total-records", 0)) if s.summary else 0 for t, s in snapshots.items()}
+    return Staleness(frozenset(tables), reasons, rows)

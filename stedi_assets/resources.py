@@ -281,14 +281,6 @@ class StediLakehouse(ConfigurableResource):
         except TableNotPublishedError:
             return None
 
-    def current_rows(self, table: str) -> int | None:
-        """Rows of the table's current snapshot (from its summary); None when it has none."""
-        try:
-            snapshot = self.load_table(table).metadata.current_snapshot()
-        except TableNotPublishedError:
-            return None
-        return int(snapshot.summary.get("total-records", 0)) if snapshot is not None and snapshot.summary else None
-
     def write_files(self, frame: nw.LazyFrame, schema, folder: str) -> list[str]:
         """``frame`` as Parquet files of ``schema`` in ``folder`` (a folder of its own), by the engine."""
         return self.get_engine().write(frame, schema, folder, self.store_for(folder))

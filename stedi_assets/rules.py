@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 import narwhals as nw
 
-from stedi_assets.schemas import EPOCH_MS_MAX, EPOCH_MS_MIN, RESEARCH_CONSENT, TABLES
+from stedi_assets.schemas import DELIVERED_FROM, EPOCH_MS_MAX, EPOCH_MS_MIN, RESEARCH_CONSENT, TABLES
 
 # Trimmed by the same explicit characters on every engine: Polars would strip
 # Unicode whitespace by default, Spark only these.
@@ -75,10 +75,6 @@ def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
     if frame.implementation.is_polars():
         return frame.unique()
     return frame.group_by(*frame.collect_schema().names()).agg()
-
-
-DELIVERED_FROM = "source_file"
-"""The column naming the landing file a delivered record was read from."""
 
 
 def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.LazyFrame:

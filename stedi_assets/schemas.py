@@ -252,11 +252,15 @@ PUBLISHED: dict[str, TableSchema] = {**TABLES, DELIVERY_LEDGER.name: DELIVERY_LE
 """Every table of the lakehouse a reader can query: the zone and quarantine tables and the delivery ledger."""
 
 
+DELIVERED_FROM = "source_file"
+"""The column naming the landing file a delivered record was read from."""
+
+
 def delivered_records_schema(feed: str) -> TableSchema:
     """The kept records of a feed as stored per delivery: the file they came from, then the declared columns."""
     landing = FEED_SCHEMAS[feed]
     return TableSchema(
         f"{feed}_delivered", "landing", f"one row per valid record of each {feed} file version (repeats may be kept)",
-        (Column("source_file", "string", "URI of the landing file the record was read from."), *landing.columns),
+        (Column(DELIVERED_FROM, "string", "URI of the landing file the record was read from."), *landing.columns),
         "The records each landing file delivered, kept to rebuild the landing table without reading the files again.",
     )

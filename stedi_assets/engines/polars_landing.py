@@ -33,17 +33,13 @@ import narwhals as nw
 import polars as pl
 
 from stedi_assets import validation
-from stedi_assets.schemas import TableSchema
+from stedi_assets.schemas import DELIVERED_FROM, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.validation import LINE, REASON, SOURCE, FileRecords, RecordRules
 
 QUARANTINE_SCHEMA = pl.Schema(
     {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw_text": pl.String}
 )
-
-
-DELIVERED_FROM = "source_file"
-"""The column of ``FeedRead.records`` naming the file each record was read from."""
 
 
 @dataclass
@@ -244,11 +240,6 @@ def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     return frame.with_columns(record_lines.alias(LINE))
 
 
-def delivered_schema(schema: TableSchema) -> pl.Schema:
-    """The columns of ``FeedRead.records``: the file, then the declared columns."""
-    return pl.Schema({DELIVERED_FROM: pl.String, **schema.polars_schema})
-
-
 # -- files ---------------------------------------------------------------------------
 
 
@@ -356,7 +347,9 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
         records_read += read.records_read
         _add_counts(unknown, read.unknown)
         _add_counts(distinct_by_file, read.distinct_by_file)
-    records = pl.concat(kept) if kept else pl.DataFrame(schema=delivered_schema(schema))
+    records = pl.concat(kept) if kept else pl.DataFrame(
+        schema=delivered_records_schema(schema.name.removesuffix("_landing")).polars_schema
+    )
     return FeedRead(
         records=records,
         quarantine=pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").sort("source_file", "line", "reason"),

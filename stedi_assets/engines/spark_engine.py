@@ -29,7 +29,7 @@ from pathlib import Path
 import narwhals as nw
 
 from stedi_assets.engines import EngineError, LandingRead
-from stedi_assets.schemas import QUARANTINE_SCHEMAS, TableSchema
+from stedi_assets.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.storage import Store, is_s3_uri, local_path
 from stedi_assets.validation import LINE, REASON, SOURCE
@@ -446,7 +446,7 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str], rea
         import polars as pl
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from stedi_assets.engines.polars_landing import DELIVERED_FROM, read_feed
+        from stedi_assets.engines.polars_landing import read_feed
 
         arrow_schema = to_arrow_schema(layout)
         polars_types = {T.StringType(): pl.String, T.LongType(): pl.Int64, T.DoubleType(): pl.Float64}
@@ -523,7 +523,7 @@ class SparkEngine:
             for name, count in json.loads(text).items():
                 unknown_fields[name] = unknown_fields.get(name, 0) + count
         records = rows.filter(F.col(REASON).isNull() & F.col(_RECORDS_READ).isNull()).select(
-            F.col(SOURCE).alias("source_file"), *feed.column_names
+            F.col(SOURCE).alias(DELIVERED_FROM), *feed.column_names
         )
         if quarantined:
             quarantine = rows.filter(F.col(REASON).isNotNull()).select(
