@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import narwhals as nw
 
 from stedi_assets import rules
-from stedi_assets.engines import LandingRead
+from stedi_assets.engines import LandingRead, slice_of_file
 from stedi_assets.lakehouse.ledger import REMOVED, Delivery
 from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.schemas import DELIVERED_FROM, FEED_SCHEMAS, delivered_records_schema
@@ -153,19 +153,23 @@ def plan_landing_update(
     landing_table, quarantine_table = f"{feed}_landing", f"{feed}_quarantine"
     landing_base, quarantine_base = bases
     schema = FEED_SCHEMAS[feed]
-    read = lakehouse.read_landing(feed, plan.to_read) if plan.to_read else None
+    folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+    # The records of each file, with the file: stored once, so that the table
+    # can be rebuilt later without reading the file again. An engine that
+    # stores them while it reads never holds them all.
+    read = lakehouse.read_landing(feed, plan.to_read, records_to=folder) if plan.to_read else None
     deliveries: list[Delivery] = []
-    delivered = None
+    delivered, stored_now = None, ()
     new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False
     if read is not None:
-        # The records of each file, with the file: stored once, so that the
-        # table can be rebuilt later without reading the file again. Made
-        # distinct first only when the engine did not count each file's
-        # distinct records while reading (a second copy of every record).
-        made_distinct = read.distinct_by_file is None
-        delivered = engine.hold(rules.distinct_records(read.records)) if made_distinct else read.records
-        folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
-        lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
+        if read.stored is None:
+            # Made distinct first only when the engine did not count each
+            # file's distinct records while reading (a second copy of every record).
+            made_distinct = read.distinct_by_file is None
+            delivered = engine.hold(rules.distinct_records(read.records)) if made_distinct else read.records
+            lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
+        else:
+            delivered, stored_now = read.records, read.stored
         with engine.errors():
             counts = delivered_counts(read, delivered)
         deliveries = [
@@ -187,10 +191,19 @@ def plan_landing_update(
         appended = engine.hold(rules.records_not_in(delivered, published, schema.required_columns))
         landing, landing_frame = TableUpdate(landing_base, append=appended), nw.concat([published, appended])
     else:
-        parts = [delivered] if delivered is not None else []
-        if kind == "replace":
-            parts.append(_stored_records(lakehouse, feed, plan.unchanged, current))
-        landing_frame = engine.hold(rules.landing_records(nw.concat(parts) if len(parts) > 1 else parts[0]))
+        unchanged = _stored_record_files(lakehouse, plan.unchanged, current) if kind == "replace" else []
+        if engine.slices_landing:
+            # Each slice of the records read from its own files, made distinct on its own.
+            slices = _records_by_slice(lakehouse, feed, list(stored_now))
+            if unchanged:
+                kept = _records_by_slice(lakehouse, feed, unchanged, keep=plan.unchanged)
+                slices = [nw.concat([new, old]) for new, old in zip(slices, kept)]
+            landing_frame = engine.hold(rules.landing_records(*slices, sliced=True))
+        else:
+            parts = [delivered] if delivered is not None else []
+            if unchanged:
+                parts.append(_scan_records(lakehouse, feed, unchanged).filter(nw.col(DELIVERED_FROM).is_in(list(plan.unchanged))))
+            landing_frame = engine.hold(rules.landing_records(*parts))
         landing = TableUpdate(landing_base, replace=landing_frame)
     if made_distinct:
         engine.release(delivered)
@@ -226,15 +239,39 @@ def plan_landing_update(
     )
 
 
-def _stored_records(lakehouse, feed: str, uris: tuple[str, ...], current: Mapping[str, Mapping]) -> nw.LazyFrame:
-    """The stored kept records of the files ``uris``, as ingested (with ``source_file``)."""
-    schema = delivered_records_schema(feed)
+def _stored_record_files(lakehouse, uris: tuple[str, ...], current: Mapping[str, Mapping]) -> list[str]:
+    """The Parquet files holding the stored kept records of the files ``uris`` (and maybe of others)."""
     folders = sorted({current[uri]["records_uri"] for uri in uris})
-    files = [f for folder in folders for f in lakehouse.store_for(folder).list_files(folder) if f.endswith(".parquet")]
-    store = lakehouse.store_for(folders[0]) if folders else None
-    frame = lakehouse.get_engine().scan(files, schema, store)
-    return frame.filter(nw.col(DELIVERED_FROM).is_in(list(uris)))
+    return [f for folder in folders for f in lakehouse.store_for(folder).list_files(folder) if f.endswith(".parquet")]
 
+
+def _scan_records(lakehouse, feed: str, files: list[str]) -> nw.LazyFrame:
+    """Stored records (``source_file`` and the declared columns) of Parquet ``files``."""
+    store = lakehouse.store_for(files[0]) if files else None
+    return lakehouse.get_engine().scan(files, delivered_records_schema(feed), store)
+
+
+def _records_by_slice(lakehouse, feed: str, files: list[str], keep: tuple[str, ...] | None = None) -> list[nw.LazyFrame]:
+    """Stored records of ``files`` (only those of the landing files ``keep``, if given), one frame per slice.
+
+    A file named for its slice (``RecordsFolder``) is read for that slice
+    alone; any other is read for each slice, filtered to it.
+    """
+    by_slice: dict[int | None, list[str]] = {}
+    for file in files:
+        by_slice.setdefault(slice_of_file(file), []).append(file)
+    column = rules.slice_column(delivered_records_schema(feed).narwhals_schema)
+    slices = []
+    for number in range(rules.LANDING_SLICES):
+        frame = _scan_records(lakehouse, feed, by_slice.get(number, []))
+        if by_slice.get(None):
+            rows = _scan_records(lakehouse, feed, by_slice[None])
+            in_slice = rules.slice_number(column, rules.LANDING_SLICES) == number if column else nw.lit(number == 0)
+            frame = nw.concat([frame, rows.filter(in_slice)])
+        if keep is not None:
+            frame = frame.filter(nw.col(DELIVERED_FROM).is_in(list(keep)))
+        slices.append(frame)
+    return slices
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead
+from stedi_assets.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, RecordsFolder
 from stedi_assets.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.profiles import PROFILE_NAMES
 from stedi_assets.schemas import PUBLISHED, TABLES
@@ -190,10 +190,12 @@ class StediLakehouse(ConfigurableResource):
     def landing_files(self, feed: str) -> list[str]:
         return list(self.landing_versions(feed))
 
-    def read_landing(self, feed: str, files: list[str] | None = None) -> LandingRead:
-        """The records of ``files`` (default: every file of the feed), read by the engine."""
+    def read_landing(self, feed: str, files: list[str] | None = None, records_to: str | None = None) -> LandingRead:
+        """The records of ``files`` (default: every file of the feed), read by the engine, which may store
+        them in the folder ``records_to`` as it reads (``LandingRead.stored``)."""
         files = self.landing_files(feed) if files is None else files
-        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]))
+        folder = RecordsFolder(records_to, self.store_for(records_to)) if records_to is not None else None
+        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder)
 
     # -- tables ----------------------------------------------------------------
 

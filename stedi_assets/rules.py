@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import narwhals as nw
 
@@ -77,21 +78,33 @@ def distinct(frame: nw.LazyFrame) -> nw.LazyFrame:
     return frame.group_by(*frame.collect_schema().names()).agg()
 
 
-def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.LazyFrame:
-    """``distinct(frame)``, made distinct one slice of the rows at a time: the rows whose integer
-    ``column`` is 0, 1, ... ``slices - 2`` modulo ``slices``, then all the others (nulls included).
+def slice_number(column: str, slices: int) -> nw.Expr:
+    """Which of ``slices`` slices a row falls in: its integer ``column`` modulo ``slices`` (Polars' modulo
+    is never negative), a null in the last slice. Equal rows fall in the same slice."""
+    return (nw.col(column) % slices).fill_null(slices - 1)
 
-    Equal rows hold the same value in ``column``, so they fall in the same
-    slice, and the slices' distinct rows together are the frame's distinct rows.
+
+def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.LazyFrame:
+    """``distinct(frame)``, made distinct one slice of the rows at a time (``slice_number``).
+
+    Equal rows fall in the same slice, so the slices' distinct rows together
+    are the frame's distinct rows.
     """
-    slice_of = (nw.col(column) % slices).fill_null(-1)
-    first = list(range(slices - 1))
-    parts = [frame.filter(slice_of == i) for i in first] + [frame.filter(~slice_of.is_in(first))]
+    return distinct_by_slice([frame.filter(slice_number(column, slices) == i) for i in range(slices)])
+
+
+def distinct_by_slice(parts: Sequence[nw.LazyFrame]) -> nw.LazyFrame:
+    """``distinct`` of the rows of ``parts``, frames that no two equal rows are split between."""
     return nw.concat([distinct(part) for part in parts], how="vertical")
 
 
 LANDING_SLICES = 8
 """Slices the landing records are made distinct in on Polars (see ``distinct_records``)."""
+
+
+def slice_column(schema: Mapping[str, Any]) -> str | None:
+    """The column landing records are sliced by: their first 64-bit integer column, if any."""
+    return next((name for name, dtype in schema.items() if dtype == nw.Int64), None)
 
 
 def distinct_records(records: nw.LazyFrame) -> nw.LazyFrame:
@@ -102,20 +115,24 @@ def distinct_records(records: nw.LazyFrame) -> nw.LazyFrame:
         # the 8 million readings at 100x); an eighth of the rows at a time
         # holds an eighth of that, in the same time. Spark's aggregate spills
         # instead, and would read its input once per slice.
-        column = next((name for name, dtype in records.collect_schema().items() if dtype == nw.Int64), None)
+        column = slice_column(records.collect_schema())
         if column is not None:
             return distinct_in_slices(records, column, LANDING_SLICES)
     return distinct(records)
 
 
-def landing_records(records: nw.LazyFrame) -> nw.LazyFrame:
-    """Typed records of one feed, each distinct record once, whichever file delivered it.
+def landing_records(*parts: nw.LazyFrame, sliced: bool = False) -> nw.LazyFrame:
+    """Typed records of one feed (in one or more frames), each distinct record once, whichever file delivered it.
 
     A file delivered twice, or a record repeated in two files, must not change
-    any count downstream.
+    any count downstream. ``sliced``: the parts are the slices of the records
+    (``slice_number``), made distinct one at a time.
     """
-    names = [n for n in records.collect_schema().names() if n != DELIVERED_FROM]
-    return distinct_records(records.select(names))
+    names = [n for n in parts[0].collect_schema().names() if n != DELIVERED_FROM]
+    records = [part.select(names) for part in parts]
+    if sliced:
+        return distinct_by_slice(records)
+    return distinct_records(nw.concat(records) if len(records) > 1 else records[0])
 
 
 def records_not_in(new: nw.LazyFrame, existing: nw.LazyFrame, on: list[str]) -> nw.LazyFrame:

@@ -7,6 +7,7 @@ written. Everything else (rules, checks, storage layout) is engine-neutral.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -15,13 +16,38 @@ from typing import Protocol, Sequence
 import narwhals as nw
 
 from stedi_assets.schemas import TableSchema
-from stedi_assets.storage import Store
+from stedi_assets.storage import Store, join_uri
 
 ENGINE_NAMES = ("polars", "spark")
 
 
 class EngineError(RuntimeError):
     """The engine could not start or could not run; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class RecordsFolder:
+    """A folder of its own where an engine may store the records it reads, as it reads them.
+
+    Each Parquet file holds records of one slice (``rules.slice_number`` of the
+    feed's ``rules.slice_column``): the feed's records can then be made
+    distinct a slice at a time, each slice read from its own files.
+    """
+
+    uri: str
+    store: Store
+
+    def part_uri(self, part: int, slice_number: int) -> str:
+        return join_uri(self.uri, f"part-{part:05d}-slice-{slice_number}.parquet")
+
+
+_SLICE_FILE = re.compile(r"-slice-(\d+)\.parquet$")
+
+
+def slice_of_file(uri: str) -> int | None:
+    """The slice a records file holds (``RecordsFolder.part_uri``); None for a file of any rows."""
+    found = _SLICE_FILE.search(uri)
+    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True)
@@ -46,12 +72,21 @@ class LandingRead:
     """Rows of ``quarantine``, when the engine counted them while reading (no query needed to count them again)."""
     distinct_by_file: Mapping[str, int] | None = None
     """Distinct records of each file, when the engine counted them while reading (a file without is absent)."""
+    stored: tuple[str, ...] | None = None
+    """The Parquet files (in the ``RecordsFolder`` given) that hold ``records``, when the engine stored
+    them there while reading; None when it did not (the caller then writes ``records``)."""
 
 
 class Engine(Protocol):
     name: str
+    slices_landing: bool
+    """Landing records are made distinct a slice at a time (``rules.slice_number``), each slice read
+    from its own stored files, rather than all at once."""
 
-    def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead: ...
+    def read_landing(
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+    ) -> LandingRead:
+        """The records of ``files``; an engine may store them in ``records_to`` as it reads (``LandingRead.stored``)."""
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame: ...
 

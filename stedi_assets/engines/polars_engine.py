@@ -8,35 +8,59 @@ from typing import Sequence
 import narwhals as nw
 import polars as pl
 
-from stedi_assets.engines import LandingRead
+from stedi_assets import rules
+from stedi_assets.engines import LandingRead, RecordsFolder
 from stedi_assets.engines.polars_landing import read_feed_files
-from stedi_assets.schemas import TableSchema
+from stedi_assets.schemas import TableSchema, delivered_records_schema
 from stedi_assets.storage import Store, join_uri
 from stedi_assets.storage_s3 import object_store_errors
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 
 # Landing files read at the same time.
 LANDING_READERS = 8
+_SLICE = "__slice"
 
 
 class PolarsEngine:
     name = "polars"
+    slices_landing = True
 
     def __init__(self, max_file_mb: int = DEFAULT_MAX_FILE_MB) -> None:
         self.max_file_mb = max_file_mb
 
-    def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
+    def read_landing(
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+    ) -> LandingRead:
         # Several files at a time: Polars parses without the GIL, and on S3
         # each read waits tens of milliseconds for the first byte.
-        read = read_feed_files(feed, files, store.read_bytes, workers=LANDING_READERS, max_file_mb=self.max_file_mb)
+        stored: list[str] = []
+        records_schema = delivered_records_schema(feed.name.removesuffix("_landing"))
+        store_records = None
+        if records_to is not None:
+            records_to.store.prepare_directory(records_to.uri)
+            column = rules.slice_column(feed.narwhals_schema)
+
+            def store_records(part: int, records: pl.DataFrame) -> None:
+                # Each slice of the batch in a file of its own (see RecordsFolder).
+                slice_of = rules.slice_number(column, rules.LANDING_SLICES) if column else nw.lit(0)
+                numbered = nw.from_native(records).with_columns(slice_of.alias(_SLICE)).to_native()
+                for (number,), rows in sorted(numbered.partition_by(_SLICE, as_dict=True, include_key=False).items()):
+                    stored.append(self._write_file(rows.lazy(), records_schema, records_to.part_uri(part, number), records_to.store))
+
+        read = read_feed_files(
+            feed, files, store.read_bytes, workers=LANDING_READERS, max_file_mb=self.max_file_mb,
+            store_records=store_records,
+        )
         return LandingRead(
-            records=nw.from_native(read.records.lazy()),
+            records=self.scan(stored, records_schema, records_to.store) if records_to is not None
+            else nw.from_native(read.records.lazy()),
             records_read=read.records_read,
             files=tuple(files),
             quarantine=nw.from_native(read.quarantine.lazy()),
             unknown_fields=read.unknown_fields,
             quarantined=read.quarantine.height,
             distinct_by_file=read.distinct_by_file,
+            stored=tuple(stored) if records_to is not None else None,
         )
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
@@ -63,9 +87,12 @@ class PolarsEngine:
 
     def write(self, frame: nw.LazyFrame, schema: TableSchema, directory_uri: str, store: Store) -> list[str]:
         store.prepare_directory(directory_uri)
-        path = join_uri(directory_uri, "part-00000.parquet")
+        return [self._write_file(frame.to_native(), schema, join_uri(directory_uri, "part-00000.parquet"), store)]
+
+    @staticmethod
+    def _write_file(frame: pl.LazyFrame | pl.DataFrame, schema: TableSchema, path: str, store: Store) -> str:
         # Exactly the declared columns and types: the Iceberg commit validates them against the table.
-        typed = frame.to_native().select([pl.col(name).cast(dtype) for name, dtype in schema.polars_schema.items()])
+        typed = frame.lazy().select([pl.col(name).cast(dtype) for name, dtype in schema.polars_schema.items()])
         with object_store_errors(path):
             typed.sink_parquet(path, storage_options=store.storage_options)
-        return [path]
+        return path

@@ -23,6 +23,7 @@ is the element's 1-based position in the array.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -376,6 +377,7 @@ def read_feed_files(
     read_bytes: Callable[[str], bytes],
     workers: int,
     max_file_mb: int = DEFAULT_MAX_FILE_MB,
+    store_records: Callable[[int, pl.DataFrame], None] | None = None,
 ) -> FeedRead:
     """``read_feed`` over files fetched with ``read_bytes``, several at a time.
 
@@ -383,7 +385,9 @@ def read_feed_files(
     wait for each object's first byte) and parse them as many at a time as
     Polars has threads (Polars parses without holding the GIL); a batch's
     bytes are dropped once it is validated, so the whole feed's raw bytes are
-    never held at once.
+    never held at once. With ``store_records``, each batch's kept records are
+    handed to it (with the batch's number) instead of being held: the result's
+    ``records`` is then empty, and the feed's records are never all in memory.
     """
     rules = RecordRules(schema)
     # Parsed by as many files at a time as Polars has threads: each parse
@@ -398,6 +402,11 @@ def read_feed_files(
 
     reads = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for batch in _batches(uris, _BATCH_FILES):
-            reads.append(_validate(schema, list(pool.map(fetch_and_parse, batch))))
+        for number, batch in enumerate(_batches(uris, _BATCH_FILES)):
+            read = _validate(schema, list(pool.map(fetch_and_parse, batch)))
+            if store_records is not None:
+                if read.kept:
+                    store_records(number, pl.concat(read.kept))
+                read = dataclasses.replace(read, kept=[])
+            reads.append(read)
     return _combine(schema, reads)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import narwhals as nw
 
-from stedi_assets.engines import EngineError, LandingRead
+from stedi_assets.engines import EngineError, LandingRead, RecordsFolder
 from stedi_assets.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.storage import Store, is_s3_uri, local_path
@@ -485,6 +485,7 @@ class SparkEngine:
     """Computes the tables with Spark (``local[*]`` here, or a cluster given by ``master``)."""
 
     name = "spark"
+    slices_landing = False
 
     def __init__(
         self, master: str = "local[*]", conf: Mapping[str, str] | None = None,
@@ -500,7 +501,10 @@ class SparkEngine:
     def session(self) -> SparkSession:
         return spark_session(self.master, self.conf)
 
-    def read_landing(self, feed: TableSchema, files: Sequence[str], store: Store) -> LandingRead:
+    def read_landing(
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+    ) -> LandingRead:
+        # The records stay in Spark, cached; the caller writes them once made distinct.
         with self.errors():
             return self._read_landing(feed, files)
 

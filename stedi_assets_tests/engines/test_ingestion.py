@@ -22,15 +22,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from dagster import materialize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polars.testing import assert_frame_equal
+
+from stedi_assets import rules
 from stedi_assets.definitions import zone_assets
+from stedi_assets.engines import RecordsFolder, slice_of_file
+from stedi_assets.engines.polars_engine import PolarsEngine
 from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import FEED_SCHEMAS
+from stedi_assets.storage import LocalStore
 from stedi_assets.validation import reference_read
 from stedi_assets_tests.conftest import resources_for, stored_table
 
@@ -88,6 +95,15 @@ def assert_same_tables(root: Path, other: Path, context: object) -> None:
         assert incremental.equals(rebuilt), (name, context, incremental, rebuilt)
 
 
+def assert_landing_is_the_distinct_records(landing: Path, root: Path, context: object) -> None:
+    """The landing table holds each distinct record the reference reader finds in the files once (however
+    the engine made them distinct: a slice at a time, from stored records, or whole)."""
+    files = sorted((landing / "accelerometer").iterdir())
+    records, _, _ = reference_read(FEED_SCHEMAS["accelerometer"], [(str(p), p.read_bytes()) for p in files])
+    table = stored_table(root, "accelerometer_landing")
+    assert table.height == len({r[1:] for r in records}) and set(table.rows()) == {r[1:] for r in records}, context
+
+
 def assert_incremental_equals_rebuild(engine: str, first: bytes, steps: list) -> None:
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
@@ -110,6 +126,7 @@ def assert_incremental_equals_rebuild(engine: str, first: bytes, steps: list) ->
             if not rebuilt.success:  # every file is empty: both fail, the tables stay as they were
                 continue
             assert_same_tables(base / "incremental", base / f"rebuild-{number}", (number, step))
+            assert_landing_is_the_distinct_records(landing, base / "incremental", (number, step))
             current = current_deliveries(read_ledger(incremental)[0], "accelerometer")
             on_disk = {str(p): p.stat() for p in (landing / "accelerometer").iterdir()}
             assert set(current) == set(on_disk)
@@ -184,3 +201,32 @@ def test_spark_reads_a_changed_file_anew_while_an_earlier_read_is_cached(spark, 
         read = engine.read_landing(FEED_SCHEMAS["accelerometer"], [str(path)], LocalStore())
         timestamps.append([row["timestamp"] for row in read.records.to_native().collect()])
     assert timestamps == [[T0], [T0 + 1]]
+
+
+def test_polars_stores_the_records_it_reads_a_slice_per_file(tmp_path):
+    # Records repeated within and across files, a quarantined line, and files
+    # of more than one batch: what is stored is exactly what is read, each
+    # stored file holds the rows of one slice, and no record is held in memory.
+    files = []
+    for number in range(40):
+        path = tmp_path / f"part-{number:02d}.json"
+        lines = [json.dumps({"user": USERS[i % 3], "timestamp": T0 + (number + i) % 23, "x": 1.0, "y": None, "z": 0.5})
+                 for i in range(30)]
+        path.write_text("\n".join([*lines, lines[0], "not json"]) + "\n")
+        files.append(str(path))
+    schema = FEED_SCHEMAS["accelerometer"]
+    whole = PolarsEngine().read_landing(schema, files, LocalStore())
+    folder = RecordsFolder(str(tmp_path / "records"), LocalStore())
+
+    stored = PolarsEngine().read_landing(schema, files, LocalStore(), records_to=folder)
+
+    assert whole.stored is None and stored.stored
+    assert {Path(f).parent for f in stored.stored} == {tmp_path / "records"}
+    as_read = whole.records.collect().to_native()
+    assert_frame_equal(stored.records.collect().to_native().sort(pl.all()), as_read.sort(pl.all()))
+    for file in stored.stored:
+        timestamps = pl.read_parquet(file)["timestamp"]
+        assert ((timestamps % rules.LANDING_SLICES) == slice_of_file(file)).all(), file
+    assert (stored.records_read, stored.quarantined, stored.distinct_by_file) == (
+        whole.records_read, whole.quarantined, whole.distinct_by_file
+    )

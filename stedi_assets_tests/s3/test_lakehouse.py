@@ -39,7 +39,8 @@ pytestmark = pytest.mark.s3
 EXPECTED_FAILURES = {("machine_learning_curated", "cross_customer_pairs")}
 LAYOUT = re.compile(
     r"lakehouse/(?P<zone>\w+)/(?P<table>\w+)/"
-    r"(metadata/[\w.-]+\.(metadata\.json|avro)|(data|deliveries)/(?P<write>[\w-]+)/part-\d{5}\.parquet)"
+    r"(metadata/[\w.-]+\.(metadata\.json|avro)|data/(?P<write>[\w-]+)/part-\d{5}\.parquet"
+    r"|deliveries/(?P<read>[\w-]+)/part-\d{5}-slice-\d\.parquet)"
 )
 
 
@@ -283,7 +284,7 @@ def test_stedi_run_names_a_missing_lakehouse_bucket(s3_bucket, stedi_landing, mo
 
     assert code == 1
     assert re.fullmatch(
-        rf"error: \w+_landing: s3://{missing}/lakehouse/landing/\w+_landing/deliveries/[\w-]+/part-\d+\.parquet: "
+        rf"error: \w+_landing: s3://{missing}/lakehouse/landing/\w+_landing/deliveries/[\w-]+/part-\d+-slice-\d\.parquet: "
         rf"bucket '{missing}' does not exist",
         error_line(err),
     )
