@@ -325,10 +325,13 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
         rejected = typed_frame.filter(pl.col(REASON).is_not_null()).select(SOURCE, LINE, REASON)
         for source, line, reason in rejected.iter_rows():
             rows.append((source, line, reason, texts[source](line)))
-    # Counted a batch at a time, where the frames are small (a file's records are all in one frame).
+    # Counted a batch at a time, where the frames are small (a file's records
+    # are all in one frame), and a file at a time: without the file's URI in
+    # every row, the distinct rows are found in about half the time.
     distinct_by_file: dict[str, int] = {}
     for frame in kept:
-        _add_counts(distinct_by_file, dict(frame.unique().group_by(DELIVERED_FROM).len().iter_rows()))
+        for (uri,), records in frame.partition_by(DELIVERED_FROM, as_dict=True, include_key=False).items():
+            _add_counts(distinct_by_file, {uri: records.unique().height})
     return _FileRead(kept, rows, unknown, records_read, distinct_by_file)
 
 
