@@ -230,3 +230,34 @@ def test_polars_stores_the_records_it_reads_a_slice_per_file(tmp_path):
     assert (stored.records_read, stored.quarantined, stored.distinct_by_file) == (
         whole.records_read, whole.quarantined, whole.distinct_by_file
     )
+
+
+def test_stored_records_of_any_layout_are_read_a_slice_at_a_time(tmp_path):
+    # Records stored a slice per file (as the Polars engine stores them) beside
+    # records of every slice in one file (as the Spark engine, or an earlier
+    # version, stored them): each slice frame holds exactly that slice's rows.
+    from stedi_assets.ingestion import _records_by_slice
+
+    def records(source: str, times: range) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"source_file": source, "user": "a@test.com", "timestamp": [T0 + t for t in times], "x": 1.0, "y": None, "z": None},
+            schema={"source_file": pl.String, "user": pl.String, "timestamp": pl.Int64, "x": pl.Float64, "y": pl.Float64, "z": pl.Float64},
+        )
+
+    sliced = records("a.json", range(0, 40, rules.LANDING_SLICES)).filter((pl.col("timestamp") % rules.LANDING_SLICES) == T0 % rules.LANDING_SLICES)
+    one_file = records("b.json", range(40))
+    sliced_path = tmp_path / f"part-00000-slice-{T0 % rules.LANDING_SLICES}.parquet"
+    sliced.write_parquet(sliced_path)
+    one_file.write_parquet(tmp_path / "part-00000.parquet")
+    lakehouse = StediLakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path / "lakehouse"))
+
+    slices = _records_by_slice(lakehouse, "accelerometer", [str(sliced_path), str(tmp_path / "part-00000.parquet")])
+    kept = _records_by_slice(lakehouse, "accelerometer", [str(sliced_path), str(tmp_path / "part-00000.parquet")], keep=("b.json",))
+
+    assert len(slices) == rules.LANDING_SLICES
+    for number, frame in enumerate(slices):
+        rows = frame.collect().to_native()
+        assert ((rows["timestamp"] % rules.LANDING_SLICES) == number).all(), number
+    everything = pl.concat([frame.collect().to_native() for frame in slices])
+    assert_frame_equal(everything.sort(pl.all()), pl.concat([sliced, one_file]).sort(pl.all()))
+    assert_frame_equal(pl.concat([frame.collect().to_native() for frame in kept]).sort(pl.all()), one_file.sort(pl.all()))
