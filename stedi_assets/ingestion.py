@@ -166,7 +166,7 @@ def plan_landing_update(
             # Made distinct first only when the engine did not count each
             # file's distinct records while reading (a second copy of every record).
             made_distinct = read.distinct_by_file is None
-            delivered = engine.hold(rules.distinct_records(read.records)) if made_distinct else read.records
+            delivered = engine.hold(rules.distinct(read.records)) if made_distinct else read.records
             lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
         else:
             delivered, stored_now = read.records, read.stored
@@ -260,14 +260,13 @@ def _records_by_slice(lakehouse, feed: str, files: list[str], keep: tuple[str, .
     by_slice: dict[int | None, list[str]] = {}
     for file in files:
         by_slice.setdefault(slice_of_file(file), []).append(file)
-    column = rules.slice_column(delivered_records_schema(feed).narwhals_schema)
+    any_slice = _scan_records(lakehouse, feed, by_slice[None]) if None in by_slice else None
+    slice_of = rules.slice_number(rules.slice_column(FEED_SCHEMAS[feed].narwhals_schema), rules.LANDING_SLICES)
     slices = []
     for number in range(rules.LANDING_SLICES):
         frame = _scan_records(lakehouse, feed, by_slice.get(number, []))
-        if by_slice.get(None):
-            rows = _scan_records(lakehouse, feed, by_slice[None])
-            in_slice = rules.slice_number(column, rules.LANDING_SLICES) == number if column else nw.lit(number == 0)
-            frame = nw.concat([frame, rows.filter(in_slice)])
+        if any_slice is not None:
+            frame = nw.concat([frame, any_slice.filter(slice_of == number)])
         if keep is not None:
             frame = frame.filter(nw.col(DELIVERED_FROM).is_in(list(keep)))
         slices.append(frame)

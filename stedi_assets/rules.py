@@ -84,41 +84,24 @@ def slice_number(column: str, slices: int) -> nw.Expr:
     return (nw.col(column) % slices).fill_null(slices - 1)
 
 
-def distinct_in_slices(frame: nw.LazyFrame, column: str, slices: int) -> nw.LazyFrame:
-    """``distinct(frame)``, made distinct one slice of the rows at a time (``slice_number``).
-
-    Equal rows fall in the same slice, so the slices' distinct rows together
-    are the frame's distinct rows.
-    """
-    return distinct_by_slice([frame.filter(slice_number(column, slices) == i) for i in range(slices)])
-
-
 def distinct_by_slice(parts: Sequence[nw.LazyFrame]) -> nw.LazyFrame:
-    """``distinct`` of the rows of ``parts``, frames that no two equal rows are split between."""
+    """``distinct`` of the rows of ``parts``, frames that no two equal rows are split between (slices).
+
+    Polars' distinct on every column holds an encoding of every row beside
+    its result, about four times the table's own size (1.8 GB for the 8
+    million readings at 100x); a slice at a time holds a slice's share of that.
+    """
     return nw.concat([distinct(part) for part in parts], how="vertical")
 
 
 LANDING_SLICES = 8
-"""Slices the landing records are made distinct in on Polars (see ``distinct_records``)."""
+"""Slices the landing records are stored and made distinct in by an engine that slices them
+(``Engine.slices_landing``)."""
 
 
-def slice_column(schema: Mapping[str, Any]) -> str | None:
-    """The column landing records are sliced by: their first 64-bit integer column, if any."""
-    return next((name for name, dtype in schema.items() if dtype == nw.Int64), None)
-
-
-def distinct_records(records: nw.LazyFrame) -> nw.LazyFrame:
-    """``distinct(records)`` for the large frames of landing records."""
-    if records.implementation.is_polars():
-        # Polars' distinct on every column holds an encoding of every row
-        # beside its result, about four times the table's own size (1.8 GB for
-        # the 8 million readings at 100x); an eighth of the rows at a time
-        # holds an eighth of that, in the same time. Spark's aggregate spills
-        # instead, and would read its input once per slice.
-        column = slice_column(records.collect_schema())
-        if column is not None:
-            return distinct_in_slices(records, column, LANDING_SLICES)
-    return distinct(records)
+def slice_column(schema: Mapping[str, Any]) -> str:
+    """The column landing records are sliced by: their first 64-bit integer column (every feed has one)."""
+    return next(name for name, dtype in schema.items() if dtype == nw.Int64)
 
 
 def landing_records(*parts: nw.LazyFrame, sliced: bool = False) -> nw.LazyFrame:
@@ -132,7 +115,7 @@ def landing_records(*parts: nw.LazyFrame, sliced: bool = False) -> nw.LazyFrame:
     records = [part.select(names) for part in parts]
     if sliced:
         return distinct_by_slice(records)
-    return distinct_records(nw.concat(records) if len(records) > 1 else records[0])
+    return distinct(nw.concat(records) if len(records) > 1 else records[0])
 
 
 def records_not_in(new: nw.LazyFrame, existing: nw.LazyFrame, on: list[str]) -> nw.LazyFrame:

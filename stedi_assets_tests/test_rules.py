@@ -198,7 +198,7 @@ def test_landing_records_drop_exact_duplicates_only():
 
 
 @pytest.mark.parametrize("slices", [1, 2, 3, 4, 7])
-def test_distinct_in_slices_keeps_each_distinct_row_once(slices: int):
+def test_distinct_by_slice_keeps_each_distinct_row_once(slices: int):
     # Negative, null and large values of the slicing column, duplicates in
     # several slices, and rows equal but for a null: each distinct row once.
     frame = pl.LazyFrame(
@@ -209,16 +209,18 @@ def test_distinct_in_slices_keeps_each_distinct_row_once(slices: int):
         schema={"key": pl.Int64, "text": pl.String},
     )
 
-    result = collect(rules.distinct_in_slices(nw.from_native(frame), "key", slices))
+    slice_of = rules.slice_number("key", slices)
+    result = collect(rules.distinct_by_slice([nw.from_native(frame).filter(slice_of == i) for i in range(slices)]))
 
     expected = frame.collect().unique()
     assert_frame_equal(result.sort("key", "text"), expected.sort("key", "text"))
 
 
-def test_landing_records_are_distinct_in_slices_on_polars():
+def test_landing_records_made_distinct_a_slice_at_a_time():
     landing = readings(*[(f"u{i % 5}@example.com", T0 + i % 11) for i in range(200)])
+    slice_of = rules.slice_number("timestamp", rules.LANDING_SLICES)
 
-    result = collect(rules.landing_records(landing))
+    result = collect(rules.landing_records(*[landing.filter(slice_of == i) for i in range(rules.LANDING_SLICES)], sliced=True))
 
     assert result.height == 55  # 5 users x 11 times: every pair occurs
     assert_frame_equal(result.sort("user", "timestamp"), collect(rules.distinct(landing)).sort("user", "timestamp"))

@@ -38,11 +38,10 @@ class PolarsEngine:
         store_records = None
         if records_to is not None:
             records_to.store.prepare_directory(records_to.uri)
-            column = rules.slice_column(feed.narwhals_schema)
+            slice_of = rules.slice_number(rules.slice_column(feed.narwhals_schema), rules.LANDING_SLICES)
 
             def store_records(part: int, records: pl.DataFrame) -> None:
                 # Each slice of the batch in a file of its own (see RecordsFolder).
-                slice_of = rules.slice_number(column, rules.LANDING_SLICES) if column else nw.lit(0)
                 numbered = nw.from_native(records).with_columns(slice_of.alias(_SLICE)).to_native()
                 for (number,), rows in sorted(numbered.partition_by(_SLICE, as_dict=True, include_key=False).items()):
                     stored.append(self._write_file(rows.lazy(), records_schema, records_to.part_uri(part, number), records_to.store))
