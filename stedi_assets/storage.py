@@ -9,7 +9,9 @@ and lists and deletes the files maintenance finds unreferenced.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,25 +23,45 @@ class StorageError(RuntimeError):
     """A storage operation failed; the message names the URI."""
 
 
+class FileTooLarge(StorageError):
+    """A file is larger than the bound a reader set: it was not read."""
+
+
 @dataclass(frozen=True)
 class FileVersion:
-    """One version of a file: a fingerprint that changes whenever the file does, and its size in bytes."""
+    """One version of a file: a fingerprint that changes whenever the file does, and its size in bytes.
+
+    ``refused`` says why an entry found below a prefix is not a file that may
+    be read there (a symbolic link, a device, a FIFO, an S3 key that leaves
+    the prefix); such an entry is listed so that it can be reported, never read.
+    """
 
     fingerprint: str
     size: int
+    refused: str = ""
+
+
+SYMBOLIC_LINK = "symbolic link: not followed (landing files are read only from their own folder)"
+SPECIAL_FILE = "not a regular file (device, FIFO or socket): not read"
+KEY_OUTSIDE_PREFIX = "key with an empty, '.' or '..' path segment: it names a place outside its folder, not read"
 
 
 class Store(Protocol):
     def list_files(self, prefix_uri: str) -> list[str]:
         """Every file below ``prefix_uri`` (recursively), as sorted URIs."""
 
-    def read_bytes(self, uri: str) -> bytes: ...
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; with ``max_bytes``, :class:`FileTooLarge` for a larger file, found before it is read."""
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
         """Every file below ``prefix_uri`` -> a text that changes whenever the file does."""
 
     def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
-        """Every file below ``prefix_uri`` -> its fingerprint and size."""
+        """Every file below ``prefix_uri`` -> its fingerprint and size, and every entry that is there but may
+        not be read (``FileVersion.refused``)."""
+
+    def size(self, uri: str) -> int:
+        """The file's size in bytes, without reading it."""
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write an object so that readers see either the old or the new content."""
@@ -83,15 +105,43 @@ def normalize_uri(uri: str) -> str:
 
 
 class LocalStore:
-    """Files in a local folder."""
+    """Files in a local folder.
+
+    Only regular files below a folder are its files: a symbolic link (to a
+    file or a folder) is never followed and a device, FIFO or socket never
+    read, so nothing outside the folder can be read through it.
+    """
 
     storage_options = None
 
-    def list_files(self, prefix_uri: str) -> list[str]:
+    def _entries(self, prefix_uri: str):
+        """(path, lstat result) of every entry below the folder, without following symbolic links."""
         root = local_path(prefix_uri)
-        if not root.is_dir():
-            return []
-        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+        try:
+            if not stat.S_ISDIR(os.lstat(root).st_mode):
+                return
+        except OSError:
+            return
+        pending = [str(root)]
+        while pending:
+            folder = pending.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    listed = list(entries)
+            except OSError:  # removed while listing
+                continue
+            for entry in listed:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(entry.path)
+                else:
+                    yield entry.path, info
+
+    def list_files(self, prefix_uri: str) -> list[str]:
+        return sorted(path for path, info in self._entries(prefix_uri) if stat.S_ISREG(info.st_mode))
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
         return {uri: version.fingerprint for uri, version in self.versions(prefix_uri).items()}
@@ -99,17 +149,42 @@ class LocalStore:
     def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
         # Size and mtime in nanoseconds: a rewrite within the same second still differs.
         found = {}
-        for uri in self.list_files(prefix_uri):
-            try:
-                stat = os.stat(uri)
-            except FileNotFoundError:  # removed while listing
-                continue
-            found[uri] = FileVersion(f"{stat.st_size}:{stat.st_mtime_ns}", stat.st_size)
-        return found
+        for path, info in self._entries(prefix_uri):
+            if stat.S_ISREG(info.st_mode):
+                found[path] = FileVersion(f"{info.st_size}:{info.st_mtime_ns}", info.st_size)
+            elif stat.S_ISLNK(info.st_mode):
+                found[path] = FileVersion(f"link:{info.st_mtime_ns}", 0, refused=SYMBOLIC_LINK)
+            else:
+                found[path] = FileVersion(f"special:{info.st_mtime_ns}", 0, refused=SPECIAL_FILE)
+        return dict(sorted(found.items()))
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        path = local_path(uri)
         try:
-            return local_path(uri).read_bytes()
+            # O_NOFOLLOW: a file swapped for a symbolic link after it was listed is
+            # refused, not followed; O_NONBLOCK: a FIFO never blocks the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise StorageError(f"{uri}: cannot read (a symbolic link, not followed)") from None
+            raise StorageError(f"{uri}: cannot read ({error.strerror})") from error
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise StorageError(f"{uri}: cannot read (not a regular file)")
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise FileTooLarge(f"{uri}: larger than {max_bytes} bytes ({info.st_size}), not read")
+            try:
+                data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+            except OSError as error:
+                raise StorageError(f"{uri}: cannot read ({error.strerror})") from error
+        if max_bytes is not None and len(data) > max_bytes:  # grew since it was looked at
+            raise FileTooLarge(f"{uri}: larger than {max_bytes} bytes, not read")
+        return data
+
+    def size(self, uri: str) -> int:
+        try:
+            return os.lstat(local_path(uri)).st_size
         except OSError as error:
             raise StorageError(f"{uri}: cannot read ({error.strerror})") from error
 

@@ -30,7 +30,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from stedi_assets.storage import FileVersion, StorageError
+from stedi_assets.storage import KEY_OUTSIDE_PREFIX, FileTooLarge, FileVersion, StorageError
 
 if TYPE_CHECKING:
     from dagster_aws.s3 import S3Resource
@@ -61,6 +61,14 @@ def split_s3_uri(uri: str) -> tuple[str, str, str]:
     if parsed.scheme not in ("s3", "s3a") or not parsed.netloc:
         raise StorageError(f"{uri}: not an S3 URI (expected s3://bucket/prefix)")
     return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
+
+
+def _within(key: str, prefix: str) -> bool:
+    """Whether ``key`` names a place below ``prefix``: S3 keys are plain text, but a reader that takes
+    them as paths (Spark, a sync to disk) resolves an empty, ``.`` or ``..`` segment elsewhere."""
+    if not key.startswith(prefix):
+        return False
+    return all(part not in ("", ".", "..") for part in key[len(prefix):].split("/"))
 
 
 def describe_s3_code(code: str, bucket: str, fallback: str = "") -> str:
@@ -249,6 +257,7 @@ class S3Store:
             raise StorageError(f"{uri}: {phrase}") from None
 
     def list_files(self, prefix_uri: str) -> list[str]:
+        """Every object below ``prefix_uri`` whose key stays below it (see ``_within``)."""
         scheme, bucket, key = split_s3_uri(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
         uris = []
@@ -257,7 +266,8 @@ class S3Store:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 uris.extend(
                     f"{scheme}://{bucket}/{item['Key']}" for item in page.get("Contents", ())
-                    if not item["Key"].endswith("/")  # folder markers written by consoles
+                    # Folder markers written by consoles are no files.
+                    if not item["Key"].endswith("/") and _within(item["Key"], prefix)
                 )
         return sorted(uris)
 
@@ -272,14 +282,28 @@ class S3Store:
         with self._errors(prefix_uri, bucket):
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", ()):
-                    if not item["Key"].endswith("/"):
-                        found[f"{scheme}://{bucket}/{item['Key']}"] = FileVersion(item["ETag"].strip('"'), int(item["Size"]))
+                    if item["Key"].endswith("/"):
+                        continue
+                    version = FileVersion(item["ETag"].strip('"'), int(item["Size"]))
+                    if not _within(item["Key"], prefix):
+                        version = FileVersion(version.fingerprint, version.size, refused=KEY_OUTSIDE_PREFIX)
+                    found[f"{scheme}://{bucket}/{item['Key']}"] = version
         return found
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         _, bucket, key = split_s3_uri(uri)
         with self._errors(uri, bucket):
-            return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self._client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"]
+            if max_bytes is not None and int(response.get("ContentLength", 0)) > max_bytes:
+                body.close()  # the object's size is known from the response headers: its body is never read
+                raise FileTooLarge(f"{uri}: larger than {max_bytes} bytes ({response['ContentLength']}), not read")
+            return body.read()
+
+    def size(self, uri: str) -> int:
+        _, bucket, key = split_s3_uri(uri)
+        with self._errors(uri, bucket):
+            return int(self._client.head_object(Bucket=bucket, Key=key)["ContentLength"])
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         # A single PUT: S3 makes the object visible whole or not at all.

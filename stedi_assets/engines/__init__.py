@@ -84,9 +84,13 @@ class Engine(Protocol):
     from its own stored files, rather than all at once."""
 
     def read_landing(
-        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
+        sizes: Mapping[str, int] | None = None,
     ) -> LandingRead:
-        """The records of ``files``; an engine may store them in ``records_to`` as it reads (``LandingRead.stored``)."""
+        """The records of ``files``; an engine may store them in ``records_to`` as it reads (``LandingRead.stored``).
+
+        A file larger than the engine's ``max_file_mb`` is quarantined whole from its size (``sizes``, as
+        listed, or looked up), never read into memory."""
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping
 from typing import Sequence
 
 import narwhals as nw
@@ -29,8 +30,10 @@ class PolarsEngine:
         self.max_file_mb = max_file_mb
 
     def read_landing(
-        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
+        sizes: Mapping[str, int] | None = None,
     ) -> LandingRead:
+        # ``sizes`` is not needed: each file's size is looked at as it is opened (``Store.read_bytes``).
         # Several files at a time: Polars parses without the GIL, and on S3
         # each read waits tens of milliseconds for the first byte.
         stored: list[str] = []

@@ -36,6 +36,7 @@ import polars as pl
 from stedi_assets import validation
 from stedi_assets.schemas import DELIVERED_FROM, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
+from stedi_assets.storage import FileTooLarge
 from stedi_assets.validation import LINE, REASON, SOURCE, FileRecords, RecordRules
 
 QUARANTINE_SCHEMA = pl.Schema(
@@ -377,12 +378,16 @@ def read_feed(
 def read_feed_files(
     schema: TableSchema,
     uris: Sequence[str],
-    read_bytes: Callable[[str], bytes],
+    read_bytes: Callable[[str, int], bytes],
     workers: int,
     max_file_mb: int = DEFAULT_MAX_FILE_MB,
     store_records: Callable[[int, pl.DataFrame], None] | None = None,
 ) -> FeedRead:
-    """``read_feed`` over files fetched with ``read_bytes``, several at a time.
+    """``read_feed`` over files fetched with ``read_bytes(uri, max_bytes)``, several at a time.
+
+    ``read_bytes`` raises ``storage.FileTooLarge`` for a file over ``max_bytes``
+    without reading it (``Store.read_bytes``): such a file is quarantined whole,
+    as a gzip file that inflates past the bound is.
 
     Workers fetch the files of a batch in parallel (on S3 they overlap the
     wait for each object's first byte) and parse them as many at a time as
@@ -398,8 +403,14 @@ def read_feed_files(
     # text and frames in memory together (0.1 GB at 100x with 8 workers).
     parsing = threading.Semaphore(pl.thread_pool_size())
 
+    limit = max_file_mb * validation.MIB
+
     def fetch_and_parse(uri: str) -> _ParsedFile:
-        data = read_bytes(uri)
+        try:
+            # Bounded before it is read: a file over the bound never costs its size in memory.
+            data = read_bytes(uri, limit)
+        except FileTooLarge:
+            return _ParsedFile(uri, [(0, validation.file_too_large(max_file_mb), "")], reference=FileRecords())
         with parsing:
             return _parse(schema, rules, uri, data, max_file_mb)
 

@@ -14,6 +14,7 @@ Java 17+.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -29,10 +30,10 @@ from pathlib import Path
 import narwhals as nw
 
 from stedi_assets.engines import EngineError, LandingRead, RecordsFolder
-from stedi_assets.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema
+from stedi_assets.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.storage import Store, is_s3_uri, local_path
-from stedi_assets.validation import LINE, REASON, SOURCE
+from stedi_assets.validation import LINE, MIB, REASON, SOURCE, file_too_large
 
 try:
     from dagster_pyspark import LazyPySparkResource
@@ -502,11 +503,45 @@ class SparkEngine:
         return spark_session(self.master, self.conf)
 
     def read_landing(
-        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None
+        self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
+        sizes: Mapping[str, int] | None = None,
     ) -> LandingRead:
         # The records stay in Spark, cached; the caller writes them once made distinct.
+        # A file over the bound is quarantined from its size here, on the driver: Spark's binaryFile
+        # source reads a file whole, and it must never hold one that large.
+        limit = self.max_file_mb * MIB
+        oversized = [f for f in files if (sizes[f] if sizes and f in sizes else store.size(f)) > limit]
         with self.errors():
-            return self._read_landing(feed, files)
+            read = self._read_landing(feed, [f for f in files if f not in oversized]) if len(oversized) < len(files) else None
+            if oversized:
+                read = self._with_unread(feed, files, read, oversized)
+            return read
+
+    def _with_unread(
+        self, feed: TableSchema, files: Sequence[str], read: LandingRead | None, oversized: Sequence[str]
+    ) -> LandingRead:
+        """``read`` with a quarantined record for each file of ``oversized``, which was not read."""
+        quarantine_schema = QUARANTINE_SCHEMAS[feed.name.removesuffix("_landing")]
+        rows = self.session.createDataFrame(
+            [(uri, 0, file_too_large(self.max_file_mb), "") for uri in oversized], spark_schema(quarantine_schema)
+        )
+        if read is None:
+            records_schema = spark_schema(delivered_records_schema(feed.name.removesuffix("_landing")))
+            records = nw.from_native(self.session.createDataFrame([], records_schema).limit(0))
+            return LandingRead(
+                records=records, records_read=len(oversized), files=tuple(files), quarantine=nw.from_native(rows),
+                quarantined=len(oversized),
+            )
+        held = read.quarantine.to_native()
+        self._held_already = [frame for frame in self._held_already if frame is not held]
+        quarantine = held.unionByName(rows) if read.quarantined else rows
+        return dataclasses.replace(
+            read,
+            records_read=read.records_read + len(oversized),
+            files=tuple(files),
+            quarantine=nw.from_native(quarantine),
+            quarantined=(read.quarantined or 0) + len(oversized),
+        )
 
     def _read_landing(self, feed: TableSchema, files: Sequence[str]) -> LandingRead:
         contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")

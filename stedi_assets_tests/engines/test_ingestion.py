@@ -169,7 +169,10 @@ def test_each_file_version_is_read_once(tmp_path, monkeypatch):
     lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=str(tmp_path / "lakehouse"))
     reads: list[str] = []
     original = LocalStore.read_bytes
-    monkeypatch.setattr(LocalStore, "read_bytes", lambda self, uri: reads.append(Path(uri).name) or original(self, uri))
+    monkeypatch.setattr(
+        LocalStore, "read_bytes",
+        lambda self, uri, max_bytes=None: reads.append(Path(uri).name) or original(self, uri, max_bytes),
+    )
 
     assert ingest(lakehouse).success
     assert sorted(reads) == NAMES[:3]

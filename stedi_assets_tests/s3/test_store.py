@@ -18,7 +18,7 @@ from dagster import EnvVar
 from polars.testing import assert_frame_equal
 
 from stedi_assets.resources import DEFAULT_S3_MAX_ATTEMPTS, build_resources
-from stedi_assets.storage import StorageError
+from stedi_assets.storage import FileTooLarge, StorageError
 from stedi_assets.storage_s3 import S3Store, describe_object_store_error, object_store_errors
 from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY
 
@@ -53,6 +53,31 @@ def test_objects_round_trip_and_list_recursively(s3_bucket):
     assert [uri for uri, _ in listed_with_times] == listed
     assert all(abs(modified - time.time()) < 300 for _, modified in listed_with_times)
     assert store.list_files(s3_bucket.uri("nothing/here")) == []
+
+
+def test_keys_that_leave_their_prefix_are_refused_unread(s3_bucket):
+    store = s3_store()
+    inside = "landing/accelerometer/a.json"
+    leaving = ["landing/accelerometer/../customer/b.json", "landing/accelerometer/./c.json", "landing/accelerometer//d.json"]
+    for key in (inside, *leaving):
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"{}")
+
+    versions = store.versions(s3_bucket.uri("landing/accelerometer"))
+
+    assert not versions[s3_bucket.uri(inside)].refused
+    assert {uri for uri, version in versions.items() if version.refused} == {s3_bucket.uri(k) for k in leaving}
+    assert store.list_files(s3_bucket.uri("landing/accelerometer")) == [s3_bucket.uri(inside)]
+
+
+def test_an_object_over_the_bound_is_not_read(s3_bucket):
+    store = s3_store()
+    uri = s3_bucket.uri("landing/step_trainer/big.json")
+    store.write_bytes(uri, b" " * 4096)
+
+    with pytest.raises(FileTooLarge, match="big.json: larger than 1024 bytes"):
+        store.read_bytes(uri, max_bytes=1024)
+    assert len(store.read_bytes(uri, max_bytes=4096)) == 4096
+    assert store.size(uri) == 4096
 
 
 def test_write_bytes_replaces_an_object_whole(s3_bucket):
