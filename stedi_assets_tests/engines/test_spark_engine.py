@@ -423,6 +423,26 @@ def test_landing_files_are_read_once_and_nothing_is_cached_twice(spark, tmp_path
 
 
 @pytest.mark.spark
+def test_a_file_far_over_the_bound_is_quarantined_from_its_size(spark, tmp_path):
+    # Spark's binaryFile source reads a file whole: a 50 GiB file must never reach it.
+    from stedi_assets.engines.spark_engine import SparkEngine
+
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(50 * 2**30)  # sparse: its size says enough
+    good = write_lines(tmp_path / "good.json", [{"user": "a@x.com", "timestamp": T0}])
+    files = [str(huge), good]
+
+    read = SparkEngine(max_file_mb=2).read_landing(FEED_SCHEMAS["accelerometer"], files, LocalStore())
+
+    assert as_polars(read.quarantine).rows() == [
+        (str(huge), 0, "file larger than 2 MiB after decompression (STEDI_MAX_FILE_MB)", "")
+    ]
+    assert as_polars(read.records)["user"].to_list() == ["a@x.com"]
+    assert (read.records_read, read.quarantined) == (2, 1)
+
+
+@pytest.mark.spark
 def test_a_file_over_the_bound_is_quarantined_alike(spark, tmp_path):
     import gzip
 
