@@ -29,7 +29,7 @@ from pydantic import Field
 from stedi_assets import rules
 from stedi_assets.checks import CHECKS, CheckInput, check_specs, row_count
 from stedi_assets.ingestion import ingest_lock, plan_deliveries, plan_landing_update
-from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger, record_deliveries
+from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.landing import landing_metadata
 from stedi_assets.masking import mask_emails, masked, masks_errors
@@ -57,6 +57,7 @@ def _materialize(
     extra_metadata: Mapping[str, Any] | None = None,
     output_name: str = "result",
     update: TableUpdate | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> Iterator[Output | AssetCheckResult]:
     """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
 
@@ -79,6 +80,7 @@ def _materialize(
             quarantine=quarantine,
             quarantined=quarantined,
             quarantine_max_share=lakehouse.quarantine_max_share,
+            refused=refused or {},
         )
         with engine.errors():
             results = [(check, check.run(check_input)) for check in CHECKS[table]]
@@ -151,11 +153,11 @@ def _ingest(
     context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, listed: Mapping[str, FileVersion],
     full_refresh: bool,
 ) -> Iterator:
-    current = current_deliveries(read_ledger(lakehouse)[0], feed)
+    known = feed_deliveries(read_ledger(lakehouse)[0], feed)
     bases = (lakehouse.current_snapshot(f"{feed}_landing"), lakehouse.current_snapshot(f"{feed}_quarantine"))
-    plan = plan_deliveries(listed, current, published=None not in bases, full_refresh=full_refresh)
+    plan = plan_deliveries(listed, known, published=None not in bases, full_refresh=full_refresh)
     context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
-    update = plan_landing_update(lakehouse, feed, plan, current, bases, context.run_id)
+    update = plan_landing_update(lakehouse, feed, plan, known.current, bases, context.run_id)
     engine = lakehouse.get_engine()
     landing_kind = update.landing.kind
     quarantine = engine.hold(update.quarantine_frame)
@@ -177,21 +179,54 @@ def _ingest(
                 "records_read": MetadataValue.int(update.records_read),
             },
         )
-        published = False
+        published, held_back = False, []
         for event in _materialize(
             context, lakehouse, f"{feed}_landing", update.landing_frame, {},
             records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
             extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
-            update=update.landing,
+            update=update.landing, refused={uri: v.refused for uri, v in listed.items() if v.refused},
         ):
             published = published or isinstance(event, Output)
+            if isinstance(event, AssetCheckResult) and _holds_back(event, f"{feed}_landing"):
+                held_back.append(event)
             yield event
-        if published and (update.deliveries or update.retired):
-            record_deliveries(lakehouse, feed, update.deliveries, update.retired, context.run_id)
+        deliveries, retired = update.deliveries, update.retired
+        if not published:
+            # Every version read is recorded, as rejected: the next run reads it again until it is
+            # removed or corrected, and its removal is then a change like any other.
+            reason = rejection_reason(held_back)
+            deliveries = tuple(
+                d if d.status == REFUSED else d.with_status(REJECTED, reason) for d in deliveries
+            )
+            # The landing table still holds the versions it held: only what left the quarantine is retired.
+            gone = set(plan.dropped_rejected) | set(plan.refused_gone)
+            retired = {uri: status for uri, status in retired.items() if uri in gone}
+            context.log.error(mask_emails(
+                f"{feed}: {len(deliveries)} file version(s) recorded as rejected in the delivery ledger; "
+                "remove or correct them and the next run publishes the feed (no full refresh needed)"
+            ))
+        if deliveries or retired:
+            record_deliveries(lakehouse, feed, deliveries, retired, context.run_id)
     finally:
         engine.release(quarantine)
         if landing_kind == "replace":
             engine.release(update.landing_frame)
+
+
+def _holds_back(result: AssetCheckResult, table: str) -> bool:
+    return not result.passed and result.severity == AssetCheckSeverity.ERROR and any(
+        check.name == result.check_name and check.blocking for check in CHECKS[table]
+    )
+
+
+def rejection_reason(held_back: list[AssetCheckResult]) -> str:
+    """Why a landing table was held back, in one line: each failed blocking check and its problem."""
+    parts = []
+    for result in held_back:
+        problem = result.metadata.get("problem")
+        text = getattr(problem, "value", problem)
+        parts.append(f"{result.check_name}: {text}" if text else result.check_name)
+    return mask_emails("landing table held back by " + ("; ".join(parts) or "a failed blocking check"))
 
 
 POOL = "stedi_lakehouse"

@@ -42,6 +42,8 @@ class CheckInput:
     """Landing tables: how many records were quarantined (counted once, by the asset)."""
     quarantine_max_share: float = DEFAULT_QUARANTINE_MAX_SHARE
     """Landing tables: above this share of quarantined records the landing table is held back."""
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """Landing tables: entries of the feed's folder refused unread (not regular files inside it) -> why."""
 
     @cached_property
     def rows(self) -> int:
@@ -343,6 +345,23 @@ def check_cross_customer_pairs(ci: CheckInput) -> Outcome:
     }
 
 
+def check_files_within_landing_zone(ci: CheckInput) -> Outcome:
+    """Every entry of the feed's folder is a regular file inside it; the others are named, never read."""
+    if not ci.refused:
+        return True, {"entries_refused": 0}
+    names = sorted(ci.refused)
+    by_reason: dict[str, int] = {}
+    for reason in ci.refused.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    return False, {
+        "entries_refused": len(names),
+        "entries": "; ".join(f"{uri.rsplit('/', 1)[-1]}: {ci.refused[uri]}" for uri in names[:_SAMPLE_SIZE]),
+        "by_reason": "; ".join(f"{reason}: {count}" for reason, count in sorted(by_reason.items())),
+        "what_to_do": "remove the entries, or replace each with the regular file it should be; each is recorded "
+        "in the delivery ledger as 'refused'",
+    }
+
+
 # -- registry -------------------------------------------------------------------------
 
 ROW_COUNT = Check(
@@ -355,9 +374,19 @@ SCHEMA = Check("schema", "Columns and types are exactly the declared ones.", che
 QUARANTINED_RECORDS = Check(
     "quarantined_records",
     "Records that could not be kept: WARN if any; ERROR, holding the table back, above the allowed share "
-    "(quarantine_max_share, STEDI_QUARANTINE_MAX_SHARE).",
+    "(quarantine_max_share, STEDI_QUARANTINE_MAX_SHARE). The files read by a step that was held back are "
+    "recorded in the delivery ledger as 'rejected', with the reason: remove or correct them and the next "
+    "ordinary run (the sensor, stedi run, Materialize all) publishes the feed; no full refresh is needed.",
     check_quarantined_records,
     blocking=True,
+)
+
+FILES_WITHIN_LANDING_ZONE = Check(
+    "files_within_landing_zone",
+    "Every entry of the feed's landing folder is a regular file inside it: a symbolic link, a device or FIFO, "
+    "or an S3 key that leaves its prefix is refused unread and recorded in the delivery ledger (WARN).",
+    check_files_within_landing_zone,
+    severity=WARN,
 )
 
 CONSENT_SCOPE = Check(
@@ -369,9 +398,9 @@ CONSENT_SCOPE = Check(
 )
 
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
-    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
-    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS),
+    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
     "customer_trusted": (
         ROW_COUNT,
         SCHEMA,

@@ -31,13 +31,13 @@ import fcntl
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import narwhals as nw
 
 from stedi_assets import rules
 from stedi_assets.engines import LandingRead, slice_of_file
-from stedi_assets.lakehouse.ledger import REMOVED, Delivery
+from stedi_assets.lakehouse.ledger import REFUSED, REMOVED, Delivery, FeedDeliveries
 from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.schemas import DELIVERED_FROM, FEED_SCHEMAS, delivered_records_schema
 from stedi_assets.storage import FileVersion, is_s3_uri, join_uri, local_path, normalize_uri
@@ -50,45 +50,85 @@ class DeliveryPlan:
     """What a landing step reads and how it updates its tables."""
 
     listed: Mapping[str, FileVersion]
+    """Every file found, and every entry refused (``FileVersion.refused``)."""
     new: tuple[str, ...]
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     unchanged: tuple[str, ...]
     rebuild: bool
     why_rebuild: str = ""
+    dropped_rejected: tuple[str, ...] = ()
+    """Files of a rejected delivery (``ledger.REJECTED``) that are gone: their quarantined records go."""
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """Entries refused now that the ledger does not record yet as refused: URI -> why."""
+    refused_gone: tuple[str, ...] = ()
+    """Refused entries the ledger records that are gone."""
+
+    @property
+    def readable(self) -> list[str]:
+        return [uri for uri, version in self.listed.items() if not version.refused]
 
     @property
     def to_read(self) -> list[str]:
-        return list(self.listed) if self.rebuild else sorted(self.new + self.changed)
+        return self.readable if self.rebuild else sorted(self.new + self.changed)
 
     @property
     def kind(self) -> str:
+        """What happens to the landing table: see the module's docstring."""
         if self.rebuild:
             return "rebuild"
         if self.changed or self.removed:
             return "replace"
         return "append" if self.new else "unchanged"
 
+    @property
+    def quarantine_changes(self) -> bool:
+        return self.kind != "unchanged" or bool(self.dropped_rejected)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether a landing step has anything to do (read, drop or record)."""
+        return self.quarantine_changes or bool(self.refused or self.refused_gone)
+
     def describe(self) -> str:
         if self.rebuild:
-            return f"read all {len(self.listed)} file(s) ({self.why_rebuild})"
-        return (
-            f"{len(self.new)} new, {len(self.changed)} changed, {len(self.removed)} removed, "
-            f"{len(self.unchanged)} unchanged file(s)"
-        )
+            text = f"read all {len(self.readable)} file(s) ({self.why_rebuild})"
+        else:
+            text = (
+                f"{len(self.new)} new, {len(self.changed)} changed, {len(self.removed)} removed, "
+                f"{len(self.unchanged)} unchanged file(s)"
+            )
+        if self.dropped_rejected:
+            text += f", {len(self.dropped_rejected)} rejected file(s) gone"
+        if self.refused:
+            text += f", {len(self.refused)} entry(ies) refused unread (not regular files in the landing folder)"
+        return text
 
 
 def plan_deliveries(
     listed: Mapping[str, FileVersion],
-    current: Mapping[str, Mapping],
+    known: FeedDeliveries,
     published: bool,
     full_refresh: bool,
 ) -> DeliveryPlan:
-    """Compare the files found with the current versions in the ledger (URI -> ledger row)."""
-    new = tuple(uri for uri in listed if uri not in current)
-    changed = tuple(uri for uri in listed if uri in current and current[uri]["fingerprint"] != listed[uri].fingerprint)
-    removed = tuple(sorted(uri for uri in current if uri not in listed))
-    unchanged = tuple(uri for uri in listed if uri in current and uri not in changed)
+    """Compare the files found with the live versions the ledger holds.
+
+    A file whose last delivery was rejected is not current: it is new (or
+    changed) until a landing table is published with it, so every later step
+    of its feed reads it again; once it is gone, its quarantined records go.
+    """
+    current = known.current
+    files = {uri: version for uri, version in listed.items() if not version.refused}
+    new = tuple(uri for uri in files if uri not in current)
+    changed = tuple(uri for uri in files if uri in current and current[uri]["fingerprint"] != files[uri].fingerprint)
+    removed = tuple(sorted(uri for uri in current if uri not in files))
+    unchanged = tuple(uri for uri in files if uri in current and uri not in changed)
+    dropped_rejected = tuple(sorted(uri for uri in known.rejected if uri not in files and uri not in current))
+    refused = {
+        uri: version.refused for uri, version in listed.items()
+        if version.refused and known.refused.get(uri, {}).get("fingerprint") != version.fingerprint
+    }
+    refused_gone = tuple(sorted(uri for uri in known.refused if not listed.get(uri, FileVersion("", 0)).refused))
     why = ""
     if full_refresh:
         why = "full refresh"
@@ -98,7 +138,10 @@ def plan_deliveries(
         why = "the delivery ledger holds no file of this feed"
     elif any(not current[uri]["records_uri"] for uri in unchanged):
         why = "the ledger does not say where the records of a file are"
-    return DeliveryPlan(listed, new, changed, removed, unchanged, rebuild=bool(why), why_rebuild=why)
+    return DeliveryPlan(
+        listed, new, changed, removed, unchanged, rebuild=bool(why), why_rebuild=why,
+        dropped_rejected=dropped_rejected, refused=refused, refused_gone=refused_gone,
+    )
 
 
 @dataclass(frozen=True)
@@ -157,7 +200,9 @@ def plan_landing_update(
     # The records of each file, with the file: stored once, so that the table
     # can be rebuilt later without reading the file again. An engine that
     # stores them while it reads never holds them all.
-    read = lakehouse.read_landing(feed, plan.to_read, records_to=folder) if plan.to_read else None
+    to_read = plan.to_read
+    sizes = {uri: plan.listed[uri].size for uri in to_read}
+    read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes) if to_read else None
     deliveries: list[Delivery] = []
     delivered, stored_now = None, ()
     new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False
@@ -174,12 +219,16 @@ def plan_landing_update(
             counts = delivered_counts(read, delivered)
         deliveries = [
             Delivery(uri, plan.listed[uri].size, plan.listed[uri].fingerprint, *counts.get(uri, (0, 0, 0)), folder)
-            for uri in plan.to_read
+            for uri in to_read
         ]
         new_quarantine, unknown_fields, read_now = read.quarantine, dict(read.unknown_fields), read.records_read
         # What else was read is not needed any more: let it go before the table is computed.
         del read
-    retired = {uri: REMOVED for uri in plan.removed}
+    deliveries += [
+        Delivery(uri, plan.listed[uri].size, plan.listed[uri].fingerprint, 0, 0, 0, None, REFUSED, reason)
+        for uri, reason in plan.refused.items()
+    ]
+    retired = {uri: REMOVED for uri in plan.removed + plan.dropped_rejected + plan.refused_gone}
 
     kind = plan.kind
     if kind in ("unchanged", "append"):
@@ -212,11 +261,12 @@ def plan_landing_update(
         quarantine_frame = new_quarantine
     else:
         quarantine_frame = lakehouse.read_table([quarantine_table], quarantine_base)
-        if kind != "unchanged":
-            # The rows of the files read again or removed are replaced by what was just read.
+        if plan.quarantine_changes:
+            # The rows of the files read again or gone (a rejected file's among them) are replaced by
+            # what was just read.
             kept = quarantine_frame.filter(nw.col("source_file").is_in(list(plan.unchanged)))
             quarantine_frame = nw.concat([kept, new_quarantine]) if new_quarantine is not None else kept
-    quarantine = TableUpdate(quarantine_base, replace=None if kind == "unchanged" else quarantine_frame)
+    quarantine = TableUpdate(quarantine_base, replace=quarantine_frame if plan.quarantine_changes else None)
 
     records_read = sum(int(current[uri]["records_read"]) for uri in plan.unchanged if not plan.rebuild)
     records_read += read_now

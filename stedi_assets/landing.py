@@ -75,5 +75,14 @@ def check_quarantined_records(ci) -> tuple[bool, dict[str, object], AssetCheckSe
     above = share > ci.quarantine_max_share
     if above:
         metadata["problem"] = f"{share:.2%} of the records quarantined, more than the allowed {ci.quarantine_max_share:.2%}"
+        by_file = (
+            quarantine.group_by("source_file").agg(nw.len().alias("records"))
+            .sort("records", "source_file", descending=[True, False]).head(_SAMPLES).collect().rows()
+        )
+        metadata["files"] = "; ".join(f"{source.rsplit('/', 1)[-1]}: {count}" for source, count in by_file)
+        metadata["what_to_do"] = (
+            "remove or correct the files with the most quarantined records (the delivery ledger lists them as "
+            "'rejected'); the next run publishes the feed, no full refresh needed"
+        )
     return False, metadata, AssetCheckSeverity.ERROR if above else AssetCheckSeverity.WARN
 

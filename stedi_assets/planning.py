@@ -1,8 +1,11 @@
 """Which tables are out of date, and why: what ``stedi run`` materializes.
 
-A feed's landing and quarantine tables are out of date when a landing file
-is new, changed or removed since the delivery ledger recorded it (or the
-tables were never published). A derived table is out of date when it was
+A feed's landing and quarantine tables are out of date when its landing
+step has something to do (``ingestion.plan_deliveries``, the same plan the
+step makes): a landing file is new, changed or removed since the delivery
+ledger recorded it, a rejected delivery is still there or gone, an entry is
+refused that the ledger does not record yet (or the tables were never
+published). A derived table is out of date when it was
 never published, when an input table has a newer snapshot than the one it
 was computed from (its ``stedi.upstream.<table>`` properties), or when it
 was computed under other rule settings (``stedi.rules.<setting>``). Every
@@ -14,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
+from stedi_assets.ingestion import plan_deliveries
+from stedi_assets.lakehouse.ledger import feed_deliveries, read_ledger
 from stedi_assets.lakehouse.tables import UPSTREAM
 from stedi_assets.schemas import FEEDS
 
@@ -27,6 +31,18 @@ class Staleness:
     reasons: Mapping[str, str]
     rows: Mapping[str, int]
     """Rows of each published table's current snapshot."""
+
+
+def _landing_reason(plan, known) -> str:
+    text = f"{len(plan.new)} new, {len(plan.changed)} changed, {len(plan.removed)} removed landing file(s)"
+    again = sum(uri in known.rejected for uri in plan.new + plan.changed)
+    if again:
+        text += f", {again} of them rejected before and read again"
+    if plan.dropped_rejected:
+        text += f", {len(plan.dropped_rejected)} rejected file(s) gone"
+    if plan.refused or plan.refused_gone:
+        text += f", {len(plan.refused) + len(plan.refused_gone)} refused entry(ies) to record"
+    return text
 
 
 def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh: bool = False) -> Staleness:
@@ -53,17 +69,15 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         elif landing not in snapshots or quarantine not in snapshots or ledger is None:
             reasons[landing] = "not published yet"
         else:
-            current = current_deliveries(ledger, feed)
             try:
                 listed = lakehouse.landing_versions(feed)
             except Exception:  # noqa: BLE001
                 reasons[landing] = "its landing files cannot be listed"
                 continue
-            new = sum(uri not in current for uri in listed)
-            changed = sum(uri in current and current[uri]["fingerprint"] != v.fingerprint for uri, v in listed.items())
-            removed = sum(uri not in listed for uri in current)
-            if new or changed or removed:
-                reasons[landing] = f"{new} new, {changed} changed, {removed} removed landing file(s)"
+            known = feed_deliveries(ledger, feed)
+            plan = plan_deliveries(listed, known, published=True, full_refresh=False)
+            if plan.has_changes:
+                reasons[landing] = _landing_reason(plan, known)
     rules = lakehouse.rule_properties()
     for table, inputs in upstream.items():
         if not inputs or table in reasons:

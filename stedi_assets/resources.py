@@ -180,22 +180,33 @@ class StediLakehouse(ConfigurableResource):
         return join_uri(normalize_uri(self.landing_uri), feed)
 
     def landing_versions(self, feed: str) -> dict[str, FileVersion]:
-        """Every landing file of ``feed`` -> its version (fingerprint and size); one line naming the URI if none."""
+        """Every landing file of ``feed`` -> its version (fingerprint and size), and every entry named like
+        one that may not be read (``FileVersion.refused``: a symbolic link, a device...); one line naming the
+        URI if no file can be read."""
         uri = self.feed_uri(feed)
         versions = {f: v for f, v in self.store_for(uri).versions(uri).items() if _is_feed_file(f)}
-        if not versions:
-            raise LandingError(f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json or *.json.gz)")
+        if not any(not v.refused for v in versions.values()):
+            refused = f" ({len(versions)} entry(ies) refused: not regular files)" if versions else ""
+            raise LandingError(
+                f"no landing files for feed {feed!r} at {uri}/ (expected {uri}/*.json or *.json.gz){refused}"
+            )
         return dict(sorted(versions.items()))
 
     def landing_files(self, feed: str) -> list[str]:
-        return list(self.landing_versions(feed))
+        return [uri for uri, version in self.landing_versions(feed).items() if not version.refused]
 
-    def read_landing(self, feed: str, files: list[str] | None = None, records_to: str | None = None) -> LandingRead:
+    def read_landing(
+        self, feed: str, files: list[str] | None = None, records_to: str | None = None,
+        sizes: Mapping[str, int] | None = None,
+    ) -> LandingRead:
         """The records of ``files`` (default: every file of the feed), read by the engine, which may store
-        them in the folder ``records_to`` as it reads (``LandingRead.stored``)."""
+        them in the folder ``records_to`` as it reads (``LandingRead.stored``); ``sizes``: the files' sizes
+        as listed."""
         files = self.landing_files(feed) if files is None else files
         folder = RecordsFolder(records_to, self.store_for(records_to)) if records_to is not None else None
-        return self.get_engine().read_landing(TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder)
+        return self.get_engine().read_landing(
+            TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder, sizes=sizes
+        )
 
     # -- tables ----------------------------------------------------------------
 

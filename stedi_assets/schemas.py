@@ -215,7 +215,7 @@ ZONE_TABLES: tuple[str, ...] = tuple(name for name, table in TABLES.items() if t
 
 
 DELIVERY_LEDGER = TableSchema(
-    "delivery_ledger", "operations", "one row per landing file version ingested",
+    "delivery_ledger", "operations", "one row per landing file version found by a landing step",
     (
         Column("feed", "string", "Feed the file was delivered to: customer, accelerometer or step_trainer."),
         Column("uri", "string", "URI of the landing file."),
@@ -235,7 +235,10 @@ DELIVERY_LEDGER = TableSchema(
         Column("run_id", "string", "Dagster run that ingested this version."),
         Column(
             "status", "string",
-            "'current'; 'replaced' once a newer version of the file was ingested; 'removed' once the file was gone.",
+            "'current' while the landing table holds this version; 'rejected' when it was read but the landing "
+            "table was held back (see reason; it is read again until it is removed or corrected); 'refused' for an "
+            "entry that is not a file that may be read (a symbolic link, a device, a key outside the prefix), never "
+            "read; 'replaced' once a newer version of the file was ingested; 'removed' once the file was gone.",
         ),
         Column("retired_at", "bigint", "When this version was replaced or removed, epoch milliseconds; null while current."),
         Column(
@@ -243,6 +246,7 @@ DELIVERY_LEDGER = TableSchema(
             "Folder of the Parquet files holding the kept records of this version (with source_file), from which "
             "the landing table is rebuilt when another file is replaced or removed.",
         ),
+        Column("reason", "string", "Why a version is 'rejected' or 'refused'; null otherwise."),
     ),
     "Written by each landing step after its tables are committed: what arrived, when, and what became of it.",
 )

@@ -327,3 +327,84 @@ def test_a_process_killed_while_writing_leaves_the_published_table_whole(tmp_pat
     assert result.success
     assert published_rows(result)["customer_landing"] == 3
     assert stored(root, "customer_landing").height == 3
+
+
+# -- the landing zone is read only from its own folder ----------------------------------------
+
+
+def test_symbolic_links_and_fifos_are_refused_unread(tmp_path, make_lakehouse):
+    landing = write_landing(tmp_path / "landing")
+    secret = tmp_path / "outside" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_text('{"user": "leak@x.com", "timestamp": 1, "x": 0, "y": 0, "z": 0}\nroot:x:0:0:root:/root:/bin/bash\n')
+    (landing / "accelerometer" / "accelerometer-x.json").symlink_to(secret)
+    (landing / "accelerometer" / "linked-folder").symlink_to(secret.parent, target_is_directory=True)
+    os.mkfifo(landing / "customer" / "customer-pipe.json")
+    root = tmp_path / "lakehouse"
+
+    result = materialize_all(make_lakehouse(landing))
+
+    assert result.success
+    evaluation = check_evaluation(result, "accelerometer_landing", "files_within_landing_zone")
+    assert not evaluation.passed and evaluation.severity.value == "WARN"
+    assert evaluation.metadata["entries_refused"].value == 1
+    assert "accelerometer-x.json: symbolic link" in evaluation.metadata["entries"].value
+    fifo = check_evaluation(result, "customer_landing", "files_within_landing_zone")
+    assert not fifo.passed and "customer-pipe.json: not a regular file" in fifo.metadata["entries"].value
+    assert check_evaluation(result, "step_trainer_landing", "files_within_landing_zone").passed
+    # Nothing of the linked file reached any table: not its records, not its text.
+    for table in ("accelerometer_landing", "accelerometer_quarantine", "customer_quarantine"):
+        assert "leak@x.com" not in stored(root, table).write_csv() and "root:x" not in stored(root, table).write_csv()
+    assert stored(root, "accelerometer_landing").height == 100
+    ledger = stored(root, "delivery_ledger").filter(pl.col("status") == "refused")
+    assert sorted(Path(uri).name for uri in ledger["uri"]) == ["accelerometer-x.json", "customer-pipe.json"]
+    assert set(ledger["records_read"]) == {0} and ledger["reason"].null_count() == 0
+
+    # Recorded once: the next run finds nothing new to record, and the removal retires the entry.
+    again = materialize_all(make_lakehouse(landing))
+    assert stored(root, "delivery_ledger").filter(pl.col("status") == "refused").height == 2
+    assert not check_evaluation(again, "accelerometer_landing", "files_within_landing_zone").passed
+    (landing / "accelerometer" / "accelerometer-x.json").unlink()
+    after = materialize_all(make_lakehouse(landing))
+    assert check_evaluation(after, "accelerometer_landing", "files_within_landing_zone").passed
+    statuses = stored(root, "delivery_ledger").filter(pl.col("uri").str.ends_with("accelerometer-x.json"))["status"]
+    assert statuses.to_list() == ["removed"]
+
+
+_SPARSE_RUN = """
+import re, sys
+from pathlib import Path
+from dagster import materialize
+from stedi_assets.definitions import zone_assets
+from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
+from stedi_assets.resources import StediLakehouse
+lakehouse = StediLakehouse(landing_uri=sys.argv[1], lakehouse_uri=sys.argv[2], max_file_mb=1)
+result = materialize(
+    zone_assets, resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},
+    selection=["step_trainer_landing", "step_trainer_quarantine"], raise_on_error=False,
+)
+peak_kib = int(re.search(r"VmHWM:\\s*(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(result.success, peak_kib // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from Linux's /proc")
+def test_a_sparse_file_far_over_the_bound_is_quarantined_from_its_size(tmp_path):
+    landing = write_landing(tmp_path / "landing")
+    sparse = landing / "step_trainer" / "step_trainer-huge.json"
+    with open(sparse, "wb") as handle:
+        handle.truncate(50 * 2**30)  # 50 GiB of nothing: its size alone says it is over the bound
+
+    completed = subprocess.run(
+        [sys.executable, "-c", _SPARSE_RUN, str(landing), str(tmp_path / "lakehouse")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    success, peak_mib = completed.stdout.strip().splitlines()[-1].split()
+    print(f"peak memory {peak_mib} MiB")
+    assert int(peak_mib) < 600, f"peak memory {peak_mib} MiB with a 50 GiB landing file"
+    quarantine = stored(tmp_path / "lakehouse", "step_trainer_quarantine")
+    assert quarantine.select("source_file", "line", "reason").rows() == [
+        (str(sparse), 0, "file larger than 1 MiB after decompression (STEDI_MAX_FILE_MB)")
+    ]

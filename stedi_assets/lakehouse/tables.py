@@ -143,6 +143,28 @@ def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
         return catalog.load_table(identifier)
 
 
+def evolve_schema(iceberg_table, table: TableSchema):
+    """``iceberg_table`` with every declared column it lacks added at the end (nullable, with its doc);
+    files written before read such a column as null. Returns the table as committed."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.types import DoubleType, LongType, StringType
+
+    types = {"string": StringType(), "bigint": LongType(), "double": DoubleType()}
+    present = {field.name for field in iceberg_table.schema().fields}
+    missing = [column for column in table.columns if column.name not in present]
+    if not missing:
+        return iceberg_table
+    try:
+        # One commit; the table's name mapping gains the columns with the schema.
+        with iceberg_table.update_schema() as update:
+            for column in missing:
+                update.add_column(column.name, types[column.type], doc=column.description)
+    except CommitFailedException:
+        # Another writer committed first (perhaps the same change): look again from its metadata.
+        return evolve_schema(iceberg_table.refresh(), table)
+    return iceberg_table
+
+
 def check_schema(iceberg_table, table: TableSchema, identifier: str) -> None:
     """The table's current schema must be the declared one (names, types, order)."""
     expected = iceberg_schema(table)
