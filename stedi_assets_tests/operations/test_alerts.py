@@ -9,6 +9,8 @@ are invoked directly here; under the daemon see test_daemon.py.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, Definitions, build_run_status_sensor_context
@@ -17,7 +19,8 @@ from stedi_assets.definitions import stedi_audit_job, stedi_job, zone_assets
 from stedi_assets.operations.alerts import Alert, StediAlerts, parse_smtp_url
 from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.operations.sensors import build_run_alert_sensors
-from stedi_assets.resources import StediLakehouse
+from stedi_assets.resources import StediLakehouse, build_resources
+from stedi_assets.settings import SettingsError
 from stedi_assets_tests.conftest import resources_for
 from stedi_assets_tests.operations.conftest import SMTP_PASSWORD, free_port
 
@@ -120,6 +123,117 @@ def test_smtp_url_parsing_and_errors_without_the_url():
     with pytest.raises(ValueError, match="^STEDI_SMTP_URL=<hidden> is not valid: expected") as error:
         parse_smtp_url("http://user:hunter2@mail.example.org")
     assert "hunter2" not in str(error.value)
+
+
+# -- every delivery bounded in time ---------------------------------------------------------------
+
+
+def delivery_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "stedi-alert-delivery"]
+
+
+def wait_for_no_delivery_threads(seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while delivery_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not delivery_threads(), "an abandoned delivery attempt is still running"
+
+
+def test_a_webhook_that_drips_its_answer_is_given_up_at_the_deadline(dripping, caplog):
+    server = dripping("http")
+    # One byte a second never trips a per-read timeout of 3 s; only the attempt's deadline ends it.
+    alerts = StediAlerts(
+        webhook_url=f"http://127.0.0.1:{server.port}/hook", timeout_seconds=3, attempts=2, retry_delay_seconds=0.2
+    )
+    assert alerts.longest_delivery_seconds == pytest.approx(6.2)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        assert alerts.send(ALERT) == {"webhook": False}
+    elapsed = time.monotonic() - started
+    assert 6.0 <= elapsed <= alerts.longest_delivery_seconds + 0.5
+    assert server.connections == 2
+    assert caplog.text.count("no answer within 3 s") == 2
+    assert "alert not delivered by webhook after 2 attempts" in caplog.text
+    # The abandoned attempts do not linger: their connections were shut down.
+    wait_for_no_delivery_threads()
+
+
+def test_an_smtp_server_that_drips_its_greeting_is_given_up_at_the_deadline(dripping, caplog):
+    server = dripping("smtp")
+    alerts = StediAlerts(
+        email_to="ops@example.org", smtp_url=f"smtp://127.0.0.1:{server.port}", timeout_seconds=2.5, attempts=1
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        assert alerts.send(ALERT) == {"email": False}
+    assert 2.5 <= time.monotonic() - started <= alerts.longest_delivery_seconds + 0.5
+    assert "no answer within 2.5 s" in caplog.text
+    wait_for_no_delivery_threads()
+
+
+def test_the_longest_delivery_with_the_defaults_is_33_seconds_per_channel():
+    # What the README states: 3 attempts of at most 10 s, 1 s and 2 s apart.
+    assert StediAlerts().longest_delivery_seconds == 33.0
+    assert build_resources({"STEDI_ALERT_TIMEOUT_SECONDS": "2.5"})["alerts"].longest_delivery_seconds == 10.5
+
+
+# -- the resource's own fields are validated ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("webhook_url", "file:///etc/passwd", "'file:///etc/passwd'"),
+        ("webhook_url", "ftp://host/hook", "'ftp://host/hook'"),
+        ("email_to", "ops", "'ops'"),
+        ("smtp_url", "http://u:hunter2@mail.example.org", "<hidden>"),
+        ("min_severity", "INFO", "'INFO'"),
+        ("timeout_seconds", 0.0, "0.0"),
+        ("remind_hours", -1, "-1"),
+    ],
+)
+def test_a_bad_field_set_on_the_resource_is_one_line_naming_it(field, value, shown, caplog):
+    fields = {"email_to": "ops@example.org", "smtp_url": "smtp://mail.example.org", field: value}
+    # Pydantic's own bounds would refuse some of these at construction; launchpad config arrives unchecked.
+    alerts = StediAlerts.model_construct(**{**StediAlerts().model_dump(), **fields})
+    with pytest.raises(SettingsError) as raised:
+        alerts.setup_for_execution(None)
+    message = str(raised.value)
+    assert message.startswith(f"alerts.config.{field}={shown} is not valid: expected") and "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_a_file_webhook_set_on_the_resource_is_refused_not_reported_sent(tmp_path, caplog):
+    target = tmp_path / "alert.json"
+    target.write_text("")
+    alerts = StediAlerts(webhook_url=target.as_uri())
+    with caplog.at_level(logging.INFO):
+        assert alerts.send(ALERT) == {"webhook": False}
+    assert f"alerts.config.webhook_url='{target.as_uri()}' is not valid: expected an http:// or https:// URL" in caplog.text
+    assert "alert sent" not in caplog.text
+
+
+def test_a_file_webhook_in_a_sensor_s_resource_config_fails_its_tick_with_one_line(instance):
+    from dagster import DagsterResourceFunctionError, build_sensor_context
+
+    from stedi_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    sensor = defs.resolve_sensor_def("sensor_tick_alert_sensor")
+    resources = {**defs.resources, "alerts": StediAlerts(webhook_url="file:///tmp/alerts.json")}
+    with pytest.raises(DagsterResourceFunctionError) as raised:
+        with build_sensor_context(
+            instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources
+        ) as context:
+            sensor(context)
+    # The tick's error, as the Automation page shows it: Dagster's wrapper, caused by the one line.
+    assert isinstance(raised.value.__cause__, SettingsError)
+    assert str(raised.value.__cause__).startswith("alerts.config.webhook_url='file:///tmp/alerts.json' is not valid")
+
+
+def test_email_to_without_an_smtp_url_on_the_resource_is_refused():
+    with pytest.raises(SettingsError, match=r"^alerts\.config\.email_to is set but alerts\.config\.smtp_url is not"):
+        StediAlerts(email_to="ops@example.org").setup_for_execution(None)
 
 
 # -- alert sensors on real runs ------------------------------------------------------------------
