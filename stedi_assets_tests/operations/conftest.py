@@ -17,8 +17,10 @@ import narwhals as nw
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from dagster import AssetsDefinition, DagsterInstance, asset, materialize
+from dagster import AssetsDefinition, DagsterInstance, asset, build_sensor_context, materialize
 
+from stedi_assets.operations.alerts import StediAlerts
+from stedi_assets.operations.sensors import build_run_alert_sensors
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets.simulate import simulate_landing, write_landing
@@ -77,6 +79,25 @@ def publish(published_frames, tmp_path: Path) -> Callable[..., StediLakehouse]:
         return lakehouse
 
     return make
+
+
+class CheckAlerts:
+    """check_failure_alert_sensor evaluated tick by tick, carrying its cursor as the daemon does."""
+
+    def __init__(self, instance: DagsterInstance, alerts: StediAlerts):
+        self.sensor = next(s for s in build_run_alert_sensors(15) if s.name == "check_failure_alert_sensor")
+        self.instance, self.alerts = instance, alerts
+        self.cursor: str | None = None
+        # The first tick: the runs before it are history.
+        self.tick()
+
+    def tick(self):
+        with build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"alerts": self.alerts}
+        ) as context:
+            result = self.sensor(context)
+            self.cursor = context.cursor
+        return result
 
 
 # -- real alert receivers on loopback -------------------------------------------------------

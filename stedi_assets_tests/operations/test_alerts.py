@@ -2,12 +2,15 @@
 
 The notifier is exercised against an HTTP server and an aiosmtpd server on
 127.0.0.1 (retries, undeliverable alerts, secrets kept out of logs); the run
-alert sensors against real runs recorded in a Dagster instance. The sensors
-are invoked directly here; under the daemon see test_daemon.py.
+alert sensors against real runs recorded in a Dagster instance, tick by tick
+with their cursors (alerts on a check's changes, not on every run, and
+reminders). The sensors are invoked directly here; under the daemon see
+test_daemon.py.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,10 +22,11 @@ from stedi_assets.definitions import stedi_audit_job, stedi_job, zone_assets
 from stedi_assets.operations.alerts import Alert, StediAlerts, parse_smtp_url
 from stedi_assets.operations.audit import AUDIT_CHECKS
 from stedi_assets.operations.sensors import build_run_alert_sensors
+from stedi_assets.operations.tags import run_origin
 from stedi_assets.resources import StediLakehouse, build_resources
 from stedi_assets.settings import SettingsError
 from stedi_assets_tests.conftest import resources_for
-from stedi_assets_tests.operations.conftest import SMTP_PASSWORD, free_port
+from stedi_assets_tests.operations.conftest import SMTP_PASSWORD, CheckAlerts, free_port, publish_tables
 
 # The loopback SMTP server takes a login without TLS, which aiosmtpd warns about on each connection.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -258,35 +262,80 @@ def test_a_failed_audit_in_a_green_run_alerts_once_per_failed_check(publish, pub
     # Every landed reading, consenting or not, published as accelerometer_trusted.
     lakehouse = publish(accelerometer_trusted=published_frames["accelerometer_landing"])
     with DagsterInstance.ephemeral() as instance:
+        sensor = CheckAlerts(instance, quick(webhook_url=webhook.url))
         result = run_job(lakehouse, stedi_audit_job, instance)
         assert result.success  # the failed check does not fail the run
-        evaluate_run_sensor(
-            "check_failure_alert_sensor", instance, result.run_id, DagsterEventType.RUN_SUCCESS,
-            quick(webhook_url=webhook.url),
-        )
+        sensor.tick()
+        sensor.tick()
     [text] = webhook.texts
     assert "check failed: accelerometer_trusted audit_consenting_readings_only (ERROR)" in text
     assert f"run_id: {result.run_id}" in text and f"link: {UI}/runs/{result.run_id}" in text
-    assert "job: stedi_audit_job" in text
+    assert "job: stedi_audit_job" in text and "trigger: manual" in text
     # Names and ids only: no email of a reading's user, masked or not.
     assert "@" not in text
 
 
+def test_a_check_that_fails_twice_then_passes_alerts_twice_failed_then_recovered(publish, published_frames, webhook):
+    lakehouse = publish(accelerometer_trusted=published_frames["accelerometer_landing"])
+    with DagsterInstance.ephemeral() as instance:
+        sensor = CheckAlerts(instance, quick(webhook_url=webhook.url))
+        failing = [run_job(lakehouse, stedi_audit_job, instance) for _ in range(2)]
+        sensor.tick()
+        # The same failure in a later run, read by a later tick: still nothing new.
+        failing.append(run_job(lakehouse, stedi_audit_job, instance))
+        sensor.tick()
+        publish_tables(lakehouse, {"accelerometer_trusted": published_frames["accelerometer_trusted"]})
+        passing = run_job(lakehouse, stedi_audit_job, instance)
+        sensor.tick()
+        run_job(lakehouse, stedi_audit_job, instance)
+        sensor.tick()
+    assert all(r.success for r in failing) and passing.success
+    failed, recovered = webhook.texts
+    assert failed.startswith("[STEDI] check failed: accelerometer_trusted audit_consenting_readings_only (ERROR)")
+    assert f"run_id: {failing[0].run_id}" in failed
+    assert recovered.startswith(
+        "[STEDI] recovered: check passed: accelerometer_trusted audit_consenting_readings_only (ERROR)"
+    )
+    assert f"run_id: {passing.run_id}" in recovered
+
+
+def test_a_failure_is_reminded_every_remind_hours_while_it_stays_failing(publish, published_frames, webhook):
+    lakehouse = publish(accelerometer_trusted=published_frames["accelerometer_landing"])
+    with DagsterInstance.ephemeral() as instance:
+        sensor = CheckAlerts(instance, quick(webhook_url=webhook.url, remind_hours=2))
+        run_job(lakehouse, stedi_audit_job, instance)
+        sensor.tick()
+        sensor.tick()
+        assert len(webhook.texts) == 1
+        # The cursor is the sensor's whole memory: age its last alert by two hours, as time would.
+        state = json.loads(sensor.cursor)
+        condition = state["checks"]["accelerometer_trusted audit_consenting_readings_only"]
+        condition["alerted_at"] -= 2 * 3600
+        sensor.cursor = json.dumps(state)
+        sensor.tick()
+        sensor.tick()
+    failed, reminder = webhook.texts
+    assert reminder.startswith(
+        "[STEDI] still failing: check failed: accelerometer_trusted audit_consenting_readings_only (ERROR)"
+    )
+    assert "since: " in reminder and "run_id: " in reminder
+
+
 @pytest.mark.parametrize(("minimum", "alerted"), [("WARN", True), ("ERROR", False)])
-def test_a_failed_warn_check_alerts_unless_the_minimum_is_error(tmp_path, minimum, alerted, webhook):
-    # The simulated data pairs readings of different customers: cross_customer_pairs fails as a WARN.
+def test_a_failed_warn_check_alerts_once_unless_the_minimum_is_error(tmp_path, minimum, alerted, webhook):
+    # The simulated data pairs readings of different customers: cross_customer_pairs fails as a WARN, by design,
+    # in every run.
     from stedi_assets.simulate import simulate_landing, write_landing
 
     write_landing(tmp_path / "landing", simulate_landing())
     lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lake"))
     with DagsterInstance.ephemeral() as instance:
-        result = run_job(lakehouse, stedi_job, instance)
-        assert result.success
-        evaluate_run_sensor(
-            "check_failure_alert_sensor", instance, result.run_id, DagsterEventType.RUN_SUCCESS,
-            quick(webhook_url=webhook.url, min_severity=minimum),
-        )
+        sensor = CheckAlerts(instance, quick(webhook_url=webhook.url, min_severity=minimum))
+        for _ in range(2):
+            assert run_job(lakehouse, stedi_job, instance).success
+            sensor.tick()
     if alerted:
+        # Once, not once per run: it stays failing.
         [text] = webhook.texts
         assert "check failed: machine_learning_curated cross_customer_pairs (WARN)" in text
     else:
@@ -307,4 +356,21 @@ def test_a_failed_run_alerts_with_its_failed_step(tmp_path, webhook, mailbox):
     # The error's message names the landing folder; only its class is sent.
     assert str(tmp_path) not in text
     [message] = mailbox.messages
-    assert message["Subject"] == "[STEDI] run failed: stedi_job"
+    assert message["Subject"] == "[STEDI] run failed: stedi_job (manual)"
+
+
+@pytest.mark.parametrize(
+    ("job", "tags", "origin"),
+    [
+        ("stedi_job", {"stedi/trigger": "landing_sensor", "dagster/sensor_name": "landing_sensor"},
+         {"job": "stedi_job", "trigger": "landing_sensor"}),
+        ("__ASSET_JOB", {}, {"job": "assets selected directly (no named job)",
+                             "trigger": "manual"}),
+        ("__ASSET_JOB", {"dagster/sensor_name": "other_sensor"},
+         {"job": "assets selected directly (no named job)", "trigger": "sensor other_sensor"}),
+        ("stedi_job", {"dagster/schedule_name": "stedi_daily_schedule"},
+         {"job": "stedi_job", "trigger": "schedule stedi_daily_schedule"}),
+    ],
+)
+def test_alerts_name_a_run_by_its_job_and_what_started_it_never_asset_job(job, tags, origin):
+    assert run_origin(job, tags) == origin
