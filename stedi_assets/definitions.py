@@ -47,7 +47,9 @@ def build_definitions() -> Definitions:
         jobs=[stedi_job, stedi_audit_job, lakehouse_maintenance],
         schedules=[*build_schedules(settings, stedi_audit_job, stedi_job), lakehouse_maintenance_schedule],
         sensors=[
-            build_landing_sensor(landing, audit_checks, interval, read_only_jobs=frozenset({stedi_audit_job.name})),
+            build_landing_sensor(
+                landing, audit_checks, interval, stedi_job, read_only_jobs=frozenset({stedi_audit_job.name})
+            ),
             *build_run_alert_sensors(interval),
             build_tick_alert_sensor(interval),
             build_stale_table_alert_sensor(curated_keys(assets), interval),

@@ -389,6 +389,9 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         smtp_url=setting("STEDI_SMTP_URL", ""),
         min_severity=setting("STEDI_ALERT_MIN_SEVERITY", settings.alert_min_severity),
         ui_url=setting("STEDI_UI_URL", settings.ui_url),
+        # Seconds may have a fraction, which an EnvVar cannot carry: passed as a value.
+        timeout_seconds=settings.alert_timeout_seconds,
+        remind_hours=integer("STEDI_ALERT_REMIND_HOURS", settings.alert_remind_hours),
     )
     return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": alerts}
 

@@ -237,6 +237,21 @@ def parse_cron(text: str) -> str:
 
 parse_interval_seconds = _positive_int("15")
 parse_minutes = _positive_int("1440")
+parse_remind_hours = _hours("24")
+
+
+def parse_seconds(text: str | float) -> float:
+    """A duration in seconds above 0 and at most an hour; fractions allowed."""
+    accepted = "a number of seconds above 0 and at most 3600, e.g. 10"
+    if isinstance(text, bool):
+        raise _Rejected(accepted)
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        raise _Rejected(accepted) from None
+    if math.isnan(seconds) or not 0.0 < seconds <= 3600.0:
+        raise _Rejected(accepted)
+    return seconds
 
 
 def parse_http_url(text: str) -> str:
@@ -314,6 +329,9 @@ _HIDDEN = _Hidden()
 ALERT_SEVERITIES = ("WARN", "ERROR")
 DEFAULT_UI_URL = "http://localhost:3000"
 DEFAULT_EMAIL_FROM = "stedi-lakehouse@localhost"
+# One delivery attempt (connect, send, read the answer) ends after this long,
+# whatever the server does; see alerts.StediAlerts.longest_delivery_seconds.
+DEFAULT_ALERT_TIMEOUT_SECONDS = 10.0
 
 
 # -- the settings ------------------------------------------------------------------
@@ -362,6 +380,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STEDI_SMTP_URL", "smtp_url", _parse_smtp_url, "", secret=True),
     Setting("STEDI_ALERT_MIN_SEVERITY", "alert_min_severity", _choice(ALERT_SEVERITIES), "WARN"),
     Setting("STEDI_UI_URL", "ui_url", parse_http_url, DEFAULT_UI_URL),
+    Setting("STEDI_ALERT_TIMEOUT_SECONDS", "alert_timeout_seconds", parse_seconds, DEFAULT_ALERT_TIMEOUT_SECONDS),
+    Setting("STEDI_ALERT_REMIND_HOURS", "alert_remind_hours", parse_remind_hours, 0),
 )
 VARIABLES = tuple(s.variable for s in SETTINGS)
 
@@ -399,6 +419,8 @@ class Settings:
     smtp_url: str = field(default="", repr=False)
     alert_min_severity: str = "WARN"
     ui_url: str = DEFAULT_UI_URL
+    alert_timeout_seconds: float = DEFAULT_ALERT_TIMEOUT_SECONDS
+    alert_remind_hours: int = 0
     set_variables: frozenset[str] = frozenset()
 
     def is_set(self, variable: str) -> bool:
@@ -460,3 +482,40 @@ def check_lakehouse_fields(values: Mapping[str, Any]) -> None:
             setting.parse(value)
         except _Rejected as rejected:
             raise _error(f"lakehouse.config.{setting.field}", value, rejected) from None
+
+
+# The ``alerts`` resource's fields and the variables that set them.
+_ALERT_FIELDS = {
+    "webhook_url": "STEDI_ALERT_WEBHOOK_URL",
+    "email_to": "STEDI_ALERT_EMAIL_TO",
+    "email_from": "STEDI_ALERT_EMAIL_FROM",
+    "smtp_url": "STEDI_SMTP_URL",
+    "min_severity": "STEDI_ALERT_MIN_SEVERITY",
+    "ui_url": "STEDI_UI_URL",
+    "timeout_seconds": "STEDI_ALERT_TIMEOUT_SECONDS",
+    "remind_hours": "STEDI_ALERT_REMIND_HOURS",
+}
+
+
+def check_alert_fields(values: Mapping[str, Any]) -> None:
+    """Validate the ``alerts`` resource's configured fields: the environment's rules, for launchpad config too.
+
+    An empty channel field means the channel is not used. The message names
+    the field as it is written in the launchpad (``alerts.config.webhook_url``);
+    the SMTP URL's value is never shown.
+    """
+    settings = {setting.variable: setting for setting in SETTINGS}
+    for name, variable in _ALERT_FIELDS.items():
+        if name not in values:
+            continue
+        setting, value = settings[variable], values[name]
+        if value == "" and setting.default == "":
+            continue
+        try:
+            setting.parse(value)
+        except _Rejected as rejected:
+            raise _error(f"alerts.config.{name}", _HIDDEN if setting.secret else value, rejected) from None
+    if values.get("email_to") and not values.get("smtp_url"):
+        raise SettingsError(
+            "alerts.config.email_to is set but alerts.config.smtp_url is not: alert emails need an SMTP server"
+        )

@@ -206,3 +206,6 @@ def test_alert_settings_are_env_vars_and_the_smtp_url_never_a_value():
     assert (defaults.webhook_url, defaults.email_to, defaults.min_severity, defaults.ui_url) == (
         "", "", "WARN", "http://localhost:3000",
     )
+    assert (defaults.timeout_seconds, defaults.remind_hours) == (10.0, 0)
+    bounded = build_resources({"STEDI_ALERT_TIMEOUT_SECONDS": "4", "STEDI_ALERT_REMIND_HOURS": "24"})["alerts"]
+    assert (bounded.timeout_seconds, bounded.remind_hours) == (4.0, EnvVar.int("STEDI_ALERT_REMIND_HOURS"))

@@ -56,6 +56,8 @@ BAD = {
     "STEDI_SMTP_URL": ["mail.example.org:25", "http://user:pw@mail.example.org", "smtp://user:pw@mail.example.org:port"],
     "STEDI_ALERT_MIN_SEVERITY": ["INFO", "warn", "error"],
     "STEDI_UI_URL": ["localhost:3000", "dagster.example.org"],
+    "STEDI_ALERT_TIMEOUT_SECONDS": ["0", "-1", "soon", "nan", "inf", "3601", "10s"],
+    "STEDI_ALERT_REMIND_HOURS": ["-1", "1.5", "daily"],
 }
 
 # Accepted values and what they become.
@@ -97,6 +99,8 @@ GOOD = {
                        ("smtps://mail.example.org", "smtps://mail.example.org")],
     "STEDI_ALERT_MIN_SEVERITY": [("WARN", "WARN"), ("ERROR", "ERROR")],
     "STEDI_UI_URL": [("https://dagster.example.org", "https://dagster.example.org")],
+    "STEDI_ALERT_TIMEOUT_SECONDS": [("10", 10.0), ("2.5", 2.5), ("3600", 3600.0)],
+    "STEDI_ALERT_REMIND_HOURS": [("0", 0), ("24", 24)],
 }
 # Settings that need another to be set too.
 COMPANIONS = {"STEDI_ALERT_EMAIL_TO": {"STEDI_SMTP_URL": "smtp://mail.example.org"}}

@@ -11,31 +11,42 @@ The :class:`StediAlerts` resource delivers it to every configured channel:
 * email over SMTP (``smtp://user:password@host:port``; ``smtps://`` for TLS
   from the start; STARTTLS is used when the server offers it).
 
-A delivery that fails is retried with a growing delay, then logged; it never
+Every delivery is bounded in time. One attempt (connect, send, read the
+answer) has a deadline, ``timeout_seconds``, whatever the server does: a
+socket timeout alone bounds each wait, not the attempt, and a server that
+answers one byte every few seconds would never reach it. An attempt that fails
+is retried with a growing delay, then logged; the longest one alert can take on
+one channel is :attr:`StediAlerts.longest_delivery_seconds` (33 s with the
+defaults: 3 attempts of at most 10 s, 1 s and 2 s apart). Delivery never
 raises, so a broken alert channel can never fail a run or a sensor tick.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
-from dagster import AssetCheckSeverity, ConfigurableResource
+from dagster import AssetCheckSeverity, ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from stedi_assets.settings import (
     ALERT_SEVERITIES,
+    DEFAULT_ALERT_TIMEOUT_SECONDS,
     DEFAULT_EMAIL_FROM,
     DEFAULT_UI_URL,
     SettingsError,
     SmtpServer,
+    check_alert_fields,
     smtp_server,
 )
 
@@ -87,9 +98,28 @@ class StediAlerts(ConfigurableResource):
     smtp_url: str = Field(default="", description="smtp://user:password@host:port (secret: set as an EnvVar).")
     min_severity: str = Field(default="WARN", description="Failed checks of this severity or higher alert: WARN or ERROR.")
     ui_url: str = Field(default=DEFAULT_UI_URL, description="Base URL of the Dagster UI, for links to runs.")
-    attempts: int = Field(default=3, ge=1, description="Delivery attempts per channel.")
-    retry_delay_seconds: float = Field(default=1.0, ge=0.0, description="Delay before the first retry; doubles after.")
-    timeout_seconds: float = Field(default=10.0, gt=0.0, description="Network timeout of one delivery attempt.")
+    attempts: int = Field(default=3, ge=1, le=10, description="Delivery attempts per channel.")
+    retry_delay_seconds: float = Field(
+        default=1.0, ge=0.0, le=60.0, description="Delay before the first retry; doubles after."
+    )
+    timeout_seconds: float = Field(
+        default=DEFAULT_ALERT_TIMEOUT_SECONDS, gt=0.0,
+        description="Deadline of one delivery attempt (connect, send, answer), whatever the server does.",
+    )
+    remind_hours: int = Field(
+        default=0, ge=0, description="Alert again while a check or table stays failing, this often; 0: never."
+    )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Launchpad config gets the environment's checks (a file:// webhook is
+        # refused here, with the field's name, before any alert is sent).
+        check_alert_fields(dict(self))
+
+    @property
+    def longest_delivery_seconds(self) -> float:
+        """The longest one alert can take on one channel: every attempt at its deadline, and the delays between."""
+        delays = sum(self.retry_delay_seconds * 2**n for n in range(self.attempts - 1))
+        return self.attempts * self.timeout_seconds + delays
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
@@ -114,6 +144,12 @@ class StediAlerts(ConfigurableResource):
     ) -> dict[str, bool]:
         """Deliver ``alert`` to every configured channel but ``skip``; ``{channel: delivered}``. Never raises."""
         log = log or _log
+        try:
+            # Also here: a resource built in code has not been through setup_for_execution.
+            check_alert_fields(dict(self))
+        except SettingsError as error:
+            log.error(f"alert not sent: {error}: {alert.subject}")
+            return {channel: False for channel in self.channels}
         if not self.channels:
             log.info(f"alert not sent (no channel configured: STEDI_ALERT_WEBHOOK_URL, STEDI_ALERT_EMAIL_TO): {alert.subject}")
         outcome = {}
@@ -142,32 +178,46 @@ class StediAlerts(ConfigurableResource):
 
     def _with_retries(self, channel: str, deliver, alert: Alert, log: logging.Logger) -> bool:
         delay = self.retry_delay_seconds
-        for attempt in range(1, self.attempts + 1):
+        for number in range(1, self.attempts + 1):
             try:
-                deliver(alert)
+                _Attempt(self.timeout_seconds).run(lambda attempt: deliver(alert, attempt))
                 log.info(f"alert sent by {channel}: {alert.subject}")
                 return True
             except Exception as error:  # any failure of the channel: log, retry, never raise
                 log.warning(
-                    f"alert delivery by {channel} failed (attempt {attempt} of {self.attempts}): {_describe(error)}"
+                    f"alert delivery by {channel} failed (attempt {number} of {self.attempts}): {_describe(error)}"
                 )
-                if attempt < self.attempts:
+                if number < self.attempts:
                     time.sleep(delay)
                     delay *= 2
         log.error(f"alert not delivered by {channel} after {self.attempts} attempts: {alert.subject}")
         return False
 
-    def _post(self, alert: Alert) -> None:
-        request = urllib.request.Request(
-            self.webhook_url,
-            data=json.dumps(alert.webhook_body()).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-            response.read()
+    def _post(self, alert: Alert, attempt: _Attempt) -> None:
+        # http.client rather than urllib: the attempt needs the connection's
+        # socket to end it at its deadline, and urllib would also open file:// URLs.
+        url = urlsplit(self.webhook_url)
+        if url.scheme == "https":
+            connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=self.timeout_seconds)
+        elif url.scheme == "http":
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=self.timeout_seconds)
+        else:
+            raise ValueError("the webhook URL is not http:// or https://")
+        attempt.watch(lambda: connection.sock)
+        try:
+            target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            body = json.dumps(alert.webhook_body()).encode()
+            connection.request("POST", target, body=body, headers={"Content-Type": "application/json"})
+            attempt.check()
+            response = connection.getresponse()
+            while response.read(8192):
+                attempt.check()
+            if not 200 <= response.status < 300:
+                raise WebhookRefused(response.status)
+        finally:
+            connection.close()
 
-    def _email(self, alert: Alert) -> None:
+    def _email(self, alert: Alert, attempt: _Attempt) -> None:
         if not self.smtp_url:
             raise ValueError("STEDI_ALERT_EMAIL_TO is set but STEDI_SMTP_URL is not")
         server = parse_smtp_url(self.smtp_url)
@@ -176,24 +226,98 @@ class StediAlerts(ConfigurableResource):
         message["From"] = self.email_from
         message["To"] = ", ".join(a.strip() for a in self.email_to.split(",") if a.strip())
         message.set_content(alert.text())
-        smtp_class = smtplib.SMTP_SSL if server.implicit_tls else smtplib.SMTP
-        with smtp_class(server.host, server.port, timeout=self.timeout_seconds) as smtp:
+        if server.implicit_tls:
+            smtp = smtplib.SMTP_SSL(timeout=self.timeout_seconds)
+        else:
+            smtp = smtplib.SMTP(timeout=self.timeout_seconds)
+        # The current socket, read at the deadline: STARTTLS replaces it.
+        attempt.watch(lambda: smtp.sock)
+        try:
+            smtp.connect(server.host, server.port)
+            attempt.check()
             smtp.ehlo()
             if not server.implicit_tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
+            attempt.check()
             if server.user:
                 smtp.login(server.user, server.password or "")
             smtp.send_message(message)
+            smtp.quit()
+        finally:
+            smtp.close()
+
+
+class WebhookRefused(Exception):
+    """The webhook answered with a status other than 2xx."""
+
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class DeadlineExceeded(Exception):
+    """A delivery attempt did not finish within its deadline."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class _Attempt:
+    """One delivery attempt, on a thread of its own, given up at its deadline.
+
+    The caller waits for the thread at most ``seconds``. At the deadline the
+    attempt's connection is shut down, which ends any read or write the thread
+    is blocked in, so the thread finishes at once rather than lingering on a
+    server that is still dripping bytes; ``check()`` between steps stops it
+    from starting anything new. (Only a name lookup cannot be interrupted: the
+    thread is a daemon, and the lookup has its own timeout.)
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._socket: Callable[[], socket.socket | None] = lambda: None
+        self._given_up = threading.Event()
+        self._error: BaseException | None = None
+
+    def watch(self, current_socket: Callable[[], socket.socket | None]) -> None:
+        """``current_socket()`` is the connection to shut down at the deadline."""
+        self._socket = current_socket
+
+    def check(self) -> None:
+        if self._given_up.is_set():
+            raise DeadlineExceeded(self.seconds)
+
+    def run(self, work: Callable[[_Attempt], None]) -> None:
+        """``work(self)``, raising what it raised, or :class:`DeadlineExceeded` after ``seconds``."""
+        thread = threading.Thread(target=self._work, args=(work,), name="stedi-alert-delivery", daemon=True)
+        thread.start()
+        thread.join(self.seconds)
+        if thread.is_alive():
+            self._given_up.set()
+            connection = self._socket()
+            if connection is not None:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed, or never connected
+                    pass
+            raise DeadlineExceeded(self.seconds)
+        if self._error is not None:
+            raise self._error
+
+    def _work(self, work: Callable[[_Attempt], None]) -> None:
+        try:
+            work(self)
+        except BaseException as error:  # handed to the caller, which logs it
+            self._error = error
 
 
 def _describe(error: Exception) -> str:
     # The class and the status or reason only: an SMTP reply or an exception
     # text could repeat the server URL with its password.
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code}"
-    if isinstance(error, urllib.error.URLError):
-        return f"URLError ({type(error.reason).__name__})"
+    if isinstance(error, (WebhookRefused, DeadlineExceeded)):
+        return str(error)
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{type(error).__name__} (SMTP {error.smtp_code})"
     return type(error).__name__

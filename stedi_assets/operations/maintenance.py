@@ -3,6 +3,7 @@
 from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
 
 from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
+from stedi_assets.operations.tags import TRIGGER_TAG
 from stedi_assets.resources import StediLakehouse
 
 
@@ -34,5 +35,6 @@ lakehouse_maintenance_schedule = ScheduleDefinition(
     execution_timezone="UTC",
     # Off by default: a deployment switches it on in the UI once the retention settings suit it.
     default_status=DefaultScheduleStatus.STOPPED,
+    tags={TRIGGER_TAG: "lakehouse_maintenance_daily"},
     description="Runs lakehouse_maintenance every day at 03:00 UTC.",
 )

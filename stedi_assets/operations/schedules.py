@@ -24,6 +24,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from stedi_assets.operations.tags import TRIGGER_TAG
 from stedi_assets.settings import Settings
 from stedi_assets.schemas import TABLES
 
@@ -47,6 +48,7 @@ def build_schedules(
             job=audit_job,
             cron_schedule=settings.audit_cron,
             default_status=DefaultScheduleStatus.RUNNING,
+            tags={TRIGGER_TAG: "stedi_audit_schedule"},
             description="The audit checks on the published tables (STEDI_AUDIT_CRON).",
         ),
         ScheduleDefinition(
@@ -54,6 +56,7 @@ def build_schedules(
             job=full_job,
             cron_schedule=settings.full_run_cron,
             default_status=DefaultScheduleStatus.STOPPED,
+            tags={TRIGGER_TAG: "stedi_daily_schedule"},
             description="Backstop: every table and check, daily (STEDI_FULL_RUN_CRON); off by default.",
         ),
     ]

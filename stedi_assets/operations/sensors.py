@@ -9,15 +9,21 @@ or a deployed daemon.
   that feed's landing table and everything downstream of it, so a delivery
   reaches ``machine_learning_curated`` in one run (and a consent withdrawn in a
   new customer file leaves every trusted and curated table in that same run).
-* ``check_failure_alert_sensor`` and ``run_failure_alert_sensor`` read each
-  finished run's check evaluations: a failed check that does not block leaves
-  the run green, so run failures alone would miss it.
+  Its runs are runs of ``stedi_job`` (a subset of it), tagged with the feeds
+  and the changes that started them.
+* ``check_failure_alert_sensor`` reads the check evaluations of every run that
+  finished (successful, failed or canceled): a failed check that does not
+  block leaves the run green, so run failures alone would miss it. It alerts
+  when a check goes from passing to failing and when it recovers, not on every
+  run it stays failing (``alert_state``).
+* ``run_failure_alert_sensor`` alerts on each failed run.
 * ``sensor_tick_alert_sensor`` reads the tick history of the other sensors.
 * ``stale_table_alert_sensor`` reads the freshness state the daemon keeps for
-  every asset with a freshness policy.
+  every asset with a freshness policy; it alerts when a table turns stale and
+  when it is fresh again.
 
-Each failure alerts once: runs are visited once by the run-status sensors'
-own cursors, and the other two keep in their cursors what they reported.
+Alerts name the run's job and what started it (``tags.run_origin``), never
+Dagster's anonymous ``__ASSET_JOB``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import functools
 import hashlib
 import json
 import operator
+import time
 from collections.abc import Iterator, Sequence
 
 from dagster import (
@@ -34,30 +41,30 @@ from dagster import (
     AssetSelection,
     AssetsDefinition,
     DagsterEventType,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
-    RunStatusSensorContext,
+    RunStatusChangeRecordsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
-    run_status_sensor,
     sensor,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, DagsterRun
 
+from stedi_assets.operations.alert_state import Conditions
 from stedi_assets.operations.alerts import Alert, StediAlerts
+from stedi_assets.operations.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
 from stedi_assets.resources import StediLakehouse, _is_feed_file
 
+__all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
+
 FEEDS = ("customer", "accelerometer", "step_trainer")
-TRIGGER_TAG = "stedi/trigger"
-FEEDS_TAG = "stedi/feeds"
-CHANGES_TAG = "stedi/landing_changes"
 RUNNING = DefaultSensorStatus.RUNNING
 
 
@@ -94,25 +101,27 @@ def build_landing_sensor(
     landing_assets: dict[str, AssetsDefinition],
     excluded_checks: AssetSelection,
     interval_seconds: int,
+    job: UnresolvedAssetJobDefinition,
     read_only_jobs: frozenset[str] = frozenset(),
 ) -> SensorDefinition:
     """The sensor that runs a feed's landing table and everything downstream when its files change.
 
     ``landing_assets`` maps each feed to its landing multi-asset; checks in
     ``excluded_checks`` (the audit checks) are left out of the runs it requests.
-    It waits while a run of any other job than ``read_only_jobs`` is in progress.
+    Its runs are subsets of ``job`` (which must select all of that), so they
+    are listed on the job's page under its name. It waits while a run of any
+    other job than ``read_only_jobs`` is in progress.
     """
     selections = {
         feed: AssetSelection.assets(*asset.keys).downstream() - excluded_checks
         for feed, asset in landing_assets.items()
     }
-    everything = AssetSelection.assets(*[k for a in landing_assets.values() for k in a.keys]).downstream()
 
     @sensor(
         name="landing_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=RUNNING,
-        asset_selection=everything - excluded_checks,
+        job=job,
         description=(
             "Watches the landing feeds; new, changed or removed files run the feed's landing table "
             "and every table downstream."
@@ -183,31 +192,93 @@ def _check_evaluations(instance, run_id: str) -> Iterator[AssetCheckEvaluation]:
         cursor = connection.cursor
 
 
-def check_failure_alerts(instance, run: DagsterRun, alerts: StediAlerts) -> list[Alert]:
-    """One alert per failed check of the run at or above the minimum severity."""
-    found: dict[tuple[str, str], Alert] = {}
+def _check_name(asset: str, check: str) -> str:
+    return f"{asset} {check}"
+
+
+def check_alerts(instance, run: DagsterRun, alerts: StediAlerts, conditions: Conditions, now: float) -> list[Alert]:
+    """The alerts of the run's check evaluations: a check that turns failing (at or above the minimum
+    severity) or recovers from an alerted failure; ``conditions`` are updated."""
+    found = []
+    origin = run_origin(run.job_name, run.tags)
     for evaluation in _check_evaluations(instance, run.run_id):
-        if evaluation.passed or not alerts.should_alert_check(evaluation.severity):
-            continue
         asset = evaluation.asset_key.to_user_string()
-        found[(asset, evaluation.check_name)] = Alert(
-            subject=f"check failed: {asset} {evaluation.check_name} ({evaluation.severity.value})",
-            details={
-                "asset": asset,
-                "check": evaluation.check_name,
-                "severity": evaluation.severity.value,
-                "job": run.job_name,
-                "run_id": run.run_id,
-            },
+        name = _check_name(asset, evaluation.check_name)
+        failing = not evaluation.passed
+        if failing and not alerts.should_alert_check(evaluation.severity):
+            # Below the minimum: not watched, so it never alerts nor recovers.
+            conditions.items.pop(name, None)
+            continue
+        change = conditions.observe(name, failing, now)
+        if change is None:
+            continue
+        what = f"{asset} {evaluation.check_name} ({evaluation.severity.value})"
+        details = {
+            "asset": asset, "check": evaluation.check_name, "severity": evaluation.severity.value,
+            **origin, "run_id": run.run_id,
+        }
+        alert = Alert(
+            subject=f"check failed: {what}" if change == "failed" else f"recovered: check passed: {what}",
+            details=details,
             link=alerts.run_url(run.run_id),
         )
-    return list(found.values())
+        if change == "failed":
+            conditions.alerted(name, now, alert.subject, details, alert.link)
+        found.append(alert)
+    return found
+
+
+def reminders(conditions: Conditions, alerts: StediAlerts, now: float) -> list[Alert]:
+    """A reminder of each alerted failure still failing ``remind_hours`` after its last alert."""
+    found = []
+    for name in conditions.due_reminders(now, alerts.remind_hours):
+        condition = conditions.items[name]
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(condition.since))
+        alert = Alert(
+            subject=f"still failing: {condition.subject}", details={**condition.details, "since": since},
+            link=condition.link,
+        )
+        condition.alerted_at = now
+        found.append(alert)
+    return found
+
+
+_FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED)
+_RUNS_PER_TICK = 50
+
+
+def _finished_runs_after(instance, storage_id: int) -> tuple[list[str], int]:
+    """The runs that finished after ``storage_id`` in the order they finished (at most a tick's worth each
+    kind), and the storage id to continue from."""
+    records, bound = [], None
+    for event_type in _FINISHED:
+        page = instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type, after_storage_id=storage_id), limit=_RUNS_PER_TICK, ascending=True
+        ).records
+        records += page
+        if len(page) == _RUNS_PER_TICK:
+            # More of this kind wait: do not go past its last one, or they would be skipped.
+            bound = min(bound, page[-1].storage_id) if bound is not None else page[-1].storage_id
+    records = sorted((r for r in records if bound is None or r.storage_id <= bound), key=lambda r: r.storage_id)
+    last = records[-1].storage_id if records else storage_id
+    return [r.event_log_entry.run_id for r in records], last
+
+
+def _latest_finished(instance) -> int:
+    ids = [
+        page[0].storage_id
+        for event_type in _FINISHED
+        if (page := instance.fetch_run_status_changes(event_type, limit=1, ascending=False).records)
+    ]
+    return max(ids, default=0)
 
 
 def run_failure_alert(context: RunFailureSensorContext, alerts: StediAlerts) -> Alert:
+    run = context.dagster_run
+    origin = run_origin(run.job_name, run.tags)
     steps = sorted({event.step_key for event in context.get_step_failure_events() if event.step_key})
     error = context.failure_event.event_specific_data
-    details = {"job": context.dagster_run.job_name, "run_id": context.dagster_run.run_id}
+    details = {**origin, "run_id": run.run_id}
     if steps:
         details["failed_steps"] = ", ".join(steps)
     error_info = getattr(error, "error", None)
@@ -215,32 +286,51 @@ def run_failure_alert(context: RunFailureSensorContext, alerts: StediAlerts) -> 
         # The exception class only: its message could quote a record.
         details["error"] = error_info.cls_name or "error"
     return Alert(
-        subject=f"run failed: {context.dagster_run.job_name}",
+        subject=f"run failed: {origin['job']} ({origin['trigger']})",
         details=details,
-        link=alerts.run_url(context.dagster_run.run_id),
+        link=alerts.run_url(run.run_id),
     )
 
 
 def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
-    @run_status_sensor(
+    @sensor(
         name="check_failure_alert_sensor",
-        run_status=DagsterRunStatus.SUCCESS,
         minimum_interval_seconds=interval_seconds,
         default_status=RUNNING,
-        description="Alerts on every failed check of a successful run (checks that do not block leave runs green).",
+        description=(
+            "Alerts when a check starts failing in a finished run (checks that do not block leave runs green), "
+            "and when it passes again; not while it stays failing (STEDI_ALERT_REMIND_HOURS for reminders)."
+        ),
     )
-    def check_failure_alert_sensor(context: RunStatusSensorContext, alerts: StediAlerts):
-        alerts.send_all(check_failure_alerts(context.instance, context.dagster_run, alerts), context.log)
+    def check_failure_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
+        saved = json.loads(context.cursor) if context.cursor else None
+        if saved is None:
+            # First tick: runs that finished before the sensor existed are history, not news.
+            context.update_cursor(json.dumps({"after": _latest_finished(context.instance), "checks": {}}))
+            return SkipReason("watching the runs that finish from now on")
+        conditions = Conditions(saved["checks"])
+        now = time.time()
+        run_ids, after = _finished_runs_after(context.instance, saved["after"])
+        found = []
+        for run_id in run_ids:
+            run = context.instance.get_run_by_id(run_id)
+            if run is not None:
+                found += check_alerts(context.instance, run, alerts, conditions, now)
+        found += reminders(conditions, alerts, now)
+        alerts.send_all(found, context.log)
+        # Saved whether or not delivery worked: a dead channel must not make every later tick resend
+        # (and spend its time limit); failed deliveries are in the log.
+        context.update_cursor(json.dumps({"after": after, "checks": conditions.to_json()}))
+        return SkipReason(f"{len(run_ids)} finished run(s) read, {len(found)} alert(s)")
 
     @run_failure_sensor(
         name="run_failure_alert_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=RUNNING,
-        description="Alerts on every failed run, and on each failed check in it.",
+        description="Alerts on every failed run (its failed checks are check_failure_alert_sensor's).",
     )
     def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: StediAlerts):
-        found = [run_failure_alert(context, alerts), *check_failure_alerts(context.instance, context.dagster_run, alerts)]
-        alerts.send_all(found, context.log)
+        alerts.send_all([run_failure_alert(context, alerts)], context.log)
 
     return [check_failure_alert_sensor, run_failure_alert_sensor]
 
@@ -298,36 +388,56 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
 # -- alerts from stale tables ------------------------------------------------------------------
 
 
+def _freshness_conditions(saved: dict | None, now: float) -> Conditions:
+    if saved is None:
+        return Conditions()
+    if "tables" in saved:
+        return Conditions(saved["tables"])
+    # A cursor of an earlier version, {table: state}: a FAIL in it was alerted then.
+    conditions = Conditions()
+    for name, state in saved.items():
+        conditions.observe(name, state == FreshnessState.FAIL.value, now)
+        if state == FreshnessState.FAIL.value:
+            conditions.alerted(name, now, f"table stale: {name}", {"asset": name}, None)
+    return conditions
+
+
 def build_stale_table_alert_sensor(keys: Sequence[AssetKey], interval_seconds: int) -> SensorDefinition:
-    """Alerts once each time one of ``keys`` (assets with a freshness policy) turns stale (FAIL)."""
+    """Alerts when one of ``keys`` (assets with a freshness policy) turns stale (FAIL) and when it is fresh again."""
 
     @sensor(
         name="stale_table_alert_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=RUNNING,
-        description="Alerts when a table with a freshness policy becomes stale (once per transition to FAIL).",
+        description=(
+            "Alerts when a table with a freshness policy becomes stale (FAIL) and when it is fresh again; "
+            "not while it stays stale (STEDI_ALERT_REMIND_HOURS for reminders)."
+        ),
     )
     def stale_table_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        now = time.time()
+        conditions = _freshness_conditions(json.loads(context.cursor) if context.cursor else None, now)
         records = context.instance.get_freshness_state_records(list(keys))
         found: list[Alert] = []
         for key in keys:
             record = records.get(key)
-            if record is None:
+            # UNKNOWN (never materialized, no policy) says nothing either way.
+            if record is None or record.freshness_state == FreshnessState.UNKNOWN:
                 continue
             name = key.to_user_string()
             state = record.freshness_state
-            if state == FreshnessState.FAIL and seen.get(name) != FreshnessState.FAIL.value:
-                found.append(
-                    Alert(
-                        subject=f"table stale: {name}",
-                        details={"asset": name, "freshness": state.value, "since": record.updated_at.isoformat()},
-                        link=alerts.ui_link(f"assets/{'/'.join(key.path)}"),
-                    )
-                )
-            seen[name] = state.value
+            change = conditions.observe(name, state == FreshnessState.FAIL, now)
+            if change is None:
+                continue
+            details = {"asset": name, "freshness": state.value, "since": record.updated_at.isoformat()}
+            link = alerts.ui_link(f"assets/{'/'.join(key.path)}")
+            subject = f"table stale: {name}" if change == "failed" else f"recovered: table no longer stale: {name}"
+            if change == "failed":
+                conditions.alerted(name, now, subject, details, link)
+            found.append(Alert(subject=subject, details=details, link=link))
+        found += reminders(conditions, alerts, now)
         alerts.send_all(found, context.log)
-        context.update_cursor(json.dumps(seen))
-        return SkipReason(f"{len(found)} stale table(s) reported")
+        context.update_cursor(json.dumps({"tables": conditions.to_json()}))
+        return SkipReason(f"{len(found)} freshness alert(s)")
 
     return stale_table_alert_sensor

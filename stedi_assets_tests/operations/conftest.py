@@ -17,8 +17,10 @@ import narwhals as nw
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from dagster import AssetsDefinition, DagsterInstance, asset, materialize
+from dagster import AssetsDefinition, DagsterInstance, asset, build_sensor_context, materialize
 
+from stedi_assets.operations.alerts import StediAlerts
+from stedi_assets.operations.sensors import build_run_alert_sensors
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import TABLES
 from stedi_assets.simulate import simulate_landing, write_landing
@@ -77,6 +79,25 @@ def publish(published_frames, tmp_path: Path) -> Callable[..., StediLakehouse]:
         return lakehouse
 
     return make
+
+
+class CheckAlerts:
+    """check_failure_alert_sensor evaluated tick by tick, carrying its cursor as the daemon does."""
+
+    def __init__(self, instance: DagsterInstance, alerts: StediAlerts):
+        self.sensor = next(s for s in build_run_alert_sensors(15) if s.name == "check_failure_alert_sensor")
+        self.instance, self.alerts = instance, alerts
+        self.cursor: str | None = None
+        # The first tick: the runs before it are history.
+        self.tick()
+
+    def tick(self):
+        with build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"alerts": self.alerts}
+        ) as context:
+            result = self.sensor(context)
+            self.cursor = context.cursor
+        return result
 
 
 # -- real alert receivers on loopback -------------------------------------------------------
@@ -181,3 +202,73 @@ def mailbox() -> Iterator[MailReceiver]:
         yield receiver
     finally:
         receiver.controller.stop()
+
+
+class DrippingServer:
+    """A TCP server on 127.0.0.1 that answers every connection one byte at a time, ``interval`` seconds apart.
+
+    As ``http``: it reads the request, sends a 200 status line and headers
+    announcing a long body, then drips the body. As ``smtp``: it drips its
+    greeting. Either way each byte arrives well within a per-read socket
+    timeout, so only a deadline on the whole attempt ends the client's wait.
+    """
+
+    def __init__(self, protocol: str, interval: float):
+        self.protocol, self.interval = protocol, interval
+        self.connections = 0
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # the listener was closed
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _answer(self, connection: socket.socket):
+        with connection:
+            try:
+                if self.protocol == "http":
+                    received = b""
+                    while b"\r\n\r\n" not in received:
+                        received += connection.recv(65536)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+                    drip = b"o" * 100000
+                else:
+                    drip = b"220 slow.example.org ESMTP\r\n"
+                for byte in drip:
+                    if self.stopped.wait(self.interval):
+                        return
+                    connection.sendall(bytes([byte]))
+            except OSError:  # the client gave up
+                return
+
+    def stop(self):
+        self.stopped.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def dripping() -> Iterator[Callable[[str], DrippingServer]]:
+    """``dripping("http")`` or ``dripping("smtp")``: a started DrippingServer, one byte a second."""
+    servers: list[DrippingServer] = []
+
+    def start(protocol: str) -> DrippingServer:
+        server = DrippingServer(protocol, interval=1.0)
+        server.thread.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -8,6 +8,7 @@ itself is covered by test_daemon.py.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -127,7 +128,7 @@ def record_freshness(instance: DagsterInstance, table: str, previous: FreshnessS
     )
 
 
-def test_a_stale_table_alerts_once_per_transition_to_fail(instance, webhook):
+def test_a_stale_table_alerts_once_when_it_turns_stale_and_once_when_it_recovers(instance, webhook):
     harness = Harness("stale_table_alert_sensor", instance, webhook.url)
     record_freshness(instance, "machine_learning_curated", FreshnessState.UNKNOWN, FreshnessState.PASS)
     harness.tick()
@@ -142,10 +143,31 @@ def test_a_stale_table_alerts_once_per_transition_to_fail(instance, webhook):
     assert text.startswith("[STEDI] table stale: machine_learning_curated")
     assert f"link: {UI}/assets/machine_learning_curated" in text
 
+    # Fresh again: one "recovered" alert, then nothing while it stays fresh.
     record_freshness(instance, "machine_learning_curated", FreshnessState.FAIL, FreshnessState.PASS)
     harness.tick()
+    harness.tick()
+    assert len(webhook.texts) == 2
+    assert webhook.texts[1].startswith("[STEDI] recovered: table no longer stale: machine_learning_curated")
     record_freshness(instance, "machine_learning_curated", FreshnessState.PASS, FreshnessState.FAIL)
     record_freshness(instance, "customer_curated", FreshnessState.PASS, FreshnessState.FAIL)
     harness.tick()
-    assert len(webhook.texts) == 3
+    assert len(webhook.texts) == 4
     assert any("table stale: customer_curated" in t for t in webhook.texts)
+
+
+def test_a_stale_table_is_reminded_every_remind_hours_and_an_older_cursor_is_read(instance, webhook):
+    harness = Harness("stale_table_alert_sensor", instance, webhook.url)
+    harness.resources["alerts"] = StediAlerts(webhook_url=webhook.url, ui_url=UI, remind_hours=3)
+    record_freshness(instance, "machine_learning_curated", FreshnessState.PASS, FreshnessState.FAIL)
+    # The cursor of the sensor's earlier version, {table: state}, whose FAIL was alerted then.
+    harness.cursor = json.dumps({"machine_learning_curated": "FAIL"})
+    harness.tick()
+    assert webhook.texts == []
+    state = json.loads(harness.cursor)
+    state["tables"]["machine_learning_curated"]["alerted_at"] -= 3 * 3600
+    harness.cursor = json.dumps(state)
+    harness.tick()
+    harness.tick()
+    [reminder] = webhook.texts
+    assert reminder.startswith("[STEDI] still failing: table stale: machine_learning_curated")

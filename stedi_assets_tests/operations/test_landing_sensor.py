@@ -2,7 +2,8 @@
 
 The sensor is evaluated directly against a persistent Dagster instance in
 tmp_path, with the code location assembled by build_definitions() from the
-STEDI_* variables; the runs it requests are executed in process. The daemon
+STEDI_* variables; the runs it requests are executed in process as subsets of
+stedi_job, with their tags (and an alert of such a run names its job and trigger). The daemon
 driving it on its own is covered by test_daemon.py.
 """
 
@@ -25,10 +26,12 @@ from dagster import (
 )
 
 from stedi_assets.definitions import build_definitions
-from stedi_assets.operations.sensors import FEEDS_TAG, TRIGGER_TAG
+from stedi_assets.operations.alerts import StediAlerts
+from stedi_assets.operations.sensors import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG
 from stedi_assets.resources import StediLakehouse
 from stedi_assets.schemas import RESEARCH_CONSENT
 from stedi_assets.simulate import simulate_landing, write_landing
+from stedi_assets_tests.operations.conftest import CheckAlerts
 
 LANDING_OUTPUTS = {
     "customer": {"customer_landing", "customer_quarantine"},
@@ -60,7 +63,8 @@ class SensorHarness:
 
     def execute(self, request: RunRequest):
         """Run what the request selects, in process, as the daemon's launched run would."""
-        job = self.defs.resolve_implicit_global_asset_job_def().get_subset(
+        # The sensor's runs are subsets of stedi_job, as the daemon launches them.
+        job = self.defs.resolve_job_def(self.sensor.job_name).get_subset(
             asset_selection=set(request.asset_selection), asset_check_selection=set(request.asset_check_keys)
         )
         return job.execute_in_process(instance=self.instance, tags=request.tags, raise_on_error=False)
@@ -79,8 +83,9 @@ def local_landing(tmp_path: Path, monkeypatch) -> Path:
     return landing
 
 
-def test_first_tick_runs_every_delivered_feed_and_an_unchanged_zone_runs_nothing(local_landing, instance):
+def test_first_tick_runs_every_delivered_feed_and_an_unchanged_zone_runs_nothing(local_landing, instance, webhook):
     harness = SensorHarness(instance)
+    check_alerts = CheckAlerts(instance, StediAlerts(webhook_url=webhook.url))
     request = harness.tick()
     assert isinstance(request, RunRequest)
     assert names(request.asset_selection) == set().union(*LANDING_OUTPUTS.values()) | TRUSTED_AND_CURATED
@@ -90,7 +95,16 @@ def test_first_tick_runs_every_delivered_feed_and_an_unchanged_zone_runs_nothing
     assert not [name for _, name in checks if name.startswith("audit_")]
     assert request.tags[TRIGGER_TAG] == "landing_sensor"
     assert request.tags[FEEDS_TAG] == "customer,accelerometer,step_trainer"
-    assert harness.execute(request).success
+    assert request.tags[CHANGES_TAG] == "customer: 1 added; accelerometer: 3 added; step_trainer: 1 added"
+    # A run of stedi_job, listed on its page, not of Dagster's anonymous __ASSET_JOB.
+    assert harness.sensor.job_name == "stedi_job"
+    result = harness.execute(request)
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).job_name == "stedi_job"
+    # The alert of its failed WARN check (cross_customer_pairs, by design) names the job and the trigger.
+    check_alerts.tick()
+    [text] = webhook.texts
+    assert "job: stedi_job" in text and "trigger: landing_sensor" in text
 
     assert isinstance(harness.tick(), SkipReason)
     assert isinstance(harness.tick(), SkipReason)
