@@ -1,7 +1,7 @@
 """The ``stedi`` command: run the pipeline headless, write simulated landing data.
 
     stedi run        bring every table up to date (only what changed; --full-refresh: all), run their checks
-    stedi simulate   write a simulated landing zone
+    stedi simulate   write a simulated landing zone (into an empty folder only)
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
     stedi maintain   expire old snapshots and delete unreferenced files of every table
@@ -231,8 +231,27 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
 def simulate(args: argparse.Namespace) -> int:
     from stedi_assets.storage import normalize_uri
 
-    _, lakehouse = _configure(args)
+    settings, lakehouse = _configure(args)
+    # Simulated records must never mix with real ones: the simulator writes
+    # only into an empty folder, given with --out or, when no landing zone is
+    # configured, the default one.
+    if args.out is None and settings.landing_configured:
+        print(
+            f"stedi: simulate: STEDI_LANDING_URI is set ({lakehouse.landing_uri}): simulated data is never written "
+            "into a configured landing zone; give an empty folder with --out",
+            file=sys.stderr,
+        )
+        return 2
     landing_uri = normalize_uri(args.out or lakehouse.landing_uri)
+    held = lakehouse.store_for(landing_uri).list_files(landing_uri)
+    if held:
+        what = "--out" if args.out is not None else "the default landing zone"
+        print(
+            f"stedi: simulate: {what} {landing_uri} already holds {len(held):,} file(s): simulated data is written "
+            "only into an empty folder",
+            file=sys.stderr,
+        )
+        return 2
     count = write_simulated_landing(lakehouse, landing_uri, args.customers, args.seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
@@ -393,7 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
-    simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
+    simulate_parser.add_argument(
+        "--out",
+        help="an empty folder (local or s3://) to write to; default: ./data/landing when it is empty and no "
+        "landing zone is configured (STEDI_LANDING_URI)",
+    )
     simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
     simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     simulate_parser.set_defaults(handler=simulate)

@@ -154,6 +154,54 @@ def test_simulate_writes_the_landing_zone(tmp_path):
     assert sorted(p.name for p in (tmp_path / "landing").iterdir()) == ["accelerometer", "customer", "step_trainer"]
 
 
+def test_simulate_writes_the_default_folder_only_when_no_landing_zone_is_configured(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STEDI_LANDING_URI", raising=False)
+    assert cli.main(["simulate"]) == 0
+    landing = tmp_path / "data" / "landing"
+    assert capsys.readouterr().out == f"wrote 5 files of simulated STEDI data to {landing}\n"
+    # Written once: a second time would add a second data set to the first.
+    before = {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    assert cli.main(["simulate", "--seed", "7"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"stedi: simulate: the default landing zone {landing} already holds 5 file(s): simulated data is written "
+        "only into an empty folder\n"
+    )
+    assert {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()} == before
+
+
+def test_simulate_never_writes_into_a_folder_that_holds_files(tmp_path, capsys):
+    real = tmp_path / "real"
+    (real / "customer").mkdir(parents=True)
+    (real / "customer" / "customer-1.json").write_text('{"email": "a@example.com"}\n')
+
+    assert cli.main(["simulate", "--out", str(real)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"stedi: simulate: --out {real} already holds 1 file(s): simulated data is written only into an empty folder\n"
+    )
+    assert [p.name for p in real.rglob("*")] == ["customer", "customer-1.json"]
+
+
+def test_simulate_never_writes_into_a_configured_landing_zone(tmp_path, monkeypatch, capsys):
+    # Even an empty one: a configured landing zone is where real deliveries arrive.
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setenv("STEDI_LANDING_URI", str(landing))
+
+    assert cli.main(["simulate"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"stedi: simulate: STEDI_LANDING_URI is set ({landing}): simulated data is never written")
+    assert err.endswith("give an empty folder with --out\n")
+    assert list(landing.iterdir()) == []
+    # An empty folder of its own is fine.
+    assert cli.main(["simulate", "--out", str(tmp_path / "elsewhere")]) == 0
+
+
 @pytest.mark.slow
 def test_dagster_asset_materialize_works_too(stedi_landing, tmp_path):
     env = {
