@@ -5,6 +5,7 @@
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
     stedi maintain   expire old snapshots and delete unreferenced files of every table
+    stedi recover-catalog  register the lakehouse's tables in the catalog again from their metadata files
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from stedi_assets.storage import normalize_uri
 
     settings, lakehouse = _configure(args)
+    _check_catalog(lakehouse)
     # The embedded default: with no landing zone configured at all, an empty
     # default folder gets simulated data. A configured landing zone is never
     # written to; an empty one fails the landing steps, naming its URI.
@@ -194,6 +196,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print("OK: every table published, no ERROR check failed.")
     return 0
+
+
+def _check_catalog(lakehouse) -> None:
+    """Stop before anything is written when the catalog cannot be used (e.g. it lost the lakehouse's tables):
+    one line here rather than one per step."""
+    from stedi_assets.lakehouse.catalog import TableNotPublishedError
+
+    try:
+        lakehouse.catalog(create=False)
+    except TableNotPublishedError:
+        pass  # a new local lakehouse: its first step creates the catalog
 
 
 def _failure_message(event) -> str:
@@ -398,6 +411,30 @@ def maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def recover_catalog(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.catalog import build_catalog
+    from stedi_assets.lakehouse.recovery import describe as describe_recovery
+    from stedi_assets.lakehouse.recovery import recover_catalog as recover
+
+    _, lakehouse = _configure(args)
+    settings = lakehouse.catalog_settings()
+    # Built without the check that refuses a catalog lacking the stored tables: registering them is the point.
+    catalog = build_catalog(settings, create=True)
+    results = recover(catalog, settings, lakehouse.store_for(settings.lakehouse_uri))
+    for result in results:
+        print(describe_recovery(result, settings))
+    failed = [r.table for r in results if r.action == "failed"]
+    changed = [r for r in results if r.action in ("registered", "re-pointed")]
+    if not results:
+        print(f"no tables stored under {settings.lakehouse_uri}: nothing to recover")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} could not be recovered (no metadata file of theirs reads)", file=sys.stderr)
+        return 1
+    print(f"OK: catalog {settings.describe()} holds every table stored under {settings.lakehouse_uri} "
+          f"({len(changed)} registered or re-pointed, {len(results) - len(changed)} kept)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
 
@@ -452,6 +489,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     maintain_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     maintain_parser.set_defaults(handler=maintain)
+    recover_parser = commands.add_parser(
+        "recover-catalog",
+        help="register the lakehouse's tables in the catalog again from their newest readable metadata files "
+        "(a lost catalog; a table whose metadata file is missing or corrupt)",
+    )
+    recover_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    recover_parser.add_argument(
+        "--glue-database",
+        dest="glue_database",
+        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
+    )
+    recover_parser.set_defaults(handler=recover_catalog)
     args = parser.parse_args(argv)
     # Imported after parsing: `stedi --help` works whatever the settings hold.
     from stedi_assets.settings import SettingsError
