@@ -90,7 +90,7 @@ def test_unknown_profile_is_refused_before_anything_is_published(stedi_landing, 
 def test_a_bad_setting_stops_every_command_before_it_reads_or_writes(variable, value, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # where the default landing zone and lakehouse would be
     monkeypatch.setenv(variable, value)
-    for argv in (["run"], ["query", "SELECT 1"], ["history", "customer_trusted"], ["simulate"]):
+    for argv in (["run"], ["query", "SELECT 1"], ["history", "customer_trusted"], ["simulate"], ["recover-catalog"]):
         assert cli.main(argv) == 2, argv
         out, err = capsys.readouterr()
         assert out == ""
@@ -108,9 +108,24 @@ def test_a_bad_setting_in_a_shell_is_one_line_and_exit_code_2(tmp_path):
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
 
+def test_a_catalog_url_without_its_driver_stops_the_command_in_one_line(tmp_path, monkeypatch, capsys):
+    # Before: the setting passed, and each step of the run failed on ModuleNotFoundError.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEDI_CATALOG_URI", "mysql://stedi@db.example.org/catalog")
+    for argv in (["run"], ["query", "SELECT 1"], ["recover-catalog"]):
+        assert cli.main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert err.startswith(
+            "stedi: STEDI_CATALOG_URI='mysql://stedi@db.example.org/catalog' is not valid (its driver MySQLdb is not installed"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_works_whatever_the_settings_hold(tmp_path):
     bad = {variable: values[0] for variable, values in BAD.items()}
-    for argv in (["--help"], ["run", "--help"], ["query", "--help"], ["simulate", "--help"], ["history", "--help"]):
+    for argv in (["--help"], ["run", "--help"], ["query", "--help"], ["simulate", "--help"], ["history", "--help"],
+                 ["recover-catalog", "--help"]):
         result = stedi(*argv, cwd=tmp_path, **bad)
         assert result.returncode == 0, (argv, result.stderr)
         assert result.stdout.startswith("usage: stedi") and result.stderr == ""
