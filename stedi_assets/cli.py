@@ -1,10 +1,11 @@
 """The ``stedi`` command: run the pipeline headless, write simulated landing data.
 
     stedi run        bring every table up to date (only what changed; --full-refresh: all), run their checks
-    stedi simulate   write a simulated landing zone
+    stedi simulate   write a simulated landing zone (into an empty folder only)
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
     stedi maintain   expire old snapshots and delete unreferenced files of every table
+    stedi recover-catalog  register the lakehouse's tables in the catalog again from their metadata files
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from stedi_assets.storage import normalize_uri
 
     settings, lakehouse = _configure(args)
+    _check_catalog(lakehouse)
     # The embedded default: with no landing zone configured at all, an empty
     # default folder gets simulated data. A configured landing zone is never
     # written to; an empty one fails the landing steps, naming its URI.
@@ -196,6 +198,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_catalog(lakehouse) -> None:
+    """Stop before anything is written when the catalog cannot be used (e.g. it lost the lakehouse's tables):
+    one line here rather than one per step."""
+    from stedi_assets.lakehouse.catalog import TableNotPublishedError
+
+    try:
+        lakehouse.catalog(create=False)
+    except TableNotPublishedError:
+        pass  # a new local lakehouse: its first step creates the catalog
+
+
 def _failure_message(event) -> str:
     error = event.event_specific_data.error
     # The innermost cause is the error raised by this package; its last line is the message.
@@ -231,8 +244,27 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
 def simulate(args: argparse.Namespace) -> int:
     from stedi_assets.storage import normalize_uri
 
-    _, lakehouse = _configure(args)
+    settings, lakehouse = _configure(args)
+    # Simulated records must never mix with real ones: the simulator writes
+    # only into an empty folder, given with --out or, when no landing zone is
+    # configured, the default one.
+    if args.out is None and settings.landing_configured:
+        print(
+            f"stedi: simulate: STEDI_LANDING_URI is set ({lakehouse.landing_uri}): simulated data is never written "
+            "into a configured landing zone; give an empty folder with --out",
+            file=sys.stderr,
+        )
+        return 2
     landing_uri = normalize_uri(args.out or lakehouse.landing_uri)
+    held = lakehouse.store_for(landing_uri).list_files(landing_uri)
+    if held:
+        what = "--out" if args.out is not None else "the default landing zone"
+        print(
+            f"stedi: simulate: {what} {landing_uri} already holds {len(held):,} file(s): simulated data is written "
+            "only into an empty folder",
+            file=sys.stderr,
+        )
+        return 2
     count = write_simulated_landing(lakehouse, landing_uri, args.customers, args.seed)
     print(f"wrote {count} files of simulated STEDI data to {landing_uri}")
     return 0
@@ -379,6 +411,30 @@ def maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def recover_catalog(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.catalog import build_catalog
+    from stedi_assets.lakehouse.recovery import describe as describe_recovery
+    from stedi_assets.lakehouse.recovery import recover_catalog as recover
+
+    _, lakehouse = _configure(args)
+    settings = lakehouse.catalog_settings()
+    # Built without the check that refuses a catalog lacking the stored tables: registering them is the point.
+    catalog = build_catalog(settings, create=True)
+    results = recover(catalog, settings, lakehouse.store_for(settings.lakehouse_uri))
+    for result in results:
+        print(describe_recovery(result, settings))
+    failed = [r.table for r in results if r.action == "failed"]
+    changed = [r for r in results if r.action in ("registered", "re-pointed")]
+    if not results:
+        print(f"no tables stored under {settings.lakehouse_uri}: nothing to recover")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} could not be recovered (no metadata file of theirs reads)", file=sys.stderr)
+        return 1
+    print(f"OK: catalog {settings.describe()} holds every table stored under {settings.lakehouse_uri} "
+          f"({len(changed)} registered or re-pointed, {len(results) - len(changed)} kept)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
 
@@ -393,7 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run_parser.set_defaults(handler=run)
     simulate_parser = commands.add_parser("simulate", help="write a simulated landing zone")
-    simulate_parser.add_argument("--out", help="landing URI to write to (default: the landing URI)")
+    simulate_parser.add_argument(
+        "--out",
+        help="an empty folder (local or s3://) to write to; default: ./data/landing when it is empty and no "
+        "landing zone is configured (STEDI_LANDING_URI)",
+    )
     simulate_parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS)
     simulate_parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     simulate_parser.set_defaults(handler=simulate)
@@ -429,6 +489,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     maintain_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
     maintain_parser.set_defaults(handler=maintain)
+    recover_parser = commands.add_parser(
+        "recover-catalog",
+        help="register the lakehouse's tables in the catalog again from their newest readable metadata files "
+        "(a lost catalog; a table whose metadata file is missing or corrupt)",
+    )
+    recover_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    recover_parser.add_argument(
+        "--glue-database",
+        dest="glue_database",
+        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
+    )
+    recover_parser.set_defaults(handler=recover_catalog)
     args = parser.parse_args(argv)
     # Imported after parsing: `stedi --help` works whatever the settings hold.
     from stedi_assets.settings import SettingsError

@@ -25,9 +25,9 @@ from stedi_assets.lakehouse.catalog import (
     CatalogError,
     CatalogSettings,
     TableNotPublishedError,
-    build_catalog,
     catalog_errors,
 )
+from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
 from stedi_assets.lakehouse.io_manager import lakehouse_io_manager
 from stedi_assets.lakehouse.tables import (
     Commit,
@@ -221,9 +221,15 @@ class StediLakehouse(ConfigurableResource):
         )
 
     def catalog(self, create: bool = True):
-        """The Iceberg catalog (built once); ``create=False`` for readers, which never create one."""
+        """The Iceberg catalog (built once); ``create=False`` for readers, which never create one.
+
+        A catalog that lacks tables stored under the lakehouse root (deleted,
+        emptied, another one configured) is refused in one line naming the
+        recovery command, rather than replaced by a new one.
+        """
         if self._catalog is None:
-            self._catalog = build_catalog(self.catalog_settings(), create=create)
+            settings = self.catalog_settings()
+            self._catalog = open_catalog(settings, self.store_for(settings.lakehouse_uri), create=create)
         return self._catalog
 
     def table_identifier(self, table: str) -> str:
@@ -254,7 +260,11 @@ class StediLakehouse(ConfigurableResource):
         with catalog_errors(settings, table):
             try:
                 if create:
-                    iceberg_table = open_or_create(catalog, identifier, PUBLISHED[table], self.table_location([table]))
+                    iceberg_table = open_or_create(
+                        catalog, identifier, PUBLISHED[table], self.table_location([table]),
+                        # A table that committed before and is no longer in the catalog is never started afresh.
+                        before_create=lambda: check_not_lost(settings, self.store_for(settings.lakehouse_uri), table),
+                    )
                 else:
                     iceberg_table = catalog.load_table(identifier)
             except (NoSuchTableError, NoSuchNamespaceError):

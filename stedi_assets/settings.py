@@ -149,11 +149,46 @@ parse_snapshot_max_age_hours = _hours("168")
 parse_orphan_min_age_hours = _hours("24")
 
 
+_CATALOG_URI_ACCEPTED = (
+    "an SQLAlchemy URL whose driver is installed, such as sqlite:////path/catalog.db or "
+    "postgresql+psycopg2://host/db (with psycopg2 installed), or empty"
+)
+
+
 def parse_catalog_uri(text: str) -> str:
-    """An SQLAlchemy database URL (``dialect[+driver]://...``), or empty for the default catalog."""
-    if isinstance(text, str) and (text == "" or re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", text)):
-        return text
-    raise _Rejected("an SQLAlchemy URL such as sqlite:////path/catalog.db or postgresql+psycopg2://host/db, or empty")
+    """An SQLAlchemy database URL (``dialect[+driver]://...``) whose driver imports, or empty for the default catalog.
+
+    The driver is loaded the way SQLAlchemy loads it when it connects (its
+    dialect, then the dialect's DBAPI module), without connecting: a URL whose
+    driver is missing fails here rather than at each step of a run.
+    """
+    if not isinstance(text, str) or not (text == "" or re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", text)):
+        raise _Rejected(_CATALOG_URI_ACCEPTED)
+    if text:
+        _check_catalog_driver(text)
+    return text
+
+
+def _check_catalog_driver(text: str) -> None:
+    # Imported only when a catalog URL is set: the command reads the settings before anything heavy.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(text)
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise _Rejected(_CATALOG_URI_ACCEPTED, f"SQLAlchemy has no dialect {text.split(':', 1)[0]!r}") from None
+    except (ArgumentError, ValueError) as error:
+        raise _Rejected(_CATALOG_URI_ACCEPTED, str(error).splitlines()[0]) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        missing = getattr(error, "name", None) or str(error)
+        raise _Rejected(
+            _CATALOG_URI_ACCEPTED,
+            f"its driver {missing} is not installed; install it or name another with {url.get_backend_name()}+driver://",
+        ) from None
 
 
 def parse_namespace(text: str) -> str:
@@ -345,6 +380,17 @@ class Setting:
     default: Any
     secret: bool = False
     """A secret's value never appears in a message."""
+    shown: Callable[[Any], Any] | None = None
+    """The value as a message shows it (e.g. a URL without its password); default: as it is."""
+
+    def display(self, value: Any) -> Any:
+        if self.secret:
+            return _HIDDEN
+        return self.shown(value) if self.shown is not None and isinstance(value, str) else value
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"^([a-z][a-z0-9+]*://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -354,7 +400,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STEDI_ENGINE", "engine", _choice(ENGINES), "polars"),
     Setting("STEDI_ML_JOIN", "ml_join", _choice(ML_JOINS), "time"),
     Setting("STEDI_GLUE_DATABASE", "glue_database", parse_glue_database, ""),
-    Setting("STEDI_CATALOG_URI", "catalog_uri", parse_catalog_uri, ""),
+    Setting("STEDI_CATALOG_URI", "catalog_uri", parse_catalog_uri, "", shown=_without_password),
     Setting("STEDI_NAMESPACE", "namespace", parse_namespace, DEFAULT_NAMESPACE),
     Setting("STEDI_SNAPSHOT_MAX_AGE_HOURS", "snapshot_max_age_hours", parse_snapshot_max_age_hours,
             DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
@@ -448,7 +494,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(text)
         except _Rejected as rejected:
-            raise _error(setting.variable, _HIDDEN if setting.secret else text, rejected) from None
+            raise _error(setting.variable, setting.display(text), rejected) from None
         set_variables.add(setting.variable)
     settings = Settings(**values, set_variables=frozenset(set_variables))
     if settings.freshness_warn_minutes >= settings.freshness_fail_minutes:
@@ -481,7 +527,7 @@ def check_lakehouse_fields(values: Mapping[str, Any]) -> None:
         try:
             setting.parse(value)
         except _Rejected as rejected:
-            raise _error(f"lakehouse.config.{setting.field}", value, rejected) from None
+            raise _error(f"lakehouse.config.{setting.field}", setting.display(value), rejected) from None
 
 
 # The ``alerts`` resource's fields and the variables that set them.

@@ -90,7 +90,7 @@ def test_unknown_profile_is_refused_before_anything_is_published(stedi_landing, 
 def test_a_bad_setting_stops_every_command_before_it_reads_or_writes(variable, value, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # where the default landing zone and lakehouse would be
     monkeypatch.setenv(variable, value)
-    for argv in (["run"], ["query", "SELECT 1"], ["history", "customer_trusted"], ["simulate"]):
+    for argv in (["run"], ["query", "SELECT 1"], ["history", "customer_trusted"], ["simulate"], ["recover-catalog"]):
         assert cli.main(argv) == 2, argv
         out, err = capsys.readouterr()
         assert out == ""
@@ -108,9 +108,24 @@ def test_a_bad_setting_in_a_shell_is_one_line_and_exit_code_2(tmp_path):
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
 
+def test_a_catalog_url_without_its_driver_stops_the_command_in_one_line(tmp_path, monkeypatch, capsys):
+    # Before: the setting passed, and each step of the run failed on ModuleNotFoundError.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEDI_CATALOG_URI", "mysql://stedi@db.example.org/catalog")
+    for argv in (["run"], ["query", "SELECT 1"], ["recover-catalog"]):
+        assert cli.main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert err.startswith(
+            "stedi: STEDI_CATALOG_URI='mysql://stedi@db.example.org/catalog' is not valid (its driver MySQLdb is not installed"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_works_whatever_the_settings_hold(tmp_path):
     bad = {variable: values[0] for variable, values in BAD.items()}
-    for argv in (["--help"], ["run", "--help"], ["query", "--help"], ["simulate", "--help"], ["history", "--help"]):
+    for argv in (["--help"], ["run", "--help"], ["query", "--help"], ["simulate", "--help"], ["history", "--help"],
+                 ["recover-catalog", "--help"]):
         result = stedi(*argv, cwd=tmp_path, **bad)
         assert result.returncode == 0, (argv, result.stderr)
         assert result.stdout.startswith("usage: stedi") and result.stderr == ""
@@ -152,6 +167,54 @@ def test_simulate_writes_the_landing_zone(tmp_path):
     result = stedi("simulate", "--out", str(tmp_path / "landing"), cwd=tmp_path)
     assert result.returncode == 0
     assert sorted(p.name for p in (tmp_path / "landing").iterdir()) == ["accelerometer", "customer", "step_trainer"]
+
+
+def test_simulate_writes_the_default_folder_only_when_no_landing_zone_is_configured(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STEDI_LANDING_URI", raising=False)
+    assert cli.main(["simulate"]) == 0
+    landing = tmp_path / "data" / "landing"
+    assert capsys.readouterr().out == f"wrote 5 files of simulated STEDI data to {landing}\n"
+    # Written once: a second time would add a second data set to the first.
+    before = {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    assert cli.main(["simulate", "--seed", "7"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"stedi: simulate: the default landing zone {landing} already holds 5 file(s): simulated data is written "
+        "only into an empty folder\n"
+    )
+    assert {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()} == before
+
+
+def test_simulate_never_writes_into_a_folder_that_holds_files(tmp_path, capsys):
+    real = tmp_path / "real"
+    (real / "customer").mkdir(parents=True)
+    (real / "customer" / "customer-1.json").write_text('{"email": "a@example.com"}\n')
+
+    assert cli.main(["simulate", "--out", str(real)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"stedi: simulate: --out {real} already holds 1 file(s): simulated data is written only into an empty folder\n"
+    )
+    assert [p.name for p in real.rglob("*")] == ["customer", "customer-1.json"]
+
+
+def test_simulate_never_writes_into_a_configured_landing_zone(tmp_path, monkeypatch, capsys):
+    # Even an empty one: a configured landing zone is where real deliveries arrive.
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setenv("STEDI_LANDING_URI", str(landing))
+
+    assert cli.main(["simulate"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"stedi: simulate: STEDI_LANDING_URI is set ({landing}): simulated data is never written")
+    assert err.endswith("give an empty folder with --out\n")
+    assert list(landing.iterdir()) == []
+    # An empty folder of its own is fine.
+    assert cli.main(["simulate", "--out", str(tmp_path / "elsewhere")]) == 0
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ BAD = {
     "STEDI_CONSENT_SCOPE": ["always", "from-consent-date", "ANY_TIME"],
     "STEDI_MAX_FILE_MB": ["0", "-5", "1.5", "abc", "1GB", "10000000000"],
     "STEDI_QUERY_MEMORY_LIMIT": ["abc", "2", "0GB", "-1GB", "2 parsecs", "80%", "10KB", "1000000B"],
-    "STEDI_CATALOG_URI": ["catalog.db", "/srv/catalog.db", "sqlite:catalog", "postgres ql://host/db"],
+    "STEDI_CATALOG_URI": ["catalog.db", "/srv/catalog.db", "sqlite:catalog", "postgres ql://host/db",
+                          "mysql://user@host/catalog", "nosuchdb://host/catalog"],
     "STEDI_NAMESPACE": ["two words", "stedi.prod", "stedi-prod", "x" * 256],
     "STEDI_SNAPSHOT_MAX_AGE_HOURS": ["-1", "1.5", "a week", "7d"],
     "STEDI_SNAPSHOTS_MIN_KEPT": ["0", "-1", "all", "2.5"],
@@ -79,7 +80,7 @@ GOOD = {
     "STEDI_QUERY_MEMORY_LIMIT": [("2GB", "2GB"), ("500MB", "500MB"), ("4GiB", "4GiB"), ("1.5 GB", "1.5GB"),
                                  ("1MiB", "1MiB")],
     "STEDI_CATALOG_URI": [("sqlite:////srv/lake/catalog.db", "sqlite:////srv/lake/catalog.db"),
-                          ("postgresql+psycopg2://user@host/catalog", "postgresql+psycopg2://user@host/catalog")],
+                          ("sqlite+pysqlite:///lake/catalog.db", "sqlite+pysqlite:///lake/catalog.db")],
     "STEDI_NAMESPACE": [("stedi", "stedi"), ("Research_2", "Research_2")],
     "STEDI_SNAPSHOT_MAX_AGE_HOURS": [("0", 0), ("168", 168)],
     "STEDI_SNAPSHOTS_MIN_KEPT": [("1", 1), ("5", 5)],
@@ -202,3 +203,29 @@ def test_the_freshness_warn_window_must_be_shorter_than_the_fail_window():
 def test_alert_emails_need_an_smtp_server():
     with pytest.raises(SettingsError, match="^STEDI_ALERT_EMAIL_TO is set but STEDI_SMTP_URL is not"):
         read_settings({"STEDI_ALERT_EMAIL_TO": "ops@example.org"})
+
+
+def test_a_catalog_url_whose_driver_is_not_installed_is_refused_naming_the_driver():
+    # SQLAlchemy loads the dialect and its driver module; nothing connects.
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"STEDI_CATALOG_URI": "mysql://stedi:hunter2@db.example.org/catalog"})
+    message = str(raised.value)
+    assert message.startswith(
+        "STEDI_CATALOG_URI='mysql://stedi:***@db.example.org/catalog' is not valid "
+        "(its driver MySQLdb is not installed; install it or name another with mysql+driver://)"
+    )
+    assert "\n" not in message and "hunter2" not in message
+    with pytest.raises(SettingsError, match=r"^lakehouse\.config\.catalog_uri='mysql://db/catalog' is not valid \(its driver MySQLdb"):
+        check_lakehouse_fields({"catalog_uri": "mysql://db/catalog"})
+
+
+@pytest.mark.parametrize("driver, url", [("psycopg2", "postgresql+psycopg2://user@host/catalog"),
+                                         ("psycopg", "postgresql://user@host/catalog")])
+def test_a_postgresql_catalog_url_is_accepted_exactly_when_its_driver_imports(driver, url):
+    import importlib.util
+
+    if importlib.util.find_spec(driver) is not None:
+        assert read_settings({"STEDI_CATALOG_URI": url}).catalog_uri == url
+    else:
+        with pytest.raises(SettingsError, match=rf"\(its driver {driver} is not installed"):
+            read_settings({"STEDI_CATALOG_URI": url})

@@ -31,6 +31,8 @@ from stedi_assets.storage import is_s3_uri, local_path
 CATALOG_NAME = "stedi"
 """The name every reader of an SQL catalog must use: it lists only tables of its own name."""
 CATALOG_FILE = "catalog.db"
+RECOVER_COMMAND = "stedi recover-catalog"
+"""Registers tables stored under the lakehouse root again from their metadata files (``recovery``)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,254}$")
 
@@ -219,4 +221,8 @@ def catalog_errors(settings: CatalogSettings, table: str | None) -> Iterator[Non
         if isinstance(error, CommitFailedException):
             raise
         what = f"table {settings.identifier(table)}" if table else "the catalog"
-        raise CatalogError(f"{what} in catalog {settings.describe()}: {_reason(error)}") from None
+        hint = ""
+        if table and (isinstance(error, (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError))
+                      or type(error).__name__ == "ValidationError"):
+            hint = f"; `{RECOVER_COMMAND}` re-points it to its newest readable metadata file"
+        raise CatalogError(f"{what} in catalog {settings.describe()}: {_reason(error)}{hint}") from None

@@ -119,10 +119,13 @@ class Commit:
         )
 
 
-def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
+def open_or_create(
+    catalog, identifier: str, table: TableSchema, location: str, before_create: Callable[[], None] | None = None
+):
     """The table ``identifier``, created with the declared schema at ``location`` if it does not exist.
 
     Another run may create it at the same moment; the loser loads the winner's table.
+    ``before_create`` is called before a table is created, and may refuse it by raising.
     """
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 
@@ -131,6 +134,8 @@ def open_or_create(catalog, identifier: str, table: TableSchema, location: str):
         return catalog.load_table(identifier)
     except NoSuchTableError:
         pass
+    if before_create is not None:
+        before_create()
     try:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:

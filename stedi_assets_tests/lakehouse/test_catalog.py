@@ -72,12 +72,25 @@ def test_a_corrupt_catalog_file_is_one_line(published, capsys):
     )
 
 
-def test_an_empty_or_foreign_catalog_file_says_the_table_is_not_there(published, capsys, tmp_path):
+def test_an_empty_catalog_file_beside_published_tables_is_one_line_naming_the_recovery(published, capsys, tmp_path):
+    # The tables' history is in their metadata files, not lost: the query says how to get the catalog back.
     catalog = Path(published.lakehouse_uri) / "catalog.db"
     catalog.unlink()
     catalog.write_bytes(b"")
 
     code, err = run_query(published.lakehouse_uri, capsys)
+
+    assert code == 2
+    assert err.count("\n") == 1 and "holds none of the 12 tables stored under" in err
+    assert "run `stedi recover-catalog`" in err
+
+
+def test_an_empty_catalog_file_of_a_new_lakehouse_says_the_table_is_not_there(tmp_path, capsys):
+    lakehouse = tmp_path / "lakehouse"
+    lakehouse.mkdir()
+    (lakehouse / "catalog.db").write_bytes(b"")
+
+    code, err = run_query(str(lakehouse), capsys)
 
     assert code == 2
     assert err.count("\n") == 1 and "customer_trusted has not been published yet" in err
@@ -97,6 +110,7 @@ def test_broken_table_metadata_is_one_line_naming_table_and_catalog(published, c
     catalog = f"sqlite:///{published.lakehouse_uri}/catalog.db"
     assert err.startswith(f"error: table stedi.customer_trusted in catalog {catalog}: ")
     assert ("metadata file missing" if damage == "missing" else "not valid Iceberg metadata") in err
+    assert err.endswith("; `stedi recover-catalog` re-points it to its newest readable metadata file\n")
     # The other tables are still readable.
     assert query("SELECT COUNT(*) FROM customer_landing", published).item() == 2
 

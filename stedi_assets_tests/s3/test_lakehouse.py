@@ -6,8 +6,9 @@ read back by an independent pyiceberg GlueCatalog, the columns Athena sees,
 the object layout; the SQL catalog on S3 (STEDI_CATALOG_URI); landing feeds
 of more than 1,000 objects, a server that dies in the middle of a run, the
 one-line errors of `stedi run` for a missing bucket, rejected credentials and
-an unreachable endpoint, and that no secret reaches Dagster's storage or the
-table metadata.
+an unreachable endpoint, that no secret reaches Dagster's storage or the
+table metadata, and `stedi recover-catalog` with Glue (lost tables
+registered again, a deleted metadata object re-pointed).
 Spark is not covered here: its s3a:// connector (hadoop-aws) cannot be
 fetched on the test machines.
 """
@@ -319,3 +320,61 @@ def test_stedi_run_names_an_unreachable_endpoint(s3_bucket, monkeypatch, capsys)
         rf"{re.escape(endpoint)} \(EndpointConnectionError\)",
         error_line(err),
     )
+
+
+def test_recover_catalog_with_glue(s3_server, s3_bucket, tmp_path, monkeypatch, capsys):
+    # The same command as locally: Glue loses every table, then one table's current metadata object is deleted.
+    from stedi_assets_tests.test_quarantine_assets import write_landing
+
+    s3_bucket.upload(write_landing(tmp_path / "landing"), "landing")
+    database = database_of(s3_bucket)
+    lakehouse = StediLakehouse(
+        landing_uri=s3_bucket.uri("landing"), lakehouse_uri=s3_bucket.uri("lakehouse"), glue_database=database
+    )
+    assert materialize_all(lakehouse).success
+    assert materialize_all(lakehouse).success
+    reader = independent_glue_catalog(s3_server.endpoint)
+    before = {name: reader.load_table(f"{database}.{name}").metadata for name in PUBLISHED}
+    for variable, value in {"STEDI_LANDING_URI": s3_bucket.uri("landing"), "STEDI_LAKEHOUSE_URI": s3_bucket.uri("lakehouse"),
+                            "STEDI_GLUE_DATABASE": database}.items():
+        monkeypatch.setenv(variable, value)
+    for variable in ("STEDI_PROFILE", "STEDI_CATALOG_URI", "STEDI_ENGINE", "STEDI_ML_JOIN"):
+        monkeypatch.delenv(variable, raising=False)
+    glue = boto3.client("glue", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+    for name in PUBLISHED:
+        glue.delete_table(DatabaseName=database, Name=name)
+    capsys.readouterr()  # the materializations' log
+
+    assert cli.main(["query", "SELECT COUNT(*) FROM customer_trusted"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: table {database}.customer_trusted: the catalog Glue Data Catalog (database {database}) holds none of "
+        f"the 12 tables stored under {s3_bucket.uri('lakehouse')} (it is missing, empty or another catalog): nothing "
+        "was read or written; run `stedi recover-catalog` to register the tables again from their metadata files, "
+        "with their snapshots\n"
+    )
+
+    assert cli.main(["recover-catalog"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": registered at ") == 12, out
+    for name, metadata in before.items():
+        recovered = reader.load_table(f"{database}.{name}")
+        assert recovered.metadata.snapshots == metadata.snapshots
+        assert glue.get_table(DatabaseName=database, Name=name)["Table"]["Parameters"]["table_type"] == "ICEBERG"
+    assert cli.main(["run"]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+
+    current = reader.load_table(f"{database}.customer_trusted")
+    key = current.metadata_location.split(f"{s3_bucket.name}/", 1)[1]
+    s3_bucket.client.delete_object(Bucket=s3_bucket.name, Key=key)
+    objects = s3_bucket.keys()
+
+    assert cli.main(["recover-catalog"]) == 0
+    out = capsys.readouterr().out
+    readable = current.metadata.metadata_log[-1].metadata_file.rsplit("/", 1)[-1]
+    assert f"{database}.customer_trusted: re-pointed to {readable} (" in out
+    assert out.count("its metadata reads: kept") == 11
+    recovered = reader.load_table(f"{database}.customer_trusted")
+    assert recovered.metadata.current_snapshot_id == current.metadata.snapshots[-2].snapshot_id
+    assert recovered.scan().to_arrow().num_rows == 1
+    assert s3_bucket.keys() == objects  # only Glue's entry changed
