@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def stedi_landing() -> Path:
             pytest.fail(f"the real STEDI data set is missing at {path}; CI must run the acceptance tests")
         pytest.skip(f"the real STEDI data set is not at {path}")
     return path
+
+
+def place_landing_file(source: Path, target: Path) -> None:
+    """``source`` at ``target`` as a regular file: a hard link where the file system allows one, else a copy.
+
+    Never a symbolic link: a landing step refuses those (it reads only files of its own folder).
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:

@@ -23,6 +23,7 @@ from stedi_assets_tests.conftest import (
     check_outcomes,
     independent_catalog,
     materialize_all,
+    place_landing_file,
     published_rows,
     stored_table,
 )
@@ -129,11 +130,11 @@ def real_customers(stedi_landing) -> tuple[Customer, Customer, int]:
 
 
 def landing_with(real: Path, root: Path, extra: dict[str, list[dict | str]]) -> Path:
-    """The real landing files (linked, not copied) and one extra file per feed in ``extra``."""
+    """The real landing files (hard-linked where possible, else copied) and one extra file per feed in ``extra``."""
     for feed in FEEDS:
         (root / feed).mkdir(parents=True)
         for path in (real / feed).iterdir():
-            (root / feed / path.name).symlink_to(path)
+            place_landing_file(path, root / feed / path.name)
     for feed, lines in extra.items():
         text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
         (root / feed / f"{feed}-extra.json").write_text(text)

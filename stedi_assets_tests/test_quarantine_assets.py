@@ -31,6 +31,7 @@ from stedi_assets_tests.conftest import (
     check_outcomes,
     independent_catalog,
     materialize_all,
+    place_landing_file,
     published_rows,
     stored_table,
 )
@@ -209,7 +210,7 @@ def test_real_data_delivered_twice_and_with_crlf_gives_the_reference_counts(sted
     for feed in FEEDS:
         (landing / feed).mkdir(parents=True)
         for source in sorted((stedi_landing / feed).glob("*.json")):
-            (landing / feed / source.name).symlink_to(source)
+            place_landing_file(source, landing / feed / source.name)
     accelerometer = sorted((stedi_landing / "accelerometer").glob("*.json"))[0]
     shutil.copyfile(accelerometer, landing / "accelerometer" / "accelerometer-delivered-again.json")
     step_trainer = sorted((stedi_landing / "step_trainer").glob("*.json"))[0]
