@@ -11,9 +11,18 @@ spellings below, as the real feeds do. The privacy rules for dirty input
 (email identity, customers held back for an unreadable record, shared
 devices) are left out: the real data has no such records.
 
+Two settings of the lakehouse change the rules, and both are written here:
+``same_customer`` (pair readings only when the accelerometer's user owns the
+step trainer) and ``consent_scope``: under ``from_consent_date`` a reading is
+research data only if taken at or after its owner's research consent
+(``shareWithResearchAsOfDate`` of the owner's current record), for a
+step-trainer reading at or after the consent of every curated customer whose
+record carries the device (the latest of them).
+
 Usage::
 
     python -m benchmarks.duckdb_reference --landing DIR --out DIR [--same-customer]
+        [--consent-scope {any_time,from_consent_date}]
 """
 
 from __future__ import annotations
@@ -76,6 +85,18 @@ _ML_JOIN_ON_SAME_CUSTOMER = (
 )
 
 
+CONSENT_SCOPES = ("any_time", "from_consent_date")
+
+# Under from_consent_date, the condition on a reading's time: at or after the
+# consent of every one of its owners (one for an accelerometer reading, whose
+# user is one customer; any number for a step trainer's device). ALL over the
+# owners rather than their latest date: a null reading time is never at or
+# after a consent, and the owners need not be made one row first.
+_AT_OR_AFTER_EVERY_CONSENT = (
+    "{time} >= ALL (SELECT o.shareWithResearchAsOfDate FROM {owners} o WHERE o.{owner_key} = {key})"
+)
+
+
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -92,8 +113,19 @@ def _read_feed_sql(landing: pathlib.Path, feed: str) -> str:
     )
 
 
-def table_queries(landing: pathlib.Path, same_customer: bool = False) -> dict[str, str]:
+def table_queries(
+    landing: pathlib.Path, same_customer: bool = False, consent_scope: str = "any_time"
+) -> dict[str, str]:
     """The SELECT statement of each table, keyed by table name, in dependency order."""
+    if consent_scope not in CONSENT_SCOPES:
+        raise ValueError(f"consent_scope must be one of {CONSENT_SCOPES}, not {consent_scope!r}")
+    from_consent_date = consent_scope == "from_consent_date"
+    accelerometer_in_scope = _AT_OR_AFTER_EVERY_CONSENT.format(
+        time="a.timestamp", owners="customer_trusted", owner_key="email", key='a."user"'
+    ) if from_consent_date else "TRUE"
+    step_trainer_in_scope = _AT_OR_AFTER_EVERY_CONSENT.format(
+        time="s.sensorReadingTime", owners="customer_curated", owner_key="serialNumber", key="s.serialNumber"
+    ) if from_consent_date else "TRUE"
     return {
         "customer_landing": _read_feed_sql(landing, "customer"),
         "accelerometer_landing": _read_feed_sql(landing, "accelerometer"),
@@ -115,17 +147,19 @@ def table_queries(landing: pathlib.Path, same_customer: bool = False) -> dict[st
             )
             WHERE delivery_rank = 1 AND shareWithResearchAsOfDate IS NOT NULL
         """,
-        "accelerometer_trusted": """
-            SELECT * FROM accelerometer_landing
-            WHERE "user" IN (SELECT email FROM customer_trusted)
+        "accelerometer_trusted": f"""
+            SELECT * FROM accelerometer_landing a
+            WHERE a."user" IN (SELECT email FROM customer_trusted)
+              AND {accelerometer_in_scope}
         """,
         "customer_curated": """
             SELECT * FROM customer_trusted
             WHERE email IN (SELECT "user" FROM accelerometer_trusted)
         """,
-        "step_trainer_trusted": """
-            SELECT * FROM step_trainer_landing
-            WHERE serialNumber IN (SELECT serialNumber FROM customer_curated)
+        "step_trainer_trusted": f"""
+            SELECT * FROM step_trainer_landing s
+            WHERE s.serialNumber IN (SELECT serialNumber FROM customer_curated)
+              AND {step_trainer_in_scope}
         """,
         "machine_learning_curated": f"""
             SELECT s.sensorReadingTime, s.serialNumber, s.distanceFromObject,
@@ -141,13 +175,14 @@ def run_reference(
     landing: str | pathlib.Path,
     out: str | pathlib.Path,
     same_customer: bool = False,
+    consent_scope: str = "any_time",
 ) -> dict[str, int]:
     """Build all eight tables from ``landing`` into ``out``; return each table's row count."""
     landing_path = pathlib.Path(landing)
     out_path = pathlib.Path(out)
     counts: dict[str, int] = {}
     with duckdb.connect() as con:
-        for table, query in table_queries(landing_path, same_customer).items():
+        for table, query in table_queries(landing_path, same_customer, consent_scope).items():
             con.execute(f"CREATE TABLE {table} AS {query}")
             target = out_path / TABLE_ZONES[table] / f"{table}.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -167,9 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="pair readings only when the accelerometer's user owns the step trainer",
     )
+    parser.add_argument(
+        "--consent-scope",
+        choices=CONSENT_SCOPES,
+        default="any_time",
+        help="from_consent_date: only readings taken at or after their owner's research consent",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    counts = run_reference(args.landing, args.out, args.same_customer)
+    counts = run_reference(args.landing, args.out, args.same_customer, args.consent_scope)
     elapsed_s = time.perf_counter() - started
     for table, rows in counts.items():
         print(f"{table:<28} {rows:>12,}")

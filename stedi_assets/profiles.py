@@ -32,7 +32,8 @@ STEDI_REFERENCE = {
     "machine_learning_curated_same_customer": 40_981,
     # consent_scope=from_consent_date: readings taken before the owner's
     # shareWithResearchAsOfDate are left out (and 18 customers whose every
-    # reading predates their consent, with their devices).
+    # reading predates their consent, with their devices). The DuckDB
+    # reference, written apart from the package, gives the same counts.
     "accelerometer_trusted_from_consent_date": 32_025,
     "customer_curated_from_consent_date": 464,
     "step_trainer_trusted_from_consent_date": 11_297,

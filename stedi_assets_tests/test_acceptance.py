@@ -2,7 +2,8 @@
 
 Covers the eight reference row counts, every check's outcome and the
 tables as an independent pyiceberg client reads them from the catalog;
-consent_scope=from_consent_date; and the privacy rules on the real data plus
+consent_scope=from_consent_date, also against the DuckDB reference
+(``benchmarks/duckdb_reference.py``); and the privacy rules on the real data plus
 one small extra file (a withdrawal that fails validation, emails spelled
 differently, a device shared with a non-consenting customer). Does not cover
 the Spark engine or S3 (their own modules).
@@ -17,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from benchmarks.duckdb_reference import run_reference
 from stedi_assets.profiles import STEDI_REFERENCE
 from stedi_assets.schemas import FEEDS, PUBLISHED, TABLES, ZONE_TABLES
 from stedi_assets_tests.conftest import (
@@ -251,7 +253,7 @@ def test_device_shared_with_a_non_consenting_customer_is_left_out(stedi_landing,
 
 
 @pytest.mark.parametrize("ml_join", ["time", "same_customer"])
-def test_consent_scope_from_consent_date(stedi_landing, make_lakehouse, ml_join):
+def test_consent_scope_from_consent_date(stedi_landing, make_lakehouse, tmp_path, ml_join):
     result = materialize_all(
         make_lakehouse(stedi_landing, profile="stedi-reference", consent_scope="from_consent_date", ml_join=ml_join)
     )
@@ -265,6 +267,9 @@ def test_consent_scope_from_consent_date(stedi_landing, make_lakehouse, ml_join)
         "step_trainer_trusted": 11_297,
         "machine_learning_curated": 34_253 if ml_join == "time" else 32_025,
     }
+    # The same counts from the rules written apart from the package, in DuckDB SQL.
+    reference = run_reference(stedi_landing, tmp_path / "reference", ml_join == "same_customer", "from_consent_date")
+    assert {t: rows[t] for t in ZONE_TABLES} == reference
     outcomes = check_outcomes(result)
     assert all(outcomes[(t, "row_count")] for t in ZONE_TABLES)
     assert all(passed for (_, check), passed in outcomes.items() if check == "readings_within_consent_scope")

@@ -1,7 +1,8 @@
-"""Tests of the benchmark tooling's answers: the DuckDB reference on the real data set,
-scaling that data set three times, the reference on simulated data, and the growth
-table's bookkeeping (counting a table's rows in each layout, reusing a scaled landing
-zone, judging the targets from made-up figures).
+"""Tests of the benchmark tooling's answers: the DuckDB reference on the real data set
+(the profile's counts under each join and consent scope come from it), the reference's
+consent scope on a small hand-made landing zone, scaling the real data set three times,
+the reference on simulated data, and the growth table's bookkeeping (counting a table's
+rows in each layout, reusing a scaled landing zone, judging the targets from made-up figures).
 
 They check row counts and arithmetic only, never time anything. The real-data tests
 read the STEDI data set through the ``stedi_landing`` fixture; outputs go to ``tmp_path``.
@@ -25,15 +26,80 @@ from stedi_assets.simulate import expected_counts, simulate_landing, write_landi
 
 
 
-def reference_counts(same_customer: bool) -> dict[str, int]:
+def reference_counts(same_customer: bool, consent_scope: str = "any_time") -> dict[str, int]:
     """The known answer of the six rules on the real data set."""
-    return {table: expected_rows("stedi-reference", table, same_customer) for table in ZONE_TABLES}
+    return {table: expected_rows("stedi-reference", table, same_customer, consent_scope) for table in ZONE_TABLES}
 
 
+@pytest.mark.parametrize("consent_scope", ["any_time", "from_consent_date"])
 @pytest.mark.parametrize("same_customer", [False, True])
-def test_reference_gives_the_known_answer(stedi_landing, tmp_path: pathlib.Path, same_customer: bool) -> None:
-    assert run_reference(stedi_landing, tmp_path, same_customer) == reference_counts(same_customer)
+def test_reference_gives_the_known_answer(
+    stedi_landing, tmp_path: pathlib.Path, same_customer: bool, consent_scope: str
+) -> None:
+    # The profile's counts, which the pipeline's row-count checks and tests
+    # hold it to, are those of the reference written apart from the package.
+    assert run_reference(stedi_landing, tmp_path, same_customer, consent_scope) == reference_counts(
+        same_customer, consent_scope
+    )
     assert (tmp_path / "curated" / "machine_learning_curated.parquet").is_file()
+
+
+def test_reference_consent_scope_on_its_boundaries(tmp_path: pathlib.Path) -> None:
+    # Each count below is worked out by hand from the records, not by any code.
+    T0 = 1_655_564_444_103
+    customers = [  # email, serialNumber, shareWithResearchAsOfDate
+        ("ann@x.com", "s-a", T0),
+        ("bob@x.com", "s-b", T0 + 100),  # every reading of his predates his consent
+        ("cat@x.com", "shared", T0),
+        ("dan@x.com", "shared", T0 + 10),  # the device's latest consent
+        ("eve@x.com", "s-e", None),  # no research consent
+    ]
+    accelerometer = [  # user, timestamp
+        ("ann@x.com", T0 - 1), ("ann@x.com", T0), ("ann@x.com", T0 + 1), ("ann@x.com", T0 + 10),
+        ("bob@x.com", T0 + 50), ("bob@x.com", T0 + 99),
+        ("cat@x.com", T0 + 5), ("cat@x.com", T0 + 11),
+        ("dan@x.com", T0 + 9), ("dan@x.com", T0 + 10),
+        ("eve@x.com", T0 + 20),
+    ]
+    step_trainer = [  # serialNumber, sensorReadingTime
+        ("s-a", T0 - 1), ("s-a", T0), ("s-b", T0 + 200),
+        ("shared", T0 + 5), ("shared", T0 + 10), ("shared", T0 + 11), ("s-e", T0 + 30),
+    ]
+    feeds = {
+        "customer": [
+            {"customerName": email, "email": email, "serialNumber": serial, "registrationDate": T0,
+             "lastUpdateDate": T0, "shareWithResearchAsOfDate": consent}
+            for email, serial, consent in customers
+        ],
+        "accelerometer": [{"user": user, "timestamp": t, "x": 0.0, "y": 0.0, "z": 0.0} for user, t in accelerometer],
+        "step_trainer": [
+            {"sensorReadingTime": t, "serialNumber": serial, "distanceFromObject": 1} for serial, t in step_trainer
+        ],
+    }
+    for feed, records in feeds.items():
+        (tmp_path / "landing" / feed).mkdir(parents=True)
+        (tmp_path / "landing" / feed / f"{feed}-1.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def counts(same_customer: bool, consent_scope: str) -> dict[str, int]:
+        out = tmp_path / f"{same_customer}-{consent_scope}"
+        found = run_reference(tmp_path / "landing", out, same_customer, consent_scope)
+        return {table: rows for table, rows in found.items() if not table.endswith("_landing")}
+
+    # Any time: every reading of ann, bob, cat and dan (eve did not consent); the pairs at T0-1, T0,
+    # T0+5, T0+10 (dan's and ann's readings with the shared device) and T0+11.
+    assert counts(False, "any_time") == {
+        "customer_trusted": 4, "accelerometer_trusted": 10, "customer_curated": 4, "step_trainer_trusted": 6, "machine_learning_curated": 6,
+    }
+    assert counts(True, "any_time")["machine_learning_curated"] == 5  # not ann's reading with the shared device
+    # From the consent date: ann's readings at and after T0 (one at the very
+    # millisecond), cat's two, dan's at T0+10, none of bob's, who leaves
+    # customer_curated with his device; the shared device's readings at and
+    # after dan's consent (T0+10, T0+11), not at cat's (T0+5); s-a's at T0.
+    # Pairs: T0 (ann), T0+10 (dan, ann), T0+11 (cat).
+    assert counts(False, "from_consent_date") == {
+        "customer_trusted": 4, "accelerometer_trusted": 6, "customer_curated": 3, "step_trainer_trusted": 3, "machine_learning_curated": 4,
+    }
+    assert counts(True, "from_consent_date")["machine_learning_curated"] == 3
 
 
 @pytest.mark.parametrize("same_customer", [False, True])

@@ -11,7 +11,8 @@ object value, an exact duplicate name, a column whose values mix JSON kinds in
 a way that changes their typed value, a JSON-array file) is read by the
 reference itself, so a bad record never costs the others of its file.
 ``stedi_assets_tests/engines/test_landing_differential.py`` holds both to the same
-answer.
+answer, and, by each read's ``FeedRead.read_by``, the fast path to the files
+it must read and to none it cannot be certain of.
 
 Accepted deliveries: newline-delimited JSON or a JSON array of objects,
 optionally gzip-compressed (``.json.gz``, bounded by ``max_file_mb`` after
@@ -29,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import narwhals as nw
 import polars as pl
@@ -43,6 +45,9 @@ QUARANTINE_SCHEMA = pl.Schema(
     {"source_file": pl.String, "line": pl.Int64, "reason": pl.String, "raw_text": pl.String}
 )
 
+ReadBy = Literal["fast", "reference"]
+"""How a file was read: whole by Polars (the fast path), or line by line by the reference."""
+
 
 @dataclass
 class FeedRead:
@@ -55,6 +60,9 @@ class FeedRead:
     unknown_fields: dict[str, int] = field(default_factory=dict)
     distinct_by_file: dict[str, int] = field(default_factory=dict)
     """Distinct valid records of each file that has any."""
+    read_by: dict[str, ReadBy] = field(default_factory=dict)
+    """How each file was read: ``"fast"`` where the fast path was certain of the reference's answer,
+    ``"reference"`` elsewhere. Lets a test show that the fast path ran, and where it did not."""
 
 
 class _LineTexts:
@@ -255,6 +263,10 @@ class _ParsedFile:
     texts: _LineTexts | None = None
     reference: FileRecords | None = None
 
+    @property
+    def read_by(self) -> ReadBy:
+        return "fast" if self.raw is not None else "reference"
+
 
 def _parse(schema: TableSchema, rules: RecordRules, uri: str, data: bytes, max_file_mb: int) -> _ParsedFile:
     data, problems = validation.landing_bytes(uri, data, max_file_mb)
@@ -279,6 +291,7 @@ class _FileRead:
     unknown: dict[str, int]
     records_read: int
     distinct_by_file: dict[str, int]
+    read_by: dict[str, ReadBy]
 
 
 _BATCH_FILES = 16
@@ -333,7 +346,7 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
     for frame in kept:
         for (uri,), records in frame.partition_by(DELIVERED_FROM, as_dict=True, include_key=False).items():
             _add_counts(distinct_by_file, {uri: records.unique().height})
-    return _FileRead(kept, rows, unknown, records_read, distinct_by_file)
+    return _FileRead(kept, rows, unknown, records_read, distinct_by_file, {f.uri: f.read_by for f in files})
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -346,12 +359,14 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
     unknown: dict[str, int] = {}
     records_read = 0
     distinct_by_file: dict[str, int] = {}
+    read_by: dict[str, ReadBy] = {}
     for read in reads:
         kept += read.kept
         rows += read.quarantined
         records_read += read.records_read
         _add_counts(unknown, read.unknown)
         _add_counts(distinct_by_file, read.distinct_by_file)
+        read_by.update(read.read_by)
     records = pl.concat(kept) if kept else pl.DataFrame(
         schema=delivered_records_schema(schema.name.removesuffix("_landing")).polars_schema
     )
@@ -361,6 +376,7 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
         records_read=records_read,
         unknown_fields=dict(sorted(unknown.items())),
         distinct_by_file=distinct_by_file,
+        read_by=read_by,
     )
 
 

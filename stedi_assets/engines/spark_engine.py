@@ -410,6 +410,7 @@ _RAW_TEXT = "raw_text"
 _RECORDS_READ = "__records_read"
 _QUARANTINED = "__quarantined"
 _UNKNOWN_FIELDS = "__unknown_fields"
+_READ_ID = "__read_id"
 _SCHEME = re.compile("^[a-z0-9]+:(//[^/]*)?")
 _FILES_PER_READ = 8
 """Files a worker reads before handing their records on: few enough to bound
@@ -425,24 +426,23 @@ def landing_layout(schema: TableSchema) -> T.StructType:
         T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()),
         *[T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in schema.columns],
         T.StructField(_RECORDS_READ, T.LongType()), T.StructField(_QUARANTINED, T.LongType()),
-        T.StructField(_UNKNOWN_FIELDS, T.StringType()),
+        T.StructField(_UNKNOWN_FIELDS, T.StringType()), T.StructField(_READ_ID, T.StringType()),
     ])
 
 
-def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str], read_id: str):
-    """A mapInArrow function over binaryFile batches (path, content): the files' landing rows as Arrow batches.
+def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
+    """A mapInArrow function over binaryFile batches (path, content, read id): the files' landing rows as Arrow batches.
 
     Spark names a file ``file:/path`` or ``s3a://bucket/key``; files are told
     apart by their path (the part after the scheme and bucket), and each
-    record names its file by the store's URI.
+    record names its file by the store's URI. Each summary row carries the
+    read id of the files it sums up.
     """
     store_uris = {_SCHEME.sub("", spark_uri(uri)): uri for uri in files}
     layout = landing_layout(schema)
 
     def read(batches):
         import json
-
-        assert read_id  # part of the function Spark compares: no two reads share a cached plan
 
         import polars as pl
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -460,6 +460,7 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str], rea
         for batch in batches:
             paths = batch.column("path").to_pylist()
             contents = batch.column("content")
+            read_ids = batch.column(_READ_ID)
             for start in range(0, len(paths), _FILES_PER_READ):
                 group = [
                     (store_uris.get(_SCHEME.sub("", paths[i]), paths[i]), contents[i].as_py())
@@ -469,7 +470,7 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str], rea
                 del group
                 summary = pl.DataFrame({
                     _RECORDS_READ: [feed.records_read], _QUARANTINED: [feed.quarantine.height],
-                    _UNKNOWN_FIELDS: [json.dumps(feed.unknown_fields)],
+                    _UNKNOWN_FIELDS: [json.dumps(feed.unknown_fields)], _READ_ID: [read_ids[start].as_py()],
                 })
                 quarantine = feed.quarantine.rename({
                     "source_file": SOURCE, "line": LINE, "reason": REASON, "raw_text": _RAW_TEXT,
@@ -544,19 +545,25 @@ class SparkEngine:
         )
 
     def _read_landing(self, feed: TableSchema, files: Sequence[str]) -> LandingRead:
-        contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select("path", "content")
-        # Each read is its own plan (its id is in the function Spark runs): Spark reuses cached data for any
-        # plan equal to a cached one, and a read of the same paths after the files changed must not match
-        # an earlier read's cache (one a failed step left behind, or one not yet released).
-        rows = contents.mapInArrow(_file_reads(self.max_file_mb, feed, files, uuid.uuid4().hex), landing_layout(feed))
+        # Each read is its own plan: Spark reuses cached data for any plan equal to a cached one, and a
+        # read of the same paths after the files changed must not match an earlier read's cache (one a
+        # failed step left behind, or one not yet released). The read's id is a literal column of the
+        # plan, which Spark compares by value; the function hands it back in each summary row.
+        read_id = uuid.uuid4().hex
+        contents = self.session.read.format("binaryFile").load([spark_uri(f) for f in files]).select(
+            "path", "content", F.lit(read_id).alias(_READ_ID)
+        )
+        rows = contents.mapInArrow(_file_reads(self.max_file_mb, feed, files), landing_layout(feed))
         # Cached, the files are read once: the summaries below compute the
         # cache, and the quarantine and the landing table are read from it.
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         self._landing_records.append(rows)
         summaries = rows.filter(F.col(_RECORDS_READ).isNotNull()).select(
-            F.sum(_RECORDS_READ), F.sum(_QUARANTINED), F.collect_list(_UNKNOWN_FIELDS)
+            F.sum(_RECORDS_READ), F.sum(_QUARANTINED), F.collect_list(_UNKNOWN_FIELDS), F.collect_set(_READ_ID)
         ).first()
         records_read, quarantined, unknown_lists = summaries[0] or 0, summaries[1] or 0, summaries[2] or []
+        if set(summaries[3] or []) - {read_id}:
+            raise EngineError("Spark answered a read of landing files with the rows it had cached for another read")
         unknown_fields: dict[str, int] = {}
         for text in unknown_lists:
             for name, count in json.loads(text).items():

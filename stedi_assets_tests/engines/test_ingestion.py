@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,6 +206,40 @@ def test_spark_reads_a_changed_file_anew_while_an_earlier_read_is_cached(spark, 
         read = engine.read_landing(FEED_SCHEMAS["accelerometer"], [str(path)], LocalStore())
         timestamps.append([row["timestamp"] for row in read.records.to_native().collect()])
     assert timestamps == [[T0], [T0 + 1]]
+
+
+_READ_TWICE = """
+import json, sys
+from pathlib import Path
+
+from stedi_assets.engines.spark_engine import SparkEngine
+from stedi_assets.schemas import FEED_SCHEMAS
+from stedi_assets.storage import LocalStore
+
+path, t0 = Path(sys.argv[1]), int(sys.argv[2])
+engine = SparkEngine("local[1]", {"spark.driver.memory": "1g"})
+timestamps = []
+for t in (t0, t0 + 1):
+    path.write_text(json.dumps({"user": "a@test.com", "timestamp": t}) + "\\n")
+    read = engine.read_landing(FEED_SCHEMAS["accelerometer"], [str(path)], LocalStore())
+    timestamps.append([row["timestamp"] for row in read.records.to_native().collect()])
+print(json.dumps({"optimize": sys.flags.optimize, "timestamps": timestamps}))
+"""
+
+
+@pytest.mark.spark
+def test_spark_reads_a_changed_file_anew_under_python_optimizations(spark, tmp_path):
+    # As above, in a Python run with -O (and its Spark workers with PYTHONOPTIMIZE),
+    # which drops every assert: what keeps two reads' plans apart must not be one.
+    # A process of its own (its own Spark driver): optimization is chosen when Python starts.
+    environ = {**os.environ, "PYTHONOPTIMIZE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-O", "-c", _READ_TWICE, str(tmp_path / "part-0.json"), str(T0)],
+        capture_output=True, text=True, env=environ, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"optimize": 1, "timestamps": [[T0], [T0 + 1]]}
 
 
 def test_polars_stores_the_records_it_reads_a_slice_per_file(tmp_path):
