@@ -31,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from stedi_assets.lakehouse.tables import iceberg_schema, replace_contents, table_properties
-from stedi_assets.schemas import TABLES
+from stedi_assets.domain.schemas import TABLES
 
 TABLE = TABLES["accelerometer_landing"]
 

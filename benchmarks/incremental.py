@@ -60,7 +60,7 @@ def table_digests(lakehouse: pathlib.Path) -> dict[str, tuple[int, int]]:
     """Table -> (rows, order-independent hash of its rows), read by an independent pyiceberg client."""
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from stedi_assets.schemas import TABLES
+    from stedi_assets.domain.schemas import TABLES
 
     catalog = SqlCatalog("stedi", uri=f"sqlite:///{lakehouse / 'catalog.db'}", init_catalog_tables="false")
     digests = {}

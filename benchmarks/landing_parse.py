@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from stedi_assets.engines.polars_landing import read_feed
-from stedi_assets.schemas import FEED_SCHEMAS
+from stedi_assets.lakehouse.engines.polars_landing import read_feed
+from stedi_assets.domain.schemas import FEED_SCHEMAS
 from stedi_assets_tests.conftest import reference_landing
 
 

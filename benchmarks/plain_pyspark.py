@@ -1,7 +1,7 @@
 """The five zone rules as a plain PySpark script: JSON in, Parquet out, no Dagster, no checks.
 
 The yardstick for the Spark engine: what a hand-written Glue-style job costs on
-the same landing zone and the same machine. Same rules as stedi_assets/rules.py
+the same landing zone and the same machine. Same rules as stedi_assets/domain/rules.py
 (distinct records; each email's current record with consent; semi joins; the
 time join), written directly against the DataFrame API; it reads the feeds
 with their declared schemas and their usual spelling only. Left out: the

@@ -30,9 +30,9 @@ from benchmarks.bench import default_source, scaled_landing
 def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] | None = None) -> dict[str, object]:
     from dagster import materialize
 
-    from stedi_assets import checks
+    from stedi_assets.defs import checks
     from stedi_assets.definitions import zone_assets
-    from stedi_assets.resources import StediLakehouse, lakehouse_io_manager
+    from stedi_assets.defs.resources import StediLakehouse, lakehouse_io_manager
 
     check_seconds: dict[str, float] = collections.defaultdict(float)
     check_jobs: dict[str, int] = collections.defaultdict(int)
@@ -76,7 +76,7 @@ def spark_jobs(engine: str, spark_conf: dict[str, str] | None = None) -> int:
     """Spark jobs started so far in this process (0 for other engines); starts the session if needed."""
     if engine != "spark":
         return 0
-    from stedi_assets.engines.spark_engine import spark_session
+    from stedi_assets.lakehouse.engines.spark_engine import spark_session
 
     return len(spark_session(conf=spark_conf).sparkContext.statusTracker().getJobIdsForGroup())
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stedi_assets.schemas import FEEDS, PUBLISHED, TABLES
+from stedi_assets.domain.schemas import FEEDS, PUBLISHED, TABLES
 
 # Command-line options and the environment variables they set. The settings
 # are read and validated in one place (settings.read_settings); an option only
@@ -64,7 +64,7 @@ def _apply_settings(args: argparse.Namespace) -> None:
 
 
 def _landing_is_empty(lakehouse) -> bool:
-    from stedi_assets.schemas import FEEDS
+    from stedi_assets.domain.schemas import FEEDS
 
     store = lakehouse.store_for(lakehouse.landing_uri)
     return not any(store.list_files(lakehouse.feed_uri(feed)) for feed in FEEDS)
@@ -72,8 +72,8 @@ def _landing_is_empty(lakehouse) -> bool:
 
 def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: int) -> int:
     """Write the simulator's feeds under ``landing_uri``; return how many files were written."""
-    from stedi_assets.simulate import simulate_landing
-    from stedi_assets.storage import join_uri
+    from stedi_assets.domain.simulate import simulate_landing
+    from stedi_assets.lakehouse.storage import join_uri
 
     store = lakehouse.store_for(landing_uri)
     files = simulate_landing(customers=customers, seed=seed)
@@ -94,7 +94,7 @@ def _built_job(build: str, tables: tuple[str, ...]):
     # Dagster asks for the job several times during a run: it is built once per build.
     from dagster import AssetCheckKey, AssetKey
 
-    from stedi_assets.checks import CHECKS
+    from stedi_assets.defs.checks import CHECKS
     from stedi_assets.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("stedi_job")
@@ -109,11 +109,11 @@ def _built_job(build: str, tables: tuple[str, ...]):
 def run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-    from stedi_assets.assets import ZONE_ASSETS
-    from stedi_assets.masking import mask_emails
-    from stedi_assets.planning import out_of_date
-    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
-    from stedi_assets.storage import normalize_uri
+    from stedi_assets.defs.assets import ZONE_ASSETS
+    from stedi_assets.defs.masking import mask_emails
+    from stedi_assets.lakehouse.planning import out_of_date
+    from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+    from stedi_assets.lakehouse.storage import normalize_uri
 
     settings, lakehouse = _configure(args)
     _check_catalog(lakehouse)
@@ -242,7 +242,7 @@ def _format_summary(summaries: dict[str, TableSummary]) -> str:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from stedi_assets.storage import normalize_uri
+    from stedi_assets.lakehouse.storage import normalize_uri
 
     settings, lakehouse = _configure(args)
     # Simulated records must never mix with real ones: the simulator writes
@@ -280,7 +280,7 @@ def _configure(args: argparse.Namespace):
     _apply_settings(args)
     settings = read_settings()
 
-    from stedi_assets.resources import build_resources
+    from stedi_assets.defs.resources import build_resources
 
     return settings, _resolved(build_resources()["lakehouse"])
 
@@ -306,7 +306,7 @@ def _resolved(resource):
 
 
 def query(args: argparse.Namespace) -> int:
-    from stedi_assets.query import query_batches
+    from stedi_assets.lakehouse.query import query_batches
 
     settings, lakehouse = _configure(args)
     max_rows = args.max_rows if args.max_rows is not None else (100 if args.format == "table" else -1)
@@ -436,7 +436,7 @@ def recover_catalog(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from stedi_assets.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
+    from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
 
     parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 
 from benchmarks.duckdb_reference import run_reference
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.schemas import FEEDS, PUBLISHED, TABLES, ZONE_TABLES
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import FEEDS, PUBLISHED, TABLES, ZONE_TABLES
 from stedi_assets_tests.conftest import (
     check_outcomes,
     independent_catalog,

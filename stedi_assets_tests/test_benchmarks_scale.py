@@ -20,9 +20,9 @@ import pytest
 from benchmarks.bench import Measurement, growth_table, scaled_landing, table_rows, targets
 from benchmarks.duckdb_reference import run_reference
 from benchmarks.scale_data import scale_landing
-from stedi_assets.profiles import expected_rows
-from stedi_assets.schemas import ZONE_TABLES
-from stedi_assets.simulate import expected_counts, simulate_landing, write_landing
+from stedi_assets.domain.profiles import expected_rows
+from stedi_assets.domain.schemas import ZONE_TABLES
+from stedi_assets.domain.simulate import expected_counts, simulate_landing, write_landing
 
 
 

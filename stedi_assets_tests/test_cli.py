@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.profiles import STEDI_REFERENCE, expected_rows
-from stedi_assets.schemas import TABLES
+from stedi_assets.domain.profiles import STEDI_REFERENCE, expected_rows
+from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import stored_table
 from stedi_assets_tests.test_settings import BAD, SECRETS
 
@@ -240,7 +240,7 @@ def test_run_lets_go_of_each_table_once_its_step_is_done(stedi_landing, tmp_path
     # A table is held in memory for its checks and its commit, then released:
     # the run does not keep every table until it ends (which doubled the peak
     # memory of a large run). Counted at each hold: earlier held tables still alive.
-    from stedi_assets.engines.polars_engine import PolarsEngine
+    from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 
     held: list[weakref.ref] = []
     alive: list[int] = []

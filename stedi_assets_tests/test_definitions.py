@@ -13,12 +13,12 @@ from datetime import timedelta
 import pytest
 from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 
-from stedi_assets.checks import CHECKS
+from stedi_assets.defs.checks import CHECKS
 from stedi_assets.definitions import build_definitions, defs, zone_assets
-from stedi_assets.operations.audit import AUDIT_CHECKS
-from stedi_assets.resources import DEFAULT_LAKEHOUSE_URI, build_resources
-from stedi_assets.schemas import TABLES
-from stedi_assets.storage import normalize_uri
+from stedi_assets.defs.audit import AUDIT_CHECKS
+from stedi_assets.defs.resources import DEFAULT_LAKEHOUSE_URI, build_resources
+from stedi_assets.domain.schemas import TABLES
+from stedi_assets.lakehouse.storage import normalize_uri
 from stedi_assets_tests.conftest import stored_table
 
 # Node names of stedi_job are the zone assets' op names (a landing multi-asset is one op).
@@ -56,7 +56,7 @@ def test_every_asset_is_in_the_lakehouse_pool():
 
 def test_catalog_and_maintenance_settings_come_from_the_environment():
     lakehouse = build_resources({
-        "STEDI_CATALOG_URI": "postgresql://catalog-host/stedi", "STEDI_NAMESPACE": "lab",
+        "STEDI_CATALOG_URI": "sqlite:////srv/stedi/catalog.db", "STEDI_NAMESPACE": "lab",
         "STEDI_SNAPSHOT_MAX_AGE_HOURS": "48", "STEDI_SNAPSHOTS_MIN_KEPT": "3", "STEDI_ORPHAN_MIN_AGE_HOURS": "6",
     })["lakehouse"]
     assert lakehouse.catalog_uri == EnvVar("STEDI_CATALOG_URI")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from stedi_assets.rules import identity_of
-from stedi_assets.schemas import FEEDS, TABLES
+from stedi_assets.domain.rules import identity_of
+from stedi_assets.domain.schemas import FEEDS, TABLES
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stedi_assets import rules
-from stedi_assets.engines.polars_landing import read_feed
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.schemas import EPOCH_MS_MAX, FEED_SCHEMAS, RAW_TEXT_LIMIT
+from stedi_assets.domain import rules
+from stedi_assets.lakehouse.engines.polars_landing import read_feed
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import EPOCH_MS_MAX, FEED_SCHEMAS, RAW_TEXT_LIMIT
 from stedi_assets_tests.conftest import materialize_all, published_rows
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -454,9 +454,9 @@ def test_a_file_over_the_bound_is_quarantined_whole(tmp_path):
 _MEASURE = """
 import re, sys
 from pathlib import Path
-from stedi_assets.engines.polars_engine import PolarsEngine
-from stedi_assets.schemas import FEED_SCHEMAS
-from stedi_assets.storage import LocalStore
+from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+from stedi_assets.domain.schemas import FEED_SCHEMAS
+from stedi_assets.lakehouse.storage import LocalStore
 read = PolarsEngine(max_file_mb=1).read_landing(FEED_SCHEMAS["step_trainer"], [sys.argv[1]], LocalStore())
 rows = read.quarantine.collect().to_native().select("line", "reason").rows()
 peak_kib = int(re.search(r"VmHWM:\\s*(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
@@ -483,7 +483,7 @@ def test_memory_stays_bounded_while_finding_a_gzip_bomb(tmp_path):
 
 
 def test_the_bound_is_a_setting(monkeypatch):
-    from stedi_assets.resources import build_resources
+    from stedi_assets.defs.resources import build_resources
 
     assert build_resources({})["lakehouse"].max_file_mb == 1024
     monkeypatch.setenv("STEDI_MAX_FILE_MB", "5")

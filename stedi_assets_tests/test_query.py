@@ -1,4 +1,4 @@
-"""SQL over the published tables: `stedi query` and `stedi_assets.query` on the real data set.
+"""SQL over the published tables: `stedi query` and `stedi_assets.lakehouse.query` on the real data set.
 
 Covers the reference row counts through the command, the reference system's
 documented queries verbatim, full SQL (join, window, CTE), output formats,
@@ -26,10 +26,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from stedi_assets import cli
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.query import QueryError, connect, published_datasets, query
-from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import PUBLISHED, TABLES
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.lakehouse.query import QueryError, connect, published_datasets, query
+from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.tables import data_file_paths
 from stedi_assets_tests.conftest import materialize_all, stored_table
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import inspect
 import re
 
-from stedi_assets import resources
-from stedi_assets.checks import CHECKS
-from stedi_assets.schemas import PUBLISHED
+from stedi_assets.defs import resources
+from stedi_assets.defs.checks import CHECKS
+from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.settings import SETTINGS, VARIABLES
 from stedi_assets_tests.conftest import REPOSITORY
 

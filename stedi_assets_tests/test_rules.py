@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from stedi_assets import rules
-from stedi_assets.schemas import TABLES
+from stedi_assets.domain import rules
+from stedi_assets.domain.schemas import TABLES
 
 T0 = 1_655_564_000_000
 
@@ -71,7 +71,7 @@ def test_customer_trusted_requires_research_consent(consent, trusted):
 def test_consent_absent_in_the_feed_file_is_null():
     # The feed omits share* keys for customers who did not consent; the parser
     # must turn an absent key into null, not drop the record.
-    from stedi_assets.engines.polars_landing import read_feed
+    from stedi_assets.lakehouse.engines.polars_landing import read_feed
 
     data = b'{"email": "a@example.com", "serialNumber": "s", "lastUpdateDate": 1655564000000}\n'
     parsed = read_feed(TABLES["customer_landing"], [("customer-1.json", data)]).records
@@ -303,7 +303,7 @@ def test_recover_identity(raw_text, identity):
 
 
 def quarantined(*records: tuple[str | None, int | None]) -> nw.LazyFrame:
-    from stedi_assets.schemas import QUARANTINED_CUSTOMERS
+    from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS
 
     rows = [("customer-2.json", line, email, updated) for line, (email, updated) in enumerate(records, 1)]
     return nw.from_native(pl.LazyFrame(rows, schema=QUARANTINED_CUSTOMERS.polars_schema, orient="row"))
@@ -408,7 +408,7 @@ def test_consent_scope_of_a_shared_device_is_its_latest_owner_consent():
 
 
 def test_expected_rows_by_consent_scope():
-    from stedi_assets.profiles import expected_rows
+    from stedi_assets.domain.profiles import expected_rows
 
     assert expected_rows("stedi-reference", "accelerometer_trusted", False) == 40_981
     assert expected_rows("stedi-reference", "accelerometer_trusted", False, "from_consent_date") == 32_025

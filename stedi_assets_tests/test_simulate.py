@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from stedi_assets.simulate import (
+from stedi_assets.domain.simulate import (
     DEFAULT_COUNTS,
     expected_counts,
     simulate_landing,

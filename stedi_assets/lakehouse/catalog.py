@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from stedi_assets.settings import DEFAULT_NAMESPACE
-from stedi_assets.storage import is_s3_uri, local_path
+from stedi_assets.lakehouse.storage import is_s3_uri, local_path
 
 CATALOG_NAME = "stedi"
 """The name every reader of an SQL catalog must use: it lists only tables of its own name."""
@@ -167,7 +167,7 @@ _ARROW_S3_OBJECT = re.compile(r"(?:key|path) '([^']+)' in bucket '([^']+)'|bucke
 
 def _s3_reason(text: str) -> str | None:
     """One phrase for pyarrow's S3 error text (as pyiceberg's FileIO raises it), naming the object."""
-    from stedi_assets.storage_s3 import describe_s3_code
+    from stedi_assets.lakehouse.storage_s3 import describe_s3_code
 
     found = _ARROW_S3_OBJECT.search(text)
     if found is None or "AWS Error" not in text:

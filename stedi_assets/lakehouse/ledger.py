@@ -22,7 +22,7 @@ The ledger is small (a row per file version) and always handled with Polars,
 whichever engine computes the tables. It is written after the landing and
 quarantine tables are committed; a run stopped in between leaves the new
 versions unrecorded, and the next run reads them again, which changes no row
-of those tables (see ``stedi_assets.ingestion``).
+of those tables (see ``stedi_assets.lakehouse.ingestion``).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.lakehouse.tables import StaleUpdateError, commit_update, data_file_paths, evolve_schema
-from stedi_assets.schemas import DELIVERY_LEDGER
-from stedi_assets.storage import join_uri
+from stedi_assets.lakehouse.tables import StaleUpdateError, commit_update, data_file_paths, evolve_schema, write_folder
+from stedi_assets.domain.schemas import DELIVERY_LEDGER
+from stedi_assets.lakehouse.storage import join_uri
 
 if TYPE_CHECKING:
-    from stedi_assets.resources import StediLakehouse
+    from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
 
 CURRENT, REPLACED, REMOVED, REJECTED, REFUSED = "current", "replaced", "removed", "rejected", "refused"
 LIVE = (CURRENT, REJECTED, REFUSED)
@@ -184,7 +184,6 @@ def _replace_ledger(lakehouse: StediLakehouse, contents: pl.DataFrame, base: int
 
     table = DELIVERY_LEDGER.name
     iceberg_table = evolve_schema(lakehouse.load_table(table, create=True), DELIVERY_LEDGER)
-    from stedi_assets.resources import write_folder
 
     folder = write_folder(iceberg_table, run_id)
     store = lakehouse.store_for(folder)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.schemas import PUBLISHED
+from stedi_assets.domain.schemas import PUBLISHED
 
 if TYPE_CHECKING:
-    from stedi_assets.resources import StediLakehouse
+    from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = No
     listed = store.list_objects(location)  # before the metadata is read again: see the module's docstring
     iceberg_table = lakehouse.load_table(table)
     referenced = referenced_files(iceberg_table)
-    # A landing table's delivery records (see stedi_assets.ingestion) are referenced by the ledger's current rows.
+    # A landing table's delivery records (see stedi_assets.lakehouse.ingestion) are referenced by the ledger's current rows.
     delivery_folders = {folder.rstrip("/") + "/" for folder in current_records_folders(lakehouse, table)}
     referenced.update(uri for uri, _ in listed if any(_plain(uri).startswith(_plain(f)) for f in delivery_folders))
     safety_cutoff = now - lakehouse.orphan_min_age_hours * 3600

@@ -30,8 +30,8 @@ from stedi_assets.lakehouse.catalog import (
     build_catalog,
     catalog_errors,
 )
-from stedi_assets.schemas import PUBLISHED
-from stedi_assets.storage import StorageError, join_uri, local_path, normalize_uri
+from stedi_assets.domain.schemas import PUBLISHED
+from stedi_assets.lakehouse.storage import StorageError, join_uri, local_path, normalize_uri
 _METADATA_FILE = re.compile(r"(\d+)-[0-9a-fA-F-]{36}\.metadata\.json")
 
 

@@ -20,13 +20,15 @@ tried again; after :data:`COMMIT_ATTEMPTS` the step fails with one line.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from stedi_assets.lakehouse.catalog import CatalogError
-from stedi_assets.schemas import TableSchema
+from stedi_assets.domain.schemas import TableSchema
+from stedi_assets.lakehouse.storage import join_uri
 
 COMMIT_ATTEMPTS = 5
 RUN_ID = "stedi.run_id"
@@ -351,3 +353,9 @@ def snapshot_at(iceberg_table, timestamp_ms: int) -> int | None:
         if entry.timestamp_ms <= timestamp_ms and iceberg_table.metadata.snapshot_by_id(entry.snapshot_id):
             found = entry.snapshot_id
     return found
+
+
+def write_folder(iceberg_table, run_id: str) -> str:
+    """A folder of its own for one write's data files: a failed or concurrent write never touches another's
+    files; files of a write that was never committed are deleted by maintenance."""
+    return join_uri(iceberg_table.location(), "data", f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from dagster import ExecuteInProcessResult
 
-from stedi_assets.engines import EngineError
-from stedi_assets.resources import StediLakehouse
+from stedi_assets.lakehouse.engines import EngineError
+from stedi_assets.defs.resources import StediLakehouse
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
@@ -21,7 +21,7 @@ from stedi_assets_tests.conftest import materialize_all, stored_table
 def spark() -> Iterator[object]:
     """The process's Spark session (one JVM for every Spark test), stopped at the end."""
     try:
-        from stedi_assets.engines.spark_engine import spark_session, stop_spark_session
+        from stedi_assets.lakehouse.engines.spark_engine import spark_session, stop_spark_session
 
         session = spark_session("local[2]")
     except EngineError as error:

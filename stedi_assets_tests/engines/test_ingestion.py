@@ -32,15 +32,15 @@ from hypothesis import strategies as st
 
 from polars.testing import assert_frame_equal
 
-from stedi_assets import rules
+from stedi_assets.domain import rules
 from stedi_assets.definitions import zone_assets
-from stedi_assets.engines import RecordsFolder, slice_of_file
-from stedi_assets.engines.polars_engine import PolarsEngine
+from stedi_assets.lakehouse.engines import RecordsFolder, slice_of_file
+from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
-from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import FEED_SCHEMAS
-from stedi_assets.storage import LocalStore
-from stedi_assets.validation import reference_read
+from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.domain.schemas import FEED_SCHEMAS
+from stedi_assets.lakehouse.storage import LocalStore
+from stedi_assets.domain.validation import reference_read
 from stedi_assets_tests.conftest import resources_for, stored_table
 
 T0 = 1_655_564_444_000
@@ -162,7 +162,7 @@ def test_spark_ingestion_equals_a_full_rebuild(spark, first, steps):
 
 def test_each_file_version_is_read_once(tmp_path, monkeypatch):
     """Files not changed since they were ingested are not read again; a full refresh reads them all."""
-    from stedi_assets.storage import LocalStore
+    from stedi_assets.lakehouse.storage import LocalStore
 
     landing = tmp_path / "landing"
     (landing / "accelerometer").mkdir(parents=True)
@@ -195,8 +195,8 @@ def test_each_file_version_is_read_once(tmp_path, monkeypatch):
 def test_spark_reads_a_changed_file_anew_while_an_earlier_read_is_cached(spark, tmp_path):
     # Spark answers a query from the cache of any equal plan; a read of the same path must
     # not be answered from an earlier read's cache (here still held) once the file changed.
-    from stedi_assets.engines.spark_engine import SparkEngine
-    from stedi_assets.storage import LocalStore
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.storage import LocalStore
 
     path = tmp_path / "part-0.json"
     engine = SparkEngine()
@@ -212,9 +212,9 @@ _READ_TWICE = """
 import json, sys
 from pathlib import Path
 
-from stedi_assets.engines.spark_engine import SparkEngine
-from stedi_assets.schemas import FEED_SCHEMAS
-from stedi_assets.storage import LocalStore
+from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
+from stedi_assets.domain.schemas import FEED_SCHEMAS
+from stedi_assets.lakehouse.storage import LocalStore
 
 path, t0 = Path(sys.argv[1]), int(sys.argv[2])
 engine = SparkEngine("local[1]", {"spark.driver.memory": "1g"})
@@ -275,7 +275,7 @@ def test_stored_records_of_any_layout_are_read_a_slice_at_a_time(tmp_path):
     # Records stored a slice per file (as the Polars engine stores them) beside
     # records of every slice in one file (as the Spark engine, or an earlier
     # version, stored them): each slice frame holds exactly that slice's rows.
-    from stedi_assets.ingestion import _records_by_slice
+    from stedi_assets.lakehouse.ingestion import _records_by_slice
 
     def records(source: str, times: range) -> pl.DataFrame:
         return pl.DataFrame(

@@ -31,11 +31,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stedi_assets.engines.polars_engine import PolarsEngine
-from stedi_assets.engines.polars_landing import read_feed
-from stedi_assets.schemas import FEED_SCHEMAS
-from stedi_assets.storage import LocalStore
-from stedi_assets.validation import reference_read
+from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+from stedi_assets.lakehouse.engines.polars_landing import read_feed
+from stedi_assets.domain.schemas import FEED_SCHEMAS
+from stedi_assets.lakehouse.storage import LocalStore
+from stedi_assets.domain.validation import reference_read
 
 T0 = 1_655_564_444_103
 
@@ -482,7 +482,7 @@ def _as_rows(frame) -> list[tuple]:
 @settings(settings.get_profile("landing-differential-spark"))
 @given(generated=delivery(max_files=6))
 def test_spark_reader_equals_the_reference(spark, generated):
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     feed, files = generated.feed, generated.files
     with tempfile.TemporaryDirectory() as folder:

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stedi_assets.schemas import TABLES
+from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 
 UNREADABLE_LINES = 400

@@ -23,12 +23,12 @@ import pytest
 from polars.testing import assert_frame_equal
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
-from stedi_assets import rules
-from stedi_assets.checks import CheckInput, check_consenting_readings, check_unique_customers
-from stedi_assets.engines.polars_engine import PolarsEngine
-from stedi_assets.resources import TableNotPublishedError, build_resources, parse_spark_conf
-from stedi_assets.schemas import FEED_SCHEMAS, TABLES
-from stedi_assets.storage import LocalStore
+from stedi_assets.domain import rules
+from stedi_assets.defs.checks import CheckInput, check_consenting_readings, check_unique_customers
+from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+from stedi_assets.defs.resources import TableNotPublishedError, build_resources, parse_spark_conf
+from stedi_assets.domain.schemas import FEED_SCHEMAS, TABLES
+from stedi_assets.lakehouse.storage import LocalStore
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def customer(email: str, updated: int, consent: int | None, **other: object) -> 
 
 
 def spark_frame(spark, table: str, rows: list[dict]) -> nw.LazyFrame:
-    from stedi_assets.engines.spark_engine import spark_schema
+    from stedi_assets.lakehouse.engines.spark_engine import spark_schema
 
     schema = TABLES[table]
     return nw.from_native(spark.createDataFrame([tuple(r.get(c) for c in schema.column_names) for r in rows], spark_schema(schema)))
@@ -69,7 +69,7 @@ T0 = 1_655_564_444_103  # a reading time of the real data, epoch milliseconds
 
 
 def read_with_both(files: list[str], feed: str = "accelerometer"):
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     return (
         SparkEngine().read_landing(FEED_SCHEMAS[feed], files, LocalStore()),
@@ -215,7 +215,7 @@ def test_broken_rule_is_stopped_by_the_privacy_check(spark, small_landing, make_
 
 @pytest.mark.spark
 def test_empty_table_round_trip(spark, tmp_path):
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     engine = SparkEngine()
     schema = TABLES["customer_curated"]
@@ -259,7 +259,7 @@ def test_spark_types_are_cast_to_the_declared_ones_before_the_commit(spark, tmp_
 
 @pytest.mark.spark
 def test_session_is_shared_and_quiet(spark):
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     assert SparkEngine("local[*]", {"spark.sql.shuffle.partitions": "3"}).session is spark
     conf = spark.sparkContext.getConf()
@@ -298,7 +298,7 @@ def test_missing_java_is_one_line(small_landing, tmp_path, java_home):
     ],
 )
 def test_local_driver_memory_is_a_share_of_the_machine(memory_gib, expected):
-    from stedi_assets.engines.spark_engine import session_settings
+    from stedi_assets.lakehouse.engines.spark_engine import session_settings
 
     assert session_settings("local[2]", {}, memory_bytes=memory_gib * 2**30)["spark.driver.memory"] == expected
     # The user's setting wins; a cluster's driver keeps Spark's default.
@@ -309,7 +309,7 @@ def test_local_driver_memory_is_a_share_of_the_machine(memory_gib, expected):
 
 @pytest.mark.spark
 def test_session_driver_memory_is_sized_from_the_machine(spark):
-    from stedi_assets.engines.spark_engine import local_driver_memory, machine_memory_bytes
+    from stedi_assets.lakehouse.engines.spark_engine import local_driver_memory, machine_memory_bytes
 
     assert spark.sparkContext.getConf().get("spark.driver.memory") == local_driver_memory(machine_memory_bytes())
 
@@ -393,7 +393,7 @@ def test_one_bad_record_costs_only_itself_on_both_engines(spark, tmp_path):
 def test_landing_files_are_read_once_and_nothing_is_cached_twice(spark, tmp_path):
     from pyspark import StorageLevel
 
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     good = [{"user": "a@x.com", "timestamp": T0 + i, "x": 1.0, "y": 0.5, "z": -1.0} for i in range(10)]
     clean = [write_lines(tmp_path / "clean.json", good)]
@@ -425,7 +425,7 @@ def test_landing_files_are_read_once_and_nothing_is_cached_twice(spark, tmp_path
 @pytest.mark.spark
 def test_a_file_far_over_the_bound_is_quarantined_from_its_size(spark, tmp_path):
     # Spark's binaryFile source reads a file whole: a 50 GiB file must never reach it.
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     huge = tmp_path / "huge.json"
     with open(huge, "wb") as handle:
@@ -446,7 +446,7 @@ def test_a_file_far_over_the_bound_is_quarantined_from_its_size(spark, tmp_path)
 def test_a_file_over_the_bound_is_quarantined_alike(spark, tmp_path):
     import gzip
 
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     bomb = tmp_path / "bomb.json.gz"
     with gzip.open(bomb, "wb") as out:

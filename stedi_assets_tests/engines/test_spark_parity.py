@@ -17,8 +17,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from stedi_assets.lakehouse.tables import current_data_files, data_file_paths
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.schemas import FEEDS, TABLES, ZONE_TABLES
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import FEEDS, TABLES, ZONE_TABLES
 from stedi_assets_tests.conftest import check_outcomes, published_rows
 
 pytestmark = pytest.mark.spark
@@ -96,7 +96,7 @@ def test_spark_part_files_are_committed_with_the_declared_types(spark_run):
 
 
 def test_spark_reads_the_tables_polars_wrote(polars_run, spark_run):
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     engine = SparkEngine()
     for table in ("customer_trusted", "machine_learning_curated"):

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from stedi_assets import rules
-from stedi_assets.checks import CHECKS, CheckInput
-from stedi_assets.resources import TableNotPublishedError
-from stedi_assets.schemas import QUARANTINED_CUSTOMERS, TABLES
+from stedi_assets.domain import rules
+from stedi_assets.defs.checks import CHECKS, CheckInput
+from stedi_assets.defs.resources import TableNotPublishedError
+from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 from stedi_assets_tests.engines.test_spark_engine import T0, as_polars, customer, spark_frame, write_lines
 
@@ -38,8 +38,8 @@ def both(spark, table: str, rows: list[dict]) -> tuple[nw.LazyFrame, nw.LazyFram
 
 
 def quarantined_on(engine_name: str, records: list[tuple[str | None, int | None]]) -> nw.LazyFrame:
-    from stedi_assets.engines.polars_engine import PolarsEngine
-    from stedi_assets.engines.spark_engine import SparkEngine
+    from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+    from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     engine = SparkEngine() if engine_name == "spark" else PolarsEngine()
     rows = [("customer-2.json", line, email, updated) for line, (email, updated) in enumerate(records, 1)]
@@ -186,7 +186,7 @@ def stored_tables(lakehouse) -> dict[str, pl.DataFrame | None]:
 
 
 def test_privacy_rules_in_a_spark_run_match_polars(spark, tmp_path):
-    from stedi_assets.resources import StediLakehouse
+    from stedi_assets.defs.resources import StediLakehouse
 
     landing = write_privacy_landing(tmp_path / "landing")
     runs = {}

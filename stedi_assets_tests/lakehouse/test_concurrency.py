@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from stedi_assets.lakehouse.tables import history
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.schemas import TABLES
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import independent_catalog, stored_table
 
 pytestmark = pytest.mark.slow

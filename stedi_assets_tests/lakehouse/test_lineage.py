@@ -21,12 +21,13 @@ import pytest
 from dagster import AssetKey
 from polars.testing import assert_frame_equal
 
-from stedi_assets import cli, rules
+from stedi_assets import cli
+from stedi_assets.domain import rules
 from stedi_assets.definitions import defs
-from stedi_assets.lakehouse.io_manager import LakehouseIOManager
+from stedi_assets.defs.io_manager import LakehouseIOManager
 from stedi_assets.lakehouse.tables import history
-from stedi_assets.query import QueryError, query
-from stedi_assets.schemas import TABLES
+from stedi_assets.lakehouse.query import QueryError, query
+from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all, published_rows, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
 

@@ -23,12 +23,12 @@ import moto.settings
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.checks import CHECKS
-from stedi_assets.engines.polars_engine import PolarsEngine
-from stedi_assets.profiles import STEDI_REFERENCE
-from stedi_assets.query import query
-from stedi_assets.resources import StediLakehouse
-from stedi_assets.schemas import PUBLISHED, TABLES
+from stedi_assets.defs.checks import CHECKS
+from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.lakehouse.query import query
+from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
 from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files
 from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY, independent_glue_catalog

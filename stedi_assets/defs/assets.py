@@ -1,0 +1,356 @@
+"""The zone tables as software-defined assets: eight zone tables and each feed's quarantine.
+
+Each asset computes its table with the configured engine, runs the table's
+checks on the result, and hands the table to the IO manager, which commits it
+to its Iceberg table, only if no blocking check failed: a table that breaks a privacy contract is
+never published, and Dagster skips everything downstream of it.
+"""
+
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Any
+
+import narwhals as nw
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    TableColumn,
+    asset,
+    multi_asset,
+)
+from dagster import TableSchema as DagsterTableSchema
+from pydantic import Field
+
+from stedi_assets.domain import rules
+from stedi_assets.defs.checks import CHECKS, CheckInput, check_specs, row_count
+from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
+from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
+from stedi_assets.lakehouse.tables import TableUpdate
+from stedi_assets.defs.landing import landing_metadata
+from stedi_assets.defs.masking import mask_emails, masked, masks_errors
+from stedi_assets.domain.profiles import expected_rows
+from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
+from stedi_assets.lakehouse.storage import FileVersion
+
+
+def column_schema(table: str) -> DagsterTableSchema:
+    return DagsterTableSchema(
+        columns=[TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
+    )
+
+
+def _materialize(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    table: str,
+    frame: nw.LazyFrame,
+    inputs: Mapping[str, nw.LazyFrame],
+    records_read: int | None = None,
+    quarantine: nw.LazyFrame | None = None,
+    quarantined: int = 0,
+    extra_metadata: Mapping[str, Any] | None = None,
+    output_name: str = "result",
+    update: TableUpdate | None = None,
+    refused: Mapping[str, str] | None = None,
+) -> Iterator[Output | AssetCheckResult]:
+    """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
+
+    With an ``update`` (a landing table's) the frame is checked as it is:
+    held already when it replaces the table, lazy when rows are added to it
+    (its whole contents need not be computed to be checked).
+    """
+    engine = lakehouse.get_engine()
+    hold = update is None
+    held = engine.hold(frame) if hold else frame
+    try:
+        check_input = CheckInput(
+            table=table,
+            frame=held,
+            inputs=inputs,
+            expected_rows=expected_rows(lakehouse.profile, table, lakehouse.same_customer, lakehouse.consent_scope),
+            same_customer=lakehouse.same_customer,
+            consent_scope=lakehouse.consent_scope,
+            records_read=records_read,
+            quarantine=quarantine,
+            quarantined=quarantined,
+            quarantine_max_share=lakehouse.quarantine_max_share,
+            refused=refused or {},
+        )
+        with engine.errors():
+            results = [(check, check.run(check_input)) for check in CHECKS[table]]
+        # A blocking check stops publication only when it fails as an ERROR;
+        # some checks fail as a WARN below their threshold.
+        blocked = [
+            c.name for c, r in results if c.blocking and not r.passed and r.severity == AssetCheckSeverity.ERROR
+        ]
+        if blocked:
+            context.log.error(mask_emails(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}"))
+        else:
+            metadata = {
+                "dagster/row_count": MetadataValue.int(check_input.rows),
+                "dagster/column_schema": column_schema(table),
+                "engine": engine.name,
+            }
+            if records_read is not None:
+                metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
+            # Everything emitted goes to the event log: no email address in it, whatever a value holds.
+            yield masked(Output(held if update is None else update, output_name=output_name, metadata=metadata))
+        for _, result in results:
+            yield masked(result)
+    finally:
+        if hold:
+            engine.release(held)
+
+
+def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
+    """Whose each quarantined customer record is, as a frame of the engine in use.
+
+    The customer feed is small and its quarantine smaller: the raw texts are
+    read into Python, where the JSON parser can recover what a frame cannot.
+    """
+    texts = customer_quarantine.select("source_file", "line", "raw_text").collect().rows()
+    return lakehouse.get_engine().frame(rules.quarantined_customer_rows(texts), QUARANTINED_CUSTOMERS)
+
+
+@masks_errors
+def _derive(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    table: str,
+    rule: Callable[..., nw.LazyFrame],
+    **inputs: nw.LazyFrame,
+) -> Iterator[Output | AssetCheckResult]:
+    """A trusted or curated table: ``rule`` applied to the upstream tables, which its checks see too."""
+    yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
+
+
+class LandingConfig(Config):
+    """How a landing step reads its feed."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Read every landing file of the feed again and rebuild its tables, instead of only the files "
+        "that are new, changed or removed since they were last ingested.",
+    )
+
+
+@masks_errors
+def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, full_refresh: bool) -> Iterator:
+    # A missing or empty landing zone fails here, before anything is written.
+    listed = lakehouse.landing_versions(feed)
+    lakehouse.catalog(create=True)
+    with ingest_lock(lakehouse, feed):
+        yield from _ingest(context, lakehouse, feed, listed, full_refresh)
+
+
+def _ingest(
+    context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, listed: Mapping[str, FileVersion],
+    full_refresh: bool,
+) -> Iterator:
+    known = feed_deliveries(read_ledger(lakehouse)[0], feed)
+    bases = (lakehouse.current_snapshot(f"{feed}_landing"), lakehouse.current_snapshot(f"{feed}_quarantine"))
+    plan = plan_deliveries(listed, known, published=None not in bases, full_refresh=full_refresh)
+    context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
+    update = plan_landing_update(lakehouse, feed, plan, known.current, bases, context.run_id)
+    engine = lakehouse.get_engine()
+    landing_kind = update.landing.kind
+    quarantine = engine.hold(update.quarantine_frame)
+    try:
+        with engine.errors():
+            quarantined = row_count(quarantine)
+        quarantine_update = (
+            update.quarantine if update.quarantine.kind == "unchanged"
+            else TableUpdate(update.quarantine.base_snapshot_id, replace=quarantine)
+        )
+        # The quarantine is published even when the landing table is not:
+        # it is where one finds out why.
+        yield Output(
+            quarantine_update,
+            output_name=f"{feed}_quarantine",
+            metadata={
+                "dagster/row_count": MetadataValue.int(quarantined),
+                "dagster/column_schema": column_schema(f"{feed}_quarantine"),
+                "records_read": MetadataValue.int(update.records_read),
+            },
+        )
+        published, held_back = False, []
+        for event in _materialize(
+            context, lakehouse, f"{feed}_landing", update.landing_frame, {},
+            records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
+            extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
+            update=update.landing, refused={uri: v.refused for uri, v in listed.items() if v.refused},
+        ):
+            published = published or isinstance(event, Output)
+            if isinstance(event, AssetCheckResult) and _holds_back(event, f"{feed}_landing"):
+                held_back.append(event)
+            yield event
+        deliveries, retired = update.deliveries, update.retired
+        if not published:
+            # Every version read is recorded, as rejected: the next run reads it again until it is
+            # removed or corrected, and its removal is then a change like any other.
+            reason = rejection_reason(held_back)
+            deliveries = tuple(
+                d if d.status == REFUSED else d.with_status(REJECTED, reason) for d in deliveries
+            )
+            # The landing table still holds the versions it held: only what left the quarantine is retired.
+            gone = set(plan.dropped_rejected) | set(plan.refused_gone)
+            retired = {uri: status for uri, status in retired.items() if uri in gone}
+            context.log.error(mask_emails(
+                f"{feed}: {len(deliveries)} file version(s) recorded as rejected in the delivery ledger; "
+                "remove or correct them and the next run publishes the feed (no full refresh needed)"
+            ))
+        if deliveries or retired:
+            record_deliveries(lakehouse, feed, deliveries, retired, context.run_id)
+    finally:
+        engine.release(quarantine)
+        if landing_kind == "replace":
+            engine.release(update.landing_frame)
+
+
+def _holds_back(result: AssetCheckResult, table: str) -> bool:
+    return not result.passed and result.severity == AssetCheckSeverity.ERROR and any(
+        check.name == result.check_name and check.blocking for check in CHECKS[table]
+    )
+
+
+def rejection_reason(held_back: list[AssetCheckResult]) -> str:
+    """Why a landing table was held back, in one line: each failed blocking check and its problem."""
+    parts = []
+    for result in held_back:
+        problem = result.metadata.get("problem")
+        text = getattr(problem, "value", problem)
+        parts.append(f"{result.check_name}: {text}" if text else result.check_name)
+    return mask_emails("landing table held back by " + ("; ".join(parts) or "a failed blocking check"))
+
+
+POOL = "stedi_lakehouse"
+"""Every asset's Dagster pool (concurrency key): a deployment can limit overlapping lakehouse writes."""
+
+_ASSET_OPTIONS = dict(output_required=False, kinds={"iceberg"}, pool=POOL)
+
+
+def _landing_outs(feed: str) -> dict[str, AssetOut]:
+    return {
+        f"{feed}_landing": AssetOut(
+            description=f"One row per distinct {feed.replace('_', '-')} record delivered to the landing zone.",
+            is_required=False, kinds={"iceberg"},
+        ),
+        f"{feed}_quarantine": AssetOut(
+            description=f"One row per {feed.replace('_', '-')} landing record that could not be kept, with why.",
+            is_required=False, kinds={"iceberg"},
+        ),
+    }
+
+
+@multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"), pool=POOL)
+def customer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+    """One row per distinct customer record delivered, and one per record quarantined."""
+    yield from _landing(context, lakehouse, "customer", config.full_refresh)
+
+
+@multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"), pool=POOL)
+def accelerometer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+    """One row per distinct accelerometer reading delivered, and one per record quarantined."""
+    yield from _landing(context, lakehouse, "accelerometer", config.full_refresh)
+
+
+@multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"), pool=POOL)
+def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+    """One row per distinct step-trainer reading delivered, and one per record quarantined."""
+    yield from _landing(context, lakehouse, "step_trainer", config.full_refresh)
+
+
+@asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
+def customer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    customer_landing: nw.LazyFrame,
+    customer_quarantine: nw.LazyFrame,
+):
+    """One row per customer (email identity) whose current record consents and none of whose records is unreadable."""
+    yield from _derive(
+        context, lakehouse, "customer_trusted", rules.customer_trusted,
+        customer_landing=customer_landing, quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
+    )
+
+
+@asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
+def accelerometer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    accelerometer_landing: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
+):
+    """One row per accelerometer reading of a customer in customer_trusted."""
+    yield from _derive(
+        context, lakehouse, "accelerometer_trusted",
+        partial(rules.accelerometer_trusted, from_consent_date=lakehouse.from_consent_date),
+        accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
+    )
+
+
+@asset(check_specs=check_specs("customer_curated"), **_ASSET_OPTIONS)
+def customer_curated(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    customer_trusted: nw.LazyFrame,
+    accelerometer_trusted: nw.LazyFrame,
+):
+    """One row per consenting customer who has accelerometer readings."""
+    yield from _derive(
+        context, lakehouse, "customer_curated", rules.customer_curated,
+        customer_trusted=customer_trusted, accelerometer_trusted=accelerometer_trusted,
+    )
+
+
+@asset(check_specs=check_specs("step_trainer_trusted"), **_ASSET_OPTIONS)
+def step_trainer_trusted(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    step_trainer_landing: nw.LazyFrame,
+    customer_curated: nw.LazyFrame,
+    customer_landing: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
+):
+    """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
+    yield from _derive(
+        context, lakehouse, "step_trainer_trusted",
+        partial(rules.step_trainer_trusted, from_consent_date=lakehouse.from_consent_date),
+        step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
+        customer_landing=customer_landing, customer_trusted=customer_trusted,
+    )
+
+
+@asset(check_specs=check_specs("machine_learning_curated"), **_ASSET_OPTIONS)
+def machine_learning_curated(
+    context: AssetExecutionContext,
+    lakehouse: StediLakehouse,
+    step_trainer_trusted: nw.LazyFrame,
+    accelerometer_trusted: nw.LazyFrame,
+    customer_curated: nw.LazyFrame,
+):
+    """One row per step-trainer reading paired with an accelerometer reading taken at the same time."""
+    yield from _derive(
+        context, lakehouse, "machine_learning_curated",
+        partial(rules.machine_learning_curated, same_customer=lakehouse.same_customer),
+        step_trainer_trusted=step_trainer_trusted, accelerometer_trusted=accelerometer_trusted,
+        customer_curated=customer_curated,
+    )
+
+
+ZONE_ASSETS = [
+    customer_landing,
+    accelerometer_landing,
+    step_trainer_landing,
+    customer_trusted,
+    accelerometer_trusted,
+    customer_curated,
+    step_trainer_trusted,
+    machine_learning_curated,
+]

@@ -1,0 +1,483 @@
+"""The asset checks of every table, evaluated on the computed table before it is published.
+
+Privacy checks are blocking ERROR checks: a table that fails one is not
+published and nothing downstream runs. Values that identify a person never go
+into check metadata as they are; samples of emails are masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import narwhals as nw
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+
+from stedi_assets.domain import rules
+from stedi_assets.defs.masking import mask_email
+from stedi_assets.defs.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
+from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
+
+ERROR = AssetCheckSeverity.ERROR
+WARN = AssetCheckSeverity.WARN
+_SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """What a check looks at: the computed table and the upstream tables it came from."""
+
+    table: str
+    frame: nw.LazyFrame
+    inputs: Mapping[str, nw.LazyFrame] = field(default_factory=dict)
+    expected_rows: int | None = None
+    same_customer: bool = False
+    consent_scope: str = "any_time"
+    """Which readings a research consent covers (settings.CONSENT_SCOPES)."""
+    records_read: int | None = None
+    """Landing tables: records read from the feed's files before duplicates were dropped."""
+    quarantine: nw.LazyFrame | None = None
+    """Landing tables: the records of the feed that were quarantined."""
+    quarantined: int = 0
+    """Landing tables: how many records were quarantined (counted once, by the asset)."""
+    quarantine_max_share: float = DEFAULT_QUARANTINE_MAX_SHARE
+    """Landing tables: above this share of quarantined records the landing table is held back."""
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """Landing tables: entries of the feed's folder refused unread (not regular files inside it) -> why."""
+
+    @cached_property
+    def rows(self) -> int:
+        """Rows of the computed table, counted once for every check and the metadata."""
+        return row_count(self.frame)
+
+
+# A check's outcome: passed and metadata, and optionally the severity of this
+# result when it differs from the check's own (a WARN below a threshold).
+
+
+Outcome = tuple[bool, dict[str, object]] | tuple[bool, dict[str, object], AssetCheckSeverity]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    evaluate: Callable[[CheckInput], Outcome]
+    severity: AssetCheckSeverity = ERROR
+    blocking: bool = False
+
+    def spec(self, table: str) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=table, description=self.description, blocking=self.blocking)
+
+    def run(self, check_input: CheckInput) -> AssetCheckResult:
+        passed, metadata, *severity = self.evaluate(check_input)
+        return AssetCheckResult(
+            asset_key=check_input.table,
+            check_name=self.name,
+            passed=passed,
+            severity=severity[0] if severity else self.severity,
+            metadata=metadata,
+        )
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def row_count(frame: nw.LazyFrame) -> int:
+    return int(frame.select(nw.len()).collect().item())
+
+
+def row_counts(*frames: nw.LazyFrame) -> list[int]:
+    """The rows of each frame, counted in one query (one row of counts side by side).
+
+    On Spark every query is planned and started on its own; the counts of a
+    check go together, and shared parts of their plans are computed once.
+    """
+    if len(frames) == 1:
+        return [row_count(frames[0])]
+    counts = frames[0].select(nw.len().alias("count_0"))
+    for number, frame in enumerate(frames[1:], 1):
+        counts = counts.join(frame.select(nw.len().alias(f"count_{number}")), how="cross")
+    row = counts.collect().rows()[0]
+    return [int(value) for value in row]
+
+
+def _sample(frame: nw.LazyFrame, column: str, mask: bool = False) -> str:
+    values = frame.select(column).head(_SAMPLE_SIZE).collect()[column].to_list()
+    return ", ".join(mask_email(v) if mask else str(v) for v in values)
+
+
+# -- row count -------------------------------------------------------------------
+
+
+def _upper_bound(ci: CheckInput) -> tuple[int | None, str]:
+    """The most rows the table's rule can produce from its upstream tables."""
+    inputs = ci.inputs
+    if ci.table.endswith("_landing"):
+        return ci.records_read, "records read from the landing files"
+    if ci.table == "customer_trusted":
+        emails = inputs["customer_landing"].select(rules.identity("email").n_unique()).collect().item()
+        return int(emails), "distinct email identities in customer_landing"
+    if ci.table == "accelerometer_trusted":
+        return row_count(inputs["accelerometer_landing"]), "rows of accelerometer_landing"
+    if ci.table == "customer_curated":
+        return row_count(inputs["customer_trusted"]), "rows of customer_trusted"
+    if ci.table == "step_trainer_trusted":
+        return row_count(inputs["step_trainer_landing"]), "rows of step_trainer_landing"
+    if ci.table == "machine_learning_curated":
+        steps = inputs["step_trainer_trusted"].group_by("sensorReadingTime").agg(nw.len().alias("steps"))
+        readings = (
+            inputs["accelerometer_trusted"]
+            .group_by("timestamp")
+            .agg(nw.len().alias("readings"))
+            .rename({"timestamp": "sensorReadingTime"})
+        )
+        pairs = steps.join(readings, on="sensorReadingTime").select(
+            (nw.col("steps") * nw.col("readings")).sum().alias("pairs")
+        )
+        return int(pairs.collect().item() or 0), "step readings x accelerometer readings per shared time"
+    raise KeyError(ci.table)
+
+
+def check_row_count(ci: CheckInput) -> Outcome:
+    rows = ci.rows
+    bound, bound_meaning = _upper_bound(ci)
+    problems = []
+    if rows == 0:
+        problems.append("table is empty")
+    if bound is not None and rows > bound:
+        problems.append(f"{rows} rows exceed the {bound} {bound_meaning}")
+    if ci.expected_rows is not None and rows != ci.expected_rows:
+        problems.append(f"{rows} rows, profile expects {ci.expected_rows}")
+    metadata: dict[str, object] = {"rows": rows, "upper_bound": bound if bound is not None else -1}
+    if ci.expected_rows is not None:
+        metadata["expected_rows"] = ci.expected_rows
+    if problems:
+        metadata["problem"] = "; ".join(problems)
+    return not problems, metadata
+
+
+# -- schema -----------------------------------------------------------------------
+
+
+def check_schema(ci: CheckInput) -> Outcome:
+    declared = TABLES[ci.table].narwhals_schema
+    actual = ci.frame.collect_schema()
+    missing = [c for c in declared if c not in actual]
+    unexpected = [c for c in actual if c not in declared]
+    wrong_type = [f"{c}: {actual[c]} (declared {declared[c]})" for c in declared if c in actual and actual[c] != declared[c]]
+    order_differs = not missing and not unexpected and list(actual) != list(declared)
+    passed = not (missing or unexpected or wrong_type or order_differs)
+    metadata: dict[str, object] = {"columns": ", ".join(f"{c} {t}" for c, t in actual.items())}
+    if not passed:
+        metadata.update(
+            missing=", ".join(missing), unexpected=", ".join(unexpected), wrong_type="; ".join(wrong_type),
+            order_differs=order_differs,
+        )
+    return passed, metadata
+
+
+# -- privacy ------------------------------------------------------------------------
+
+
+def check_consenting_customers(ci: CheckInput) -> Outcome:
+    """Every customer has research consent, now: also in their most recent record, and none is held back.
+
+    Emails are compared as identities (trimmed, lower-cased), so a withdrawal
+    delivered as ``Ann@x.com`` counts against ``ann@x.com``.
+    """
+    frame = ci.frame.with_columns(rules.identity("email"))
+    offending = {"rows_without_consent": frame.filter(nw.col(RESEARCH_CONSENT).is_null())}
+    if "customer_landing" in ci.inputs:
+        current = rules.current_customer_records(ci.inputs["customer_landing"])
+        offending["rows_whose_current_record_has_no_consent"] = rules.rows_with_key_in(
+            frame, "email", current.filter(nw.col(RESEARCH_CONSENT).is_null()), "email"
+        )
+        if "quarantined_customers" in ci.inputs:
+            held_back = rules.held_back_customers(ci.inputs["customer_landing"], ci.inputs["quarantined_customers"])
+            offending["rows_of_customers_with_unreadable_newer_records"] = rules.rows_with_key_in(
+                frame, "email", held_back, "email"
+            )
+    if "customer_trusted" in ci.inputs:
+        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+        offending["rows_not_in_customer_trusted"] = rules.rows_with_key_not_in(frame, "email", trusted, "email")
+    metadata: dict[str, object] = dict(zip(offending, row_counts(*offending.values())))
+    passed = all(v == 0 for v in metadata.values())
+    if not passed:
+        metadata["sample_emails"] = "; ".join(_sample(f, "email", mask=True) for k, f in offending.items() if metadata[k])
+    return passed, metadata
+
+
+def check_consenting_readings(ci: CheckInput) -> Outcome:
+    readings = ci.frame.with_columns(rules.identity("user"))
+    trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+    outside = rules.rows_with_key_not_in(readings, "user", trusted, "email")
+    rows = row_count(outside)
+    metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
+    if rows:
+        metadata["sample_users"] = _sample(rules.distinct(outside.select("user")), "user", mask=True)
+    return rows == 0, metadata
+
+
+def check_unique_customers(ci: CheckInput) -> Outcome:
+    duplicated = ci.frame.with_columns(rules.identity("email")).group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
+    emails = row_count(duplicated)
+    metadata: dict[str, object] = {"customers_more_than_once": emails}
+    if emails:
+        metadata["sample_emails"] = _sample(duplicated, "email", mask=True)
+    return emails == 0, metadata
+
+
+def check_curated_devices(ci: CheckInput) -> Outcome:
+    """Every reading's device is a curated customer's, and no non-consenting customer's current record carries it."""
+    outside = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    devices = rules.non_consenting_devices(ci.inputs["customer_landing"], ci.inputs["customer_trusted"])
+    shared = rules.rows_with_key_in(ci.frame, "serialNumber", devices, "serialNumber")
+    other_devices, shared_devices = row_counts(outside, shared)
+    metadata: dict[str, object] = {
+        "readings_of_other_devices": other_devices,
+        "readings_of_devices_of_non_consenting_customers": shared_devices,
+    }
+    passed = all(v == 0 for v in metadata.values())
+    offending = [f for f, rows in ((outside, other_devices), (shared, shared_devices)) if rows]
+    if offending:
+        metadata["sample_serial_numbers"] = "; ".join(
+            _sample(rules.distinct(f.select("serialNumber")), "serialNumber") for f in offending
+        )
+    return passed, metadata
+
+
+def check_held_back_customers(ci: CheckInput) -> Outcome:
+    """Customers held back because a quarantined record of theirs may be newer than their current one."""
+    landing, quarantined = ci.inputs["customer_landing"], ci.inputs["quarantined_customers"]
+    held_back = rules.held_back_customers(landing, quarantined)
+    current = rules.current_customer_records(landing)
+    consenting = rules.rows_with_key_in(current.filter(~nw.col(RESEARCH_CONSENT).is_null()), "email", held_back, "email")
+    customers, consenting_customers = row_counts(held_back, consenting)
+    metadata: dict[str, object] = {
+        "customers_held_back": customers,
+        "held_back_whose_valid_record_consents": consenting_customers,
+        "rule": "a customer with a quarantined record not provably older than their current valid record "
+        "is treated as not consenting",
+    }
+    if customers:
+        metadata["sample_emails"] = _sample(held_back, "email", mask=True)
+    return customers == 0, metadata
+
+
+def check_quarantined_records_attributed(ci: CheckInput) -> Outcome:
+    """Every quarantined customer record names its customer: otherwise nobody can prove who withdrew."""
+    anonymous = ci.inputs["quarantined_customers"].filter(nw.col("email").is_null())
+    records = row_count(anonymous)
+    metadata: dict[str, object] = {"records_without_recoverable_email": records}
+    if records:
+        rows = anonymous.select("source_file", "line").sort("source_file", "line").head(_SAMPLE_SIZE).collect().rows()
+        metadata["samples"] = ", ".join(f"{source.rsplit('/', 1)[-1]}:{line}" for source, line in rows)
+        metadata["problem"] = "customer_quarantine holds records whose email cannot be read; fix or remove them"
+    return records == 0, metadata
+
+
+def _before_consent(ci: CheckInput) -> nw.LazyFrame:
+    if ci.table == "accelerometer_trusted":
+        readings = ci.frame.with_columns(rules.identity("user"))
+        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+        return rules.readings_before_consent(readings, "timestamp", "user", trusted, "email")
+    # Step readings (also those of the ML table) go to a device's curated owners; the latest consent counts.
+    return rules.readings_before_consent(
+        ci.frame, "sensorReadingTime", "serialNumber", ci.inputs["customer_curated"], "serialNumber"
+    )
+
+
+def check_consent_scope(ci: CheckInput) -> Outcome:
+    """Under consent_scope=from_consent_date, no reading taken before its owner's consent date."""
+    if ci.consent_scope != "from_consent_date":
+        return True, {"consent_scope": ci.consent_scope, "note": "every reading of a consenting customer is in scope"}
+    early = _before_consent(ci)
+    rows = row_count(early)
+    metadata: dict[str, object] = {"consent_scope": ci.consent_scope, "readings_before_consent": rows}
+    if rows:
+        key = "user" if ci.table == "accelerometer_trusted" else "serialNumber"
+        metadata["sample_owners" if key == "user" else "sample_serial_numbers"] = _sample(
+            rules.distinct(early.select(key)), key, mask=key == "user"
+        )
+    return rows == 0, metadata
+
+
+_PERSONAL_IDENTIFIERS = frozenset(
+    column.name.lower() for table in TABLES.values() for column in table.columns if column.pii
+)
+
+
+def check_no_personal_identifiers(ci: CheckInput) -> Outcome:
+    found = [c for c in ci.frame.collect_schema() if c.lower() in _PERSONAL_IDENTIFIERS]
+    return not found, {"identifier_columns": ", ".join(found) or "none"}
+
+
+def check_traceable(ci: CheckInput) -> Outcome:
+    """Every row's device belongs to a curated customer and its reading to a consenting one."""
+    devices = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
+    readings = rules.rows_with_key_not_in(ci.frame, "timestamp", ci.inputs["accelerometer_trusted"], "timestamp")
+    uncurated, untrusted = row_counts(devices, readings)
+    metadata: dict[str, object] = {"rows_of_uncurated_devices": uncurated, "rows_without_trusted_reading": untrusted}
+    return all(v == 0 for v in metadata.values()), metadata
+
+
+def check_cross_customer_pairs(ci: CheckInput) -> Outcome:
+    """Rows pairing one customer's step reading with another customer's accelerometer reading."""
+    pairs = rules.simultaneous_readings(ci.inputs["step_trainer_trusted"], ci.inputs["accelerometer_trusted"])
+    if ci.same_customer:
+        pairs = pairs.join(rules.device_owners(ci.inputs["customer_curated"]), on=["serialNumber", "user"], how="semi")
+    crossed = row_count(rules.cross_customer_pairs(pairs, rules.device_owners(ci.inputs["customer_curated"])))
+    total = ci.rows
+    return crossed == 0, {
+        "cross_customer_rows": crossed,
+        "rows": total,
+        "share": MetadataValue.float(crossed / total if total else 0.0),
+        "hint": "set ml_join=same_customer (STEDI_ML_JOIN) to pair readings of the same customer only",
+    }
+
+
+def check_files_within_landing_zone(ci: CheckInput) -> Outcome:
+    """Every entry of the feed's folder is a regular file inside it; the others are named, never read."""
+    if not ci.refused:
+        return True, {"entries_refused": 0}
+    names = sorted(ci.refused)
+    by_reason: dict[str, int] = {}
+    for reason in ci.refused.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    return False, {
+        "entries_refused": len(names),
+        "entries": "; ".join(f"{uri.rsplit('/', 1)[-1]}: {ci.refused[uri]}" for uri in names[:_SAMPLE_SIZE]),
+        "by_reason": "; ".join(f"{reason}: {count}" for reason, count in sorted(by_reason.items())),
+        "what_to_do": "remove the entries, or replace each with the regular file it should be; each is recorded "
+        "in the delivery ledger as 'refused'",
+    }
+
+
+# -- registry -------------------------------------------------------------------------
+
+ROW_COUNT = Check(
+    "row_count",
+    "Row count matches the data-set profile; without one: non-empty and no more rows than the rule allows.",
+    check_row_count,
+)
+SCHEMA = Check("schema", "Columns and types are exactly the declared ones.", check_schema, blocking=True)
+
+QUARANTINED_RECORDS = Check(
+    "quarantined_records",
+    "Records that could not be kept: WARN if any; ERROR, holding the table back, above the allowed share "
+    "(quarantine_max_share, STEDI_QUARANTINE_MAX_SHARE). The files read by a step that was held back are "
+    "recorded in the delivery ledger as 'rejected', with the reason: remove or correct them and the next "
+    "ordinary run (the sensor, stedi run, Materialize all) publishes the feed; no full refresh is needed.",
+    check_quarantined_records,
+    blocking=True,
+)
+
+FILES_WITHIN_LANDING_ZONE = Check(
+    "files_within_landing_zone",
+    "Every entry of the feed's landing folder is a regular file inside it: a symbolic link, a device or FIFO, "
+    "or an S3 key that leaves its prefix is refused unread and recorded in the delivery ledger (WARN).",
+    check_files_within_landing_zone,
+    severity=WARN,
+)
+
+CONSENT_SCOPE = Check(
+    "readings_within_consent_scope",
+    "Privacy: with consent_scope=from_consent_date (STEDI_CONSENT_SCOPE), no reading taken before its owner's "
+    "research consent date; passes trivially under any_time.",
+    check_consent_scope,
+    blocking=True,
+)
+
+CHECKS: dict[str, tuple[Check, ...]] = {
+    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "customer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "consenting_customers_only",
+            "Privacy: only customers whose current record has research consent and no unreadable record "
+            "that may be newer.",
+            check_consenting_customers,
+            blocking=True,
+        ),
+        Check(
+            "quarantined_records_attributed",
+            "Privacy: every quarantined customer record's email can be recovered; otherwise no one can prove who "
+            "withdrew, and the table is not published.",
+            check_quarantined_records_attributed,
+            blocking=True,
+        ),
+        Check(
+            "unreadable_records_held_back",
+            "Customers treated as not consenting because a quarantined record of theirs may be newer than their "
+            "current one (masked samples).",
+            check_held_back_customers,
+            severity=WARN,
+        ),
+    ),
+    "accelerometer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "consenting_readings_only",
+            "Privacy: only readings whose user is a customer in customer_trusted.",
+            check_consenting_readings,
+            blocking=True,
+        ),
+        CONSENT_SCOPE,
+    ),
+    "customer_curated": (
+        ROW_COUNT,
+        SCHEMA,
+        Check("unique_customers", "Privacy: no customer (email) appears twice.", check_unique_customers, blocking=True),
+        Check(
+            "consenting_customers_only",
+            "Privacy: only customers of customer_trusted, all with research consent.",
+            check_consenting_customers,
+            blocking=True,
+        ),
+    ),
+    "step_trainer_trusted": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "curated_devices_only",
+            "Privacy: only readings of devices that belong to customers in customer_curated and to no "
+            "customer outside customer_trusted.",
+            check_curated_devices,
+            blocking=True,
+        ),
+        CONSENT_SCOPE,
+    ),
+    "machine_learning_curated": (
+        ROW_COUNT,
+        SCHEMA,
+        Check(
+            "no_personal_identifiers",
+            "Privacy: no column identifies a person (name, email, phone, birthday, user).",
+            check_no_personal_identifiers,
+            blocking=True,
+        ),
+        Check(
+            "traceable_to_consenting_customers",
+            "Privacy: every row's device is a curated customer's and its reading a trusted one.",
+            check_traceable,
+            blocking=True,
+        ),
+        CONSENT_SCOPE,
+        Check(
+            "cross_customer_pairs",
+            "Rows pairing one customer's step reading with another customer's accelerometer reading.",
+            check_cross_customer_pairs,
+            severity=WARN,
+        ),
+    ),
+}
+
+
+def check_specs(table: str) -> list[AssetCheckSpec]:
+    return [check.spec(table) for check in CHECKS[table]]

@@ -1,0 +1,40 @@
+"""The ``lakehouse_maintenance`` job and its daily schedule (off until switched on in the UI)."""
+
+from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
+
+from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
+from stedi_assets.defs.tags import TRIGGER_TAG
+from stedi_assets.defs.resources import StediLakehouse
+
+
+@op(description="Expire old snapshots of every table and delete the files no kept snapshot needs.")
+def maintain_tables(context: OpExecutionContext, lakehouse: StediLakehouse) -> Output[None]:
+    reports = maintain_lakehouse(lakehouse)
+    for report in reports:
+        context.log.info(describe(report))
+    return Output(
+        None,
+        metadata={
+            "tables": len(reports),
+            "snapshots_expired": sum(r.snapshots_expired for r in reports),
+            "files_deleted": sum(r.files_deleted for r in reports),
+            "report": MetadataValue.md("\n".join(f"- {describe(r)}" for r in reports) or "no tables yet"),
+        },
+    )
+
+
+@job(description="Expire snapshots beyond the retention and delete unreferenced files of every lakehouse table.")
+def lakehouse_maintenance():
+    maintain_tables()
+
+
+lakehouse_maintenance_schedule = ScheduleDefinition(
+    name="lakehouse_maintenance_daily",
+    job=lakehouse_maintenance,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    # Off by default: a deployment switches it on in the UI once the retention settings suit it.
+    default_status=DefaultScheduleStatus.STOPPED,
+    tags={TRIGGER_TAG: "lakehouse_maintenance_daily"},
+    description="Runs lakehouse_maintenance every day at 03:00 UTC.",
+)

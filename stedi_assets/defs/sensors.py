@@ -1,0 +1,443 @@
+"""Sensors: the landing sensor that keeps the tables up to date, and the alert sensors.
+
+All of them run by default (``default_status=RUNNING``) under ``dagster dev``
+or a deployed daemon.
+
+* ``landing_sensor`` fingerprints every landing file (local: name, size and
+  mtime in nanoseconds; S3: key and ETag) and compares them with its cursor.
+  When a feed's files were added, changed or removed it requests one run of
+  that feed's landing table and everything downstream of it, so a delivery
+  reaches ``machine_learning_curated`` in one run (and a consent withdrawn in a
+  new customer file leaves every trusted and curated table in that same run).
+  Its runs are runs of ``stedi_job`` (a subset of it), tagged with the feeds
+  and the changes that started them.
+* ``check_failure_alert_sensor`` reads the check evaluations of every run that
+  finished (successful, failed or canceled): a failed check that does not
+  block leaves the run green, so run failures alone would miss it. It alerts
+  when a check goes from passing to failing and when it recovers, not on every
+  run it stays failing (``alert_state``).
+* ``run_failure_alert_sensor`` alerts on each failed run.
+* ``sensor_tick_alert_sensor`` reads the tick history of the other sensors.
+* ``stale_table_alert_sensor`` reads the freshness state the daemon keeps for
+  every asset with a freshness policy; it alerts when a table turns stale and
+  when it is fresh again.
+
+Alerts name the run's job and what started it (``tags.run_origin``), never
+Dagster's anonymous ``__ASSET_JOB``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import operator
+import time
+from collections.abc import Iterator, Sequence
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    AssetSelection,
+    AssetsDefinition,
+    DagsterEventType,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunRequest,
+    RunsFilter,
+    RunStatusChangeRecordsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, DagsterRun
+
+from stedi_assets.defs.alert_state import Conditions
+from stedi_assets.defs.alerts import Alert, StediAlerts
+from stedi_assets.defs.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
+from stedi_assets.defs.resources import StediLakehouse, _is_feed_file
+
+__all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
+
+FEEDS = ("customer", "accelerometer", "step_trainer")
+RUNNING = DefaultSensorStatus.RUNNING
+
+
+# -- landing sensor ------------------------------------------------------------------
+
+
+def landing_fingerprints(lakehouse: StediLakehouse) -> dict[str, dict[str, str]]:
+    """``{feed: {file name relative to the feed: fingerprint}}`` for the feed files of every feed."""
+    found = {}
+    for feed in FEEDS:
+        feed_uri = lakehouse.feed_uri(feed)
+        prefix = feed_uri.rstrip("/") + "/"
+        found[feed] = {
+            uri[len(prefix):] if uri.startswith(prefix) else uri: fingerprint
+            for uri, fingerprint in lakehouse.store_for(feed_uri).fingerprints(feed_uri).items()
+            if _is_feed_file(uri)
+        }
+    return found
+
+
+def _changes(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
+    return {
+        "added": len(after.keys() - before.keys()),
+        "changed": sum(1 for name in after.keys() & before.keys() if after[name] != before[name]),
+        "removed": len(before.keys() - after.keys()),
+    }
+
+
+def _digest(fingerprints: dict[str, dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_landing_sensor(
+    landing_assets: dict[str, AssetsDefinition],
+    excluded_checks: AssetSelection,
+    interval_seconds: int,
+    job: UnresolvedAssetJobDefinition,
+    read_only_jobs: frozenset[str] = frozenset(),
+) -> SensorDefinition:
+    """The sensor that runs a feed's landing table and everything downstream when its files change.
+
+    ``landing_assets`` maps each feed to its landing multi-asset; checks in
+    ``excluded_checks`` (the audit checks) are left out of the runs it requests.
+    Its runs are subsets of ``job`` (which must select all of that), so they
+    are listed on the job's page under its name. It waits while a run of any
+    other job than ``read_only_jobs`` is in progress.
+    """
+    selections = {
+        feed: AssetSelection.assets(*asset.keys).downstream() - excluded_checks
+        for feed, asset in landing_assets.items()
+    }
+
+    @sensor(
+        name="landing_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=RUNNING,
+        job=job,
+        description=(
+            "Watches the landing feeds; new, changed or removed files run the feed's landing table "
+            "and every table downstream."
+        ),
+    )
+    def landing_sensor(context: SensorEvaluationContext, lakehouse: StediLakehouse):
+        previous = json.loads(context.cursor) if context.cursor else None
+        current = landing_fingerprints(lakehouse)
+        if previous is None:
+            # First tick: nothing is known about the tables, so bring every delivered feed in.
+            changes = {feed: _changes({}, files) for feed, files in current.items() if files}
+        else:
+            changes = {
+                feed: _changes(previous["feeds"].get(feed, {}), files)
+                for feed, files in current.items()
+                if files != previous["feeds"].get(feed, {})
+            }
+        generation = previous["generation"] if previous else 0
+        if not changes:
+            if previous is None:
+                context.update_cursor(json.dumps({"generation": 0, "feeds": current}))
+            return SkipReason("no landing file added, changed or removed")
+
+        # One update at a time: a run still reading older files (this sensor's,
+        # or a "Materialize all") must not publish after a newer one. The
+        # changes stay for a later tick: the cursor does not move.
+        in_progress = [
+            record.dagster_run
+            for record in context.instance.get_run_records(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+            if record.dagster_run.job_name not in read_only_jobs
+        ]
+        if in_progress:
+            return SkipReason(f"waiting for run {in_progress[0].run_id} to finish")
+
+        asset_graph = context.repository_def.asset_graph
+        selection = functools.reduce(operator.or_, (selections[feed] for feed in changes))
+        summary = "; ".join(
+            f"{feed}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) for feed, counts in changes.items()
+        )
+        context.log.info(f"landing changed ({summary}); requesting a run")
+        context.update_cursor(json.dumps({"generation": generation + 1, "feeds": current}))
+        # The run key names this state of the landing zone and its place in the
+        # sequence: a tick retried after a crash never runs it twice, and a later
+        # return to an earlier state still runs.
+        return RunRequest(
+            run_key=f"landing-{generation + 1}-{_digest(current)}",
+            asset_selection=sorted(selection.resolve(asset_graph), key=lambda k: k.to_string()),
+            asset_check_keys=sorted(selection.resolve_checks(asset_graph), key=lambda k: k.to_user_string()),
+            tags={TRIGGER_TAG: "landing_sensor", FEEDS_TAG: ",".join(changes), CHANGES_TAG: summary},
+        )
+
+    return landing_sensor
+
+
+# -- alerts from runs ----------------------------------------------------------------------
+
+
+def _check_evaluations(instance, run_id: str) -> Iterator[AssetCheckEvaluation]:
+    cursor = None
+    while True:
+        connection = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=500
+        )
+        for record in connection.records:
+            yield record.event_log_entry.dagster_event.event_specific_data
+        if not connection.has_more:
+            return
+        cursor = connection.cursor
+
+
+def _check_name(asset: str, check: str) -> str:
+    return f"{asset} {check}"
+
+
+def check_alerts(instance, run: DagsterRun, alerts: StediAlerts, conditions: Conditions, now: float) -> list[Alert]:
+    """The alerts of the run's check evaluations: a check that turns failing (at or above the minimum
+    severity) or recovers from an alerted failure; ``conditions`` are updated."""
+    found = []
+    origin = run_origin(run.job_name, run.tags)
+    for evaluation in _check_evaluations(instance, run.run_id):
+        asset = evaluation.asset_key.to_user_string()
+        name = _check_name(asset, evaluation.check_name)
+        failing = not evaluation.passed
+        if failing and not alerts.should_alert_check(evaluation.severity):
+            # Below the minimum: not watched, so it never alerts nor recovers.
+            conditions.items.pop(name, None)
+            continue
+        change = conditions.observe(name, failing, now)
+        if change is None:
+            continue
+        what = f"{asset} {evaluation.check_name} ({evaluation.severity.value})"
+        details = {
+            "asset": asset, "check": evaluation.check_name, "severity": evaluation.severity.value,
+            **origin, "run_id": run.run_id,
+        }
+        alert = Alert(
+            subject=f"check failed: {what}" if change == "failed" else f"recovered: check passed: {what}",
+            details=details,
+            link=alerts.run_url(run.run_id),
+        )
+        if change == "failed":
+            conditions.alerted(name, now, alert.subject, details, alert.link)
+        found.append(alert)
+    return found
+
+
+def reminders(conditions: Conditions, alerts: StediAlerts, now: float) -> list[Alert]:
+    """A reminder of each alerted failure still failing ``remind_hours`` after its last alert."""
+    found = []
+    for name in conditions.due_reminders(now, alerts.remind_hours):
+        condition = conditions.items[name]
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(condition.since))
+        alert = Alert(
+            subject=f"still failing: {condition.subject}", details={**condition.details, "since": since},
+            link=condition.link,
+        )
+        condition.alerted_at = now
+        found.append(alert)
+    return found
+
+
+_FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED)
+_RUNS_PER_TICK = 50
+
+
+def _finished_runs_after(instance, storage_id: int) -> tuple[list[str], int]:
+    """The runs that finished after ``storage_id`` in the order they finished (at most a tick's worth each
+    kind), and the storage id to continue from."""
+    records, bound = [], None
+    for event_type in _FINISHED:
+        page = instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type, after_storage_id=storage_id), limit=_RUNS_PER_TICK, ascending=True
+        ).records
+        records += page
+        if len(page) == _RUNS_PER_TICK:
+            # More of this kind wait: do not go past its last one, or they would be skipped.
+            bound = min(bound, page[-1].storage_id) if bound is not None else page[-1].storage_id
+    records = sorted((r for r in records if bound is None or r.storage_id <= bound), key=lambda r: r.storage_id)
+    last = records[-1].storage_id if records else storage_id
+    return [r.event_log_entry.run_id for r in records], last
+
+
+def _latest_finished(instance) -> int:
+    ids = [
+        page[0].storage_id
+        for event_type in _FINISHED
+        if (page := instance.fetch_run_status_changes(event_type, limit=1, ascending=False).records)
+    ]
+    return max(ids, default=0)
+
+
+def run_failure_alert(context: RunFailureSensorContext, alerts: StediAlerts) -> Alert:
+    run = context.dagster_run
+    origin = run_origin(run.job_name, run.tags)
+    steps = sorted({event.step_key for event in context.get_step_failure_events() if event.step_key})
+    error = context.failure_event.event_specific_data
+    details = {**origin, "run_id": run.run_id}
+    if steps:
+        details["failed_steps"] = ", ".join(steps)
+    error_info = getattr(error, "error", None)
+    if error_info is not None:
+        # The exception class only: its message could quote a record.
+        details["error"] = error_info.cls_name or "error"
+    return Alert(
+        subject=f"run failed: {origin['job']} ({origin['trigger']})",
+        details=details,
+        link=alerts.run_url(run.run_id),
+    )
+
+
+def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
+    @sensor(
+        name="check_failure_alert_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=RUNNING,
+        description=(
+            "Alerts when a check starts failing in a finished run (checks that do not block leave runs green), "
+            "and when it passes again; not while it stays failing (STEDI_ALERT_REMIND_HOURS for reminders)."
+        ),
+    )
+    def check_failure_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
+        saved = json.loads(context.cursor) if context.cursor else None
+        if saved is None:
+            # First tick: runs that finished before the sensor existed are history, not news.
+            context.update_cursor(json.dumps({"after": _latest_finished(context.instance), "checks": {}}))
+            return SkipReason("watching the runs that finish from now on")
+        conditions = Conditions(saved["checks"])
+        now = time.time()
+        run_ids, after = _finished_runs_after(context.instance, saved["after"])
+        found = []
+        for run_id in run_ids:
+            run = context.instance.get_run_by_id(run_id)
+            if run is not None:
+                found += check_alerts(context.instance, run, alerts, conditions, now)
+        found += reminders(conditions, alerts, now)
+        alerts.send_all(found, context.log)
+        # Saved whether or not delivery worked: a dead channel must not make every later tick resend
+        # (and spend its time limit); failed deliveries are in the log.
+        context.update_cursor(json.dumps({"after": after, "checks": conditions.to_json()}))
+        return SkipReason(f"{len(run_ids)} finished run(s) read, {len(found)} alert(s)")
+
+    @run_failure_sensor(
+        name="run_failure_alert_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=RUNNING,
+        description="Alerts on every failed run (its failed checks are check_failure_alert_sensor's).",
+    )
+    def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: StediAlerts):
+        alerts.send_all([run_failure_alert(context, alerts)], context.log)
+
+    return [check_failure_alert_sensor, run_failure_alert_sensor]
+
+
+# -- alerts from failed sensor ticks -----------------------------------------------------------
+
+_DONE = (TickStatus.SUCCESS, TickStatus.SKIPPED, TickStatus.FAILURE)
+_FIRST_LOOK_TICKS = 20
+
+
+def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
+    @sensor(
+        name="sensor_tick_alert_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=RUNNING,
+        description="Alerts when another sensor's ticks start failing (once per failure, not per failed tick).",
+    )
+    def sensor_tick_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
+        # Per sensor: the newest tick looked at, and whether it was failing then.
+        seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
+        watched = {s.name for s in context.repository_def.sensor_defs} - {context.sensor_name}
+        states = context.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        found: list[Alert] = []
+        for state in states:
+            name = state.instigator_name
+            if name not in watched or state.origin.repository_origin.repository_name != context.repository_def.name:
+                continue
+            last = seen.get(name, {"timestamp": None, "failing": False})
+            ticks = context.instance.get_ticks(
+                state.instigator_origin_id, state.selector_id, after=last["timestamp"], statuses=list(_DONE),
+                limit=None if last["timestamp"] else _FIRST_LOOK_TICKS,
+            )
+            for tick in sorted(ticks, key=lambda t: t.timestamp):
+                failed = tick.status == TickStatus.FAILURE
+                if failed and not last["failing"]:
+                    details = {"sensor": name, "tick_id": str(tick.tick_id)}
+                    if tick.error is not None:
+                        details["error"] = tick.error.cls_name or "error"
+                    found.append(
+                        Alert(
+                            subject=f"sensor tick failed: {name}",
+                            details=details,
+                            link=alerts.ui_link(f"automation/{name}"),
+                        )
+                    )
+                last = {"timestamp": tick.timestamp, "failing": failed}
+            seen[name] = last
+        alerts.send_all(found, context.log)
+        context.update_cursor(json.dumps(seen))
+        return SkipReason(f"{len(found)} sensor failure(s) reported")
+
+    return sensor_tick_alert_sensor
+
+
+# -- alerts from stale tables ------------------------------------------------------------------
+
+
+def _freshness_conditions(saved: dict | None, now: float) -> Conditions:
+    if saved is None:
+        return Conditions()
+    if "tables" in saved:
+        return Conditions(saved["tables"])
+    # A cursor of an earlier version, {table: state}: a FAIL in it was alerted then.
+    conditions = Conditions()
+    for name, state in saved.items():
+        conditions.observe(name, state == FreshnessState.FAIL.value, now)
+        if state == FreshnessState.FAIL.value:
+            conditions.alerted(name, now, f"table stale: {name}", {"asset": name}, None)
+    return conditions
+
+
+def build_stale_table_alert_sensor(keys: Sequence[AssetKey], interval_seconds: int) -> SensorDefinition:
+    """Alerts when one of ``keys`` (assets with a freshness policy) turns stale (FAIL) and when it is fresh again."""
+
+    @sensor(
+        name="stale_table_alert_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=RUNNING,
+        description=(
+            "Alerts when a table with a freshness policy becomes stale (FAIL) and when it is fresh again; "
+            "not while it stays stale (STEDI_ALERT_REMIND_HOURS for reminders)."
+        ),
+    )
+    def stale_table_alert_sensor(context: SensorEvaluationContext, alerts: StediAlerts):
+        now = time.time()
+        conditions = _freshness_conditions(json.loads(context.cursor) if context.cursor else None, now)
+        records = context.instance.get_freshness_state_records(list(keys))
+        found: list[Alert] = []
+        for key in keys:
+            record = records.get(key)
+            # UNKNOWN (never materialized, no policy) says nothing either way.
+            if record is None or record.freshness_state == FreshnessState.UNKNOWN:
+                continue
+            name = key.to_user_string()
+            state = record.freshness_state
+            change = conditions.observe(name, state == FreshnessState.FAIL, now)
+            if change is None:
+                continue
+            details = {"asset": name, "freshness": state.value, "since": record.updated_at.isoformat()}
+            link = alerts.ui_link(f"assets/{'/'.join(key.path)}")
+            subject = f"table stale: {name}" if change == "failed" else f"recovered: table no longer stale: {name}"
+            if change == "failed":
+                conditions.alerted(name, now, subject, details, link)
+            found.append(Alert(subject=subject, details=details, link=link))
+        found += reminders(conditions, alerts, now)
+        alerts.send_all(found, context.log)
+        context.update_cursor(json.dumps({"tables": conditions.to_json()}))
+        return SkipReason(f"{len(found)} freshness alert(s)")
+
+    return stale_table_alert_sensor

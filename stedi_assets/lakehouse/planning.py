@@ -1,0 +1,106 @@
+"""Which tables are out of date, and why: what ``stedi run`` materializes.
+
+A feed's landing and quarantine tables are out of date when its landing
+step has something to do (``ingestion.plan_deliveries``, the same plan the
+step makes): a landing file is new, changed or removed since the delivery
+ledger recorded it, a rejected delivery is still there or gone, an entry is
+refused that the ledger does not record yet (or the tables were never
+published). A derived table is out of date when it was
+never published, when an input table has a newer snapshot than the one it
+was computed from (its ``stedi.upstream.<table>`` properties), or when it
+was computed under other rule settings (``stedi.rules.<setting>``). Every
+table downstream of an out-of-date table is out of date too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stedi_assets.lakehouse.ingestion import plan_deliveries
+from stedi_assets.lakehouse.ledger import feed_deliveries, read_ledger
+from stedi_assets.lakehouse.tables import UPSTREAM
+from stedi_assets.domain.schemas import FEEDS
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """The tables to materialize (asset names, in no order) and, for each table out of date on its own, why."""
+
+    tables: frozenset[str]
+    reasons: Mapping[str, str]
+    rows: Mapping[str, int]
+    """Rows of each published table's current snapshot."""
+
+
+def _landing_reason(plan, known) -> str:
+    text = f"{len(plan.new)} new, {len(plan.changed)} changed, {len(plan.removed)} removed landing file(s)"
+    again = sum(uri in known.rejected for uri in plan.new + plan.changed)
+    if again:
+        text += f", {again} of them rejected before and read again"
+    if plan.dropped_rejected:
+        text += f", {len(plan.dropped_rejected)} rejected file(s) gone"
+    if plan.refused or plan.refused_gone:
+        text += f", {len(plan.refused) + len(plan.refused_gone)} refused entry(ies) to record"
+    return text
+
+
+def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh: bool = False) -> Staleness:
+    """``upstream``: each table's input tables (from the asset graph)."""
+    reasons: dict[str, str] = {}
+    # What cannot be read here (a landing zone or catalog that is not there) makes a table out
+    # of date: its step then fails on it, in one line, as a run does.
+    try:
+        ledger = read_ledger(lakehouse)[0]
+    except Exception:  # noqa: BLE001
+        ledger = None
+    snapshots: dict[str, object] = {}
+    for table in upstream:
+        try:
+            snapshot = lakehouse.load_table(table).metadata.current_snapshot()
+        except Exception:  # noqa: BLE001
+            continue
+        if snapshot is not None:
+            snapshots[table] = snapshot
+    for feed in FEEDS:
+        landing, quarantine = f"{feed}_landing", f"{feed}_quarantine"
+        if full_refresh:
+            reasons[landing] = "full refresh"
+        elif landing not in snapshots or quarantine not in snapshots or ledger is None:
+            reasons[landing] = "not published yet"
+        else:
+            try:
+                listed = lakehouse.landing_versions(feed)
+            except Exception:  # noqa: BLE001
+                reasons[landing] = "its landing files cannot be listed"
+                continue
+            known = feed_deliveries(ledger, feed)
+            plan = plan_deliveries(listed, known, published=True, full_refresh=False)
+            if plan.has_changes:
+                reasons[landing] = _landing_reason(plan, known)
+    rules = lakehouse.rule_properties()
+    for table, inputs in upstream.items():
+        if not inputs or table in reasons:
+            continue
+        snapshot = snapshots.get(table)
+        if snapshot is None:
+            reasons[table] = "not published yet"
+            continue
+        recorded = snapshot.summary.additional_properties if snapshot.summary else {}
+        settings = [k.rsplit(".", 1)[-1] for k, v in rules.items() if recorded.get(k) != v]
+        newer = [u for u in sorted(inputs) if u in snapshots and recorded.get(f"{UPSTREAM}{u}") != str(snapshots[u].snapshot_id)]
+        if settings:
+            reasons[table] = f"computed under other settings: {', '.join(settings)}"
+        elif newer:
+            reasons[table] = f"computed from an earlier snapshot of {', '.join(newer)}"
+    tables = set(reasons)
+    for feed in FEEDS:
+        if f"{feed}_landing" in tables:
+            tables.add(f"{feed}_quarantine")
+    grew = True
+    while grew:
+        downstream = {t for t, inputs in upstream.items() if inputs & tables} - tables
+        tables |= downstream
+        grew = bool(downstream)
+    rows = {t: int(s.summary.get("total-records", 0)) if s.summary else 0 for t, s in snapshots.items()}
+    return Staleness(frozenset(tables), reasons, rows)
