@@ -30,9 +30,9 @@ from benchmarks.bench import default_source, scaled_landing
 def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] | None = None) -> dict[str, object]:
     from dagster import materialize
 
-    from stedi_assets.defs import checks
+    from stedi_assets.orchestration import checks
     from stedi_assets.definitions import zone_assets
-    from stedi_assets.defs.resources import StediLakehouse, lakehouse_io_manager
+    from stedi_assets.orchestration.resources import StediLakehouse, lakehouse_io_manager
 
     check_seconds: dict[str, float] = collections.defaultdict(float)
     check_jobs: dict[str, int] = collections.defaultdict(int)

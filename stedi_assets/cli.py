@@ -94,7 +94,7 @@ def _built_job(build: str, tables: tuple[str, ...]):
     # Dagster asks for the job several times during a run: it is built once per build.
     from dagster import AssetCheckKey, AssetKey
 
-    from stedi_assets.defs.checks import CHECKS
+    from stedi_assets.orchestration.checks import CHECKS
     from stedi_assets.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("stedi_job")
@@ -109,8 +109,8 @@ def _built_job(build: str, tables: tuple[str, ...]):
 def run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-    from stedi_assets.defs.assets import ZONE_ASSETS
-    from stedi_assets.defs.masking import mask_emails
+    from stedi_assets.orchestration.assets import ZONE_ASSETS
+    from stedi_assets.orchestration.masking import mask_emails
     from stedi_assets.lakehouse.planning import out_of_date
     from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.lakehouse.storage import normalize_uri
@@ -280,7 +280,7 @@ def _configure(args: argparse.Namespace):
     _apply_settings(args)
     settings = read_settings()
 
-    from stedi_assets.defs.resources import build_resources
+    from stedi_assets.orchestration.resources import build_resources
 
     return settings, _resolved(build_resources()["lakehouse"])
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from stedi_assets.defs.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
-from stedi_assets.defs.audit import AUDIT_CHECKS
-from stedi_assets.defs.maintenance_job import lakehouse_maintenance, lakehouse_maintenance_schedule
-from stedi_assets.defs.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
-from stedi_assets.defs.sensors import (
+from stedi_assets.orchestration.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
+from stedi_assets.orchestration.audit import AUDIT_CHECKS
+from stedi_assets.orchestration.maintenance_job import lakehouse_maintenance, lakehouse_maintenance_schedule
+from stedi_assets.orchestration.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
+from stedi_assets.orchestration.sensors import (
     build_landing_sensor,
     build_run_alert_sensors,
     build_stale_table_alert_sensor,
     build_tick_alert_sensor,
 )
-from stedi_assets.defs.resources import build_resources
+from stedi_assets.orchestration.resources import build_resources
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.settings import read_settings
 

@@ -13,8 +13,8 @@ from dagster import ExecuteInProcessResult, materialize
 from moto.server import ThreadedMotoServer
 
 from stedi_assets.definitions import zone_assets
-from stedi_assets.defs.io_manager import lakehouse_io_manager
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.io_manager import lakehouse_io_manager
+from stedi_assets.orchestration.resources import StediLakehouse
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

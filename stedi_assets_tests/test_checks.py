@@ -14,7 +14,7 @@ import narwhals as nw
 import pytest
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.checks import CHECKS, CheckInput
+from stedi_assets.orchestration.checks import CHECKS, CheckInput
 from stedi_assets.domain.schemas import FEEDS, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
 from stedi_assets_tests.test_rules import T0, customers, quarantined, readings, steps

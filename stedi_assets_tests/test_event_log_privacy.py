@@ -16,8 +16,8 @@ from dagster import DagsterInstance, MetadataValue, materialize
 from dagster._serdes import serialize_value
 
 from stedi_assets.definitions import zone_assets
-from stedi_assets.defs.masking import mask_emails, mask_metadata, masking_errors
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.masking import mask_emails, mask_metadata, masking_errors
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.simulate import simulate_landing
 from stedi_assets_tests.conftest import resources_for
 

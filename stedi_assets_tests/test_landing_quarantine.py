@@ -483,7 +483,7 @@ def test_memory_stays_bounded_while_finding_a_gzip_bomb(tmp_path):
 
 
 def test_the_bound_is_a_setting(monkeypatch):
-    from stedi_assets.defs.resources import build_resources
+    from stedi_assets.orchestration.resources import build_resources
 
     assert build_resources({})["lakehouse"].max_file_mb == 1024
     monkeypatch.setenv("STEDI_MAX_FILE_MB", "5")

@@ -2,7 +2,7 @@
 
 The layers and what each may import are declared once, as import-linter
 contracts in ``pyproject.toml``: the CLI and the definitions over the Dagster
-layer (``stedi_assets.defs``), over the lakehouse library, over the domain,
+layer (``stedi_assets.orchestration``), over the lakehouse library, over the domain,
 over the settings; no Dagster in the domain or the library. Does not judge
 what a module does, only what it imports.
 """

@@ -24,7 +24,7 @@ import pytest
 
 from stedi_assets import cli
 from stedi_assets.domain.profiles import STEDI_REFERENCE
-from stedi_assets.defs.resources import build_resources
+from stedi_assets.orchestration.resources import build_resources
 from stedi_assets.domain.schemas import FEEDS, TABLES, ZONE_TABLES
 from stedi_assets_tests.conftest import (
     REPOSITORY,
@@ -236,9 +236,9 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from pyiceberg.catalog.sql import SqlCatalog
-    from stedi_assets.defs import resources
+    from stedi_assets.orchestration import resources
     from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
-    from stedi_assets.defs.resources import StediLakehouse
+    from stedi_assets.orchestration.resources import StediLakehouse
     from stedi_assets_tests.conftest import materialize_all
 
     landing, lakehouse_root, moment, ready = sys.argv[1:5]
@@ -377,8 +377,8 @@ import re, sys
 from pathlib import Path
 from dagster import materialize
 from stedi_assets.definitions import zone_assets
-from stedi_assets.defs.io_manager import lakehouse_io_manager
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.io_manager import lakehouse_io_manager
+from stedi_assets.orchestration.resources import StediLakehouse
 lakehouse = StediLakehouse(landing_uri=sys.argv[1], lakehouse_uri=sys.argv[2], max_file_mb=1)
 result = materialize(
     zone_assets, resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},

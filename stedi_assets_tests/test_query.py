@@ -28,7 +28,7 @@ from polars.testing import assert_frame_equal
 from stedi_assets import cli
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import QueryError, connect, published_datasets, query
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.tables import data_file_paths
 from stedi_assets_tests.conftest import materialize_all, stored_table

@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 import re
 
-from stedi_assets.defs import resources
-from stedi_assets.defs.checks import CHECKS
+from stedi_assets.orchestration import resources
+from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.settings import SETTINGS, VARIABLES
 from stedi_assets_tests.conftest import REPOSITORY

@@ -16,7 +16,7 @@ import pytest
 from stedi_assets import settings as settings_module
 from stedi_assets.lakehouse.engines import ENGINE_NAMES
 from stedi_assets.domain.profiles import PROFILE_NAMES
-from stedi_assets.defs.resources import build_resources
+from stedi_assets.orchestration.resources import build_resources
 from stedi_assets.settings import (
     VARIABLES,
     Settings,

@@ -20,7 +20,7 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from stedi_assets.defs.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets_tests.conftest import REPOSITORY, stored_table
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The lakehouse library: stores, Iceberg tables, engines, the ingestion plan, the ledger, SQL, maintenance.
 
-No Dagster here: the Dagster layer (``stedi_assets.defs``) builds the objects
+No Dagster here: the Dagster layer (``stedi_assets.orchestration``) builds the objects
 this library works with and calls it.
 
 * ``storage.py``, ``storage_s3.py``: a local folder or an S3 bucket behind one
@@ -18,6 +18,6 @@ this library works with and calls it.
   settings and clients.
 
 It may import ``stedi_assets.domain`` and ``stedi_assets.settings``, never
-``stedi_assets.defs`` (``pyproject.toml``'s import contracts; one exception is
+``stedi_assets.orchestration`` (``pyproject.toml``'s import contracts; one exception is
 listed there with its reason).
 """

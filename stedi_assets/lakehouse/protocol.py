@@ -2,7 +2,7 @@
 
 The library (ingestion, the ledger, planning, query, maintenance) takes such
 an object and never imports where it comes from: the Dagster layer's
-``defs.resources.StediLakehouse`` is one, built from the settings.
+``orchestration.resources.StediLakehouse`` is one, built from the settings.
 """
 
 from __future__ import annotations

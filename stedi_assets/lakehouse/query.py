@@ -341,7 +341,7 @@ def query_batches(
     check_read_only(sql)
     if isinstance(lakehouse, str):
         # A local lakehouse by its URI alone: its resource with every other setting at its default.
-        from stedi_assets.defs.resources import StediLakehouse as Resource
+        from stedi_assets.orchestration.resources import StediLakehouse as Resource
 
         lakehouse = Resource(landing_uri=lakehouse, lakehouse_uri=lakehouse)
     if isinstance(as_of, str):

@@ -13,7 +13,7 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from stedi_assets.lakehouse.engines import EngineError
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 

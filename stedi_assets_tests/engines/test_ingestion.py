@@ -37,7 +37,7 @@ from stedi_assets.definitions import zone_assets
 from stedi_assets.lakehouse.engines import RecordsFolder, slice_of_file
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import FEED_SCHEMAS
 from stedi_assets.lakehouse.storage import LocalStore
 from stedi_assets.domain.validation import reference_read

@@ -24,9 +24,9 @@ from polars.testing import assert_frame_equal
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.checks import CheckInput, check_consenting_readings, check_unique_customers
+from stedi_assets.orchestration.checks import CheckInput, check_consenting_readings, check_unique_customers
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
-from stedi_assets.defs.resources import TableNotPublishedError, build_resources, parse_spark_conf
+from stedi_assets.orchestration.resources import TableNotPublishedError, build_resources, parse_spark_conf
 from stedi_assets.domain.schemas import FEED_SCHEMAS, TABLES
 from stedi_assets.lakehouse.storage import LocalStore
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table

@@ -19,8 +19,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.checks import CHECKS, CheckInput
-from stedi_assets.defs.resources import TableNotPublishedError
+from stedi_assets.orchestration.checks import CHECKS, CheckInput
+from stedi_assets.orchestration.resources import TableNotPublishedError
 from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 from stedi_assets_tests.engines.test_spark_engine import T0, as_polars, customer, spark_frame, write_lines
@@ -186,7 +186,7 @@ def stored_tables(lakehouse) -> dict[str, pl.DataFrame | None]:
 
 
 def test_privacy_rules_in_a_spark_run_match_polars(spark, tmp_path):
-    from stedi_assets.defs.resources import StediLakehouse
+    from stedi_assets.orchestration.resources import StediLakehouse
 
     landing = write_privacy_landing(tmp_path / "landing")
     runs = {}

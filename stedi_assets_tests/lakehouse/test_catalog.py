@@ -20,7 +20,7 @@ from stedi_assets import cli
 from stedi_assets.lakehouse.catalog import CatalogError
 from stedi_assets.lakehouse.tables import replace_contents
 from stedi_assets.lakehouse.query import QueryError, query
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all, published_rows, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing

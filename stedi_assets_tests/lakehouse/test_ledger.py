@@ -20,7 +20,7 @@ from stedi_assets.lakehouse.ledger import (
     record_deliveries,
 )
 from stedi_assets.lakehouse.tables import iceberg_schema, table_properties
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import DELIVERY_LEDGER, TableSchema
 from stedi_assets_tests.conftest import stored_table
 

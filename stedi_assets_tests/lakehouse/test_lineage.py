@@ -24,7 +24,7 @@ from polars.testing import assert_frame_equal
 from stedi_assets import cli
 from stedi_assets.domain import rules
 from stedi_assets.definitions import defs
-from stedi_assets.defs.io_manager import LakehouseIOManager
+from stedi_assets.orchestration.io_manager import LakehouseIOManager
 from stedi_assets.lakehouse.tables import history
 from stedi_assets.lakehouse.query import QueryError, query
 from stedi_assets.domain.schemas import TABLES

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets_tests.conftest import independent_catalog, materialize_all, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
 

@@ -23,11 +23,11 @@ import moto.settings
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.defs.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import query
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
 from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files

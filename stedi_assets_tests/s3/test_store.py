@@ -17,7 +17,7 @@ import pytest
 from dagster import EnvVar
 from polars.testing import assert_frame_equal
 
-from stedi_assets.defs.resources import DEFAULT_S3_MAX_ATTEMPTS, build_resources
+from stedi_assets.orchestration.resources import DEFAULT_S3_MAX_ATTEMPTS, build_resources
 from stedi_assets.lakehouse.storage import FileTooLarge, StorageError
 from stedi_assets.lakehouse.storage_s3 import S3Store, describe_object_store_error, object_store_errors
 from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY

@@ -57,10 +57,10 @@ from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, DagsterRun
 
-from stedi_assets.defs.alert_state import Conditions
-from stedi_assets.defs.alerts import Alert, StediAlerts
-from stedi_assets.defs.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
-from stedi_assets.defs.resources import StediLakehouse, _is_feed_file
+from stedi_assets.orchestration.alert_state import Conditions
+from stedi_assets.orchestration.alerts import Alert, StediAlerts
+from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
+from stedi_assets.orchestration.resources import StediLakehouse, _is_feed_file
 
 __all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
 

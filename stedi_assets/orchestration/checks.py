@@ -15,8 +15,8 @@ import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.masking import mask_email
-from stedi_assets.defs.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
+from stedi_assets.orchestration.masking import mask_email
+from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
 from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
 
 ERROR = AssetCheckSeverity.ERROR

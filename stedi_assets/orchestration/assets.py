@@ -27,14 +27,14 @@ from dagster import TableSchema as DagsterTableSchema
 from pydantic import Field
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.checks import CHECKS, CheckInput, check_specs, row_count
+from stedi_assets.orchestration.checks import CHECKS, CheckInput, check_specs, row_count
 from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
-from stedi_assets.defs.landing import landing_metadata
-from stedi_assets.defs.masking import mask_emails, masked, masks_errors
+from stedi_assets.orchestration.landing import landing_metadata
+from stedi_assets.orchestration.masking import mask_emails, masked, masks_errors
 from stedi_assets.domain.profiles import expected_rows
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets.lakehouse.storage import FileVersion
 

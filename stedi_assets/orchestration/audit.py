@@ -22,11 +22,11 @@ import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from stedi_assets.domain import rules
-from stedi_assets.defs.assets import quarantined_customers
-from stedi_assets.defs.checks import _PERSONAL_IDENTIFIERS, row_count
-from stedi_assets.defs.masking import mask_email
-from stedi_assets.defs.masking import masked
-from stedi_assets.defs.resources import StediLakehouse, TableNotPublishedError
+from stedi_assets.orchestration.assets import quarantined_customers
+from stedi_assets.orchestration.checks import _PERSONAL_IDENTIFIERS, row_count
+from stedi_assets.orchestration.masking import mask_email
+from stedi_assets.orchestration.masking import masked
+from stedi_assets.orchestration.resources import StediLakehouse, TableNotPublishedError
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 
 _SAMPLE_SIZE = 5

@@ -15,11 +15,11 @@ from dagster import DagsterEventType, Definitions
 
 from stedi_assets.domain import rules
 from stedi_assets.definitions import defs, stedi_audit_job, zone_assets
-from stedi_assets.defs.audit import AUDIT_CHECKS
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.audit import AUDIT_CHECKS
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
 from stedi_assets_tests.conftest import resources_for
-from stedi_assets_tests.defs.conftest import publish_tables
+from stedi_assets_tests.orchestration.conftest import publish_tables
 
 AUDITS = {(c.asset_key.path[-1], c.name) for check in AUDIT_CHECKS for c in check.check_keys}
 

@@ -26,12 +26,12 @@ from dagster import (
 )
 
 from stedi_assets.definitions import build_definitions
-from stedi_assets.defs.alerts import StediAlerts
-from stedi_assets.defs.sensors import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.alerts import StediAlerts
+from stedi_assets.orchestration.sensors import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.domain.simulate import simulate_landing, write_landing
-from stedi_assets_tests.defs.conftest import CheckAlerts
+from stedi_assets_tests.orchestration.conftest import CheckAlerts
 
 LANDING_OUTPUTS = {
     "customer": {"customer_landing", "customer_quarantine"},

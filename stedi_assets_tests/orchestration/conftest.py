@@ -19,9 +19,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from dagster import AssetsDefinition, DagsterInstance, asset, build_sensor_context, materialize
 
-from stedi_assets.defs.alerts import StediAlerts
-from stedi_assets.defs.sensors import build_run_alert_sensors
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.alerts import StediAlerts
+from stedi_assets.orchestration.sensors import build_run_alert_sensors
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import materialize_all, resources_for

@@ -17,7 +17,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.lakehouse.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, RecordsFolder
-from stedi_assets.defs.landing import DEFAULT_QUARANTINE_MAX_SHARE
+from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE
 from stedi_assets.domain.profiles import PROFILE_NAMES
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.catalog import (
@@ -28,7 +28,7 @@ from stedi_assets.lakehouse.catalog import (
     catalog_errors,
 )
 from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
-from stedi_assets.defs.io_manager import lakehouse_io_manager
+from stedi_assets.orchestration.io_manager import lakehouse_io_manager
 from stedi_assets.lakehouse.tables import (
     write_folder,
     Commit,
@@ -384,7 +384,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if settings.is_set("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
     )
     # Imported here: the operations package reads tables through this module.
-    from stedi_assets.defs.alerts import StediAlerts
+    from stedi_assets.orchestration.alerts import StediAlerts
 
     alerts = StediAlerts(
         webhook_url=setting("STEDI_ALERT_WEBHOOK_URL", ""),

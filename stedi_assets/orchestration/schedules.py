@@ -24,7 +24,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from stedi_assets.defs.tags import TRIGGER_TAG
+from stedi_assets.orchestration.tags import TRIGGER_TAG
 from stedi_assets.settings import Settings
 from stedi_assets.domain.schemas import TABLES
 

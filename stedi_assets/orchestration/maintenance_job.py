@@ -3,8 +3,8 @@
 from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
 
 from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
-from stedi_assets.defs.tags import TRIGGER_TAG
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.tags import TRIGGER_TAG
+from stedi_assets.orchestration.resources import StediLakehouse
 
 
 @op(description="Expire old snapshots of every table and delete the files no kept snapshot needs.")

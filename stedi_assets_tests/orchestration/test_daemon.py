@@ -26,12 +26,12 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
-from stedi_assets.defs.sensors import CHANGES_TAG, TRIGGER_TAG
-from stedi_assets.defs.resources import StediLakehouse
+from stedi_assets.orchestration.sensors import CHANGES_TAG, TRIGGER_TAG
+from stedi_assets.orchestration.resources import StediLakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import REPOSITORY
-from stedi_assets_tests.defs.conftest import WebhookReceiver
+from stedi_assets_tests.orchestration.conftest import WebhookReceiver
 from stedi_assets_tests.test_webserver import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow

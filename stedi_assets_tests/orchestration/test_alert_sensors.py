@@ -25,7 +25,7 @@ from dagster._core.scheduler.instigation import (
 from dagster._utils.error import SerializableErrorInfo
 
 from stedi_assets.definitions import build_definitions
-from stedi_assets.defs.alerts import StediAlerts
+from stedi_assets.orchestration.alerts import StediAlerts
 
 UI = "http://ui.example.internal"
 

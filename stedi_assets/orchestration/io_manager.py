@@ -25,7 +25,7 @@ import narwhals as nw
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
 from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, TableUpdate
-from stedi_assets.defs.masking import mask_metadata
+from stedi_assets.orchestration.masking import mask_metadata
 
 if TYPE_CHECKING:
     from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse

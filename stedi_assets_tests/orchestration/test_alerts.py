@@ -19,14 +19,14 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, Definitions, build_run_status_sensor_context
 
 from stedi_assets.definitions import stedi_audit_job, stedi_job, zone_assets
-from stedi_assets.defs.alerts import Alert, StediAlerts, parse_smtp_url
-from stedi_assets.defs.audit import AUDIT_CHECKS
-from stedi_assets.defs.sensors import build_run_alert_sensors
-from stedi_assets.defs.tags import run_origin
-from stedi_assets.defs.resources import StediLakehouse, build_resources
+from stedi_assets.orchestration.alerts import Alert, StediAlerts, parse_smtp_url
+from stedi_assets.orchestration.audit import AUDIT_CHECKS
+from stedi_assets.orchestration.sensors import build_run_alert_sensors
+from stedi_assets.orchestration.tags import run_origin
+from stedi_assets.orchestration.resources import StediLakehouse, build_resources
 from stedi_assets.settings import SettingsError
 from stedi_assets_tests.conftest import resources_for
-from stedi_assets_tests.defs.conftest import SMTP_PASSWORD, CheckAlerts, free_port, publish_tables
+from stedi_assets_tests.orchestration.conftest import SMTP_PASSWORD, CheckAlerts, free_port, publish_tables
 
 # The loopback SMTP server takes a login without TLS, which aiosmtpd warns about on each connection.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")

@@ -15,7 +15,7 @@ from typing import Any
 import narwhals as nw
 from dagster import AssetCheckSeverity, MetadataValue
 
-from stedi_assets.defs.masking import mask_emails
+from stedi_assets.orchestration.masking import mask_emails
 # The share of a feed's records that may be quarantined; the checks take the default from here.
 from stedi_assets.settings import DEFAULT_QUARANTINE_MAX_SHARE  # noqa: F401
 
