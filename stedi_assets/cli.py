@@ -293,11 +293,12 @@ def _resolved(resource):
     time a one-line query takes.
     """
     from dagster import ConfigurableResource, EnvVar
-    from dagster._config.field_utils import IntEnvVar
 
+    # The class of EnvVar.int's variables, which Dagster does not export by name.
+    int_env_var = type(EnvVar.int("ANY_NAME"))
     values = {}
     for name, value in dict(resource).items():
-        if isinstance(value, (EnvVar, IntEnvVar)):
+        if isinstance(value, (EnvVar, int_env_var)):
             value = value.get_value()
         elif isinstance(value, ConfigurableResource):
             value = _resolved(value)

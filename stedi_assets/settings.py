@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,12 +262,19 @@ def parse_cron(text: str) -> str:
     accepted = "a cron expression of five fields, e.g. '0 * * * *'"
     if not isinstance(text, str) or not re.fullmatch(r"\S+( \S+){4}", text.strip()):
         raise _Rejected(accepted)
-    # Dagster's own parser, imported only when a schedule is configured: the
-    # command reads the settings before it imports Dagster.
-    from dagster._utils.schedules import is_valid_cron_string
+    # Dagster's own check, the one a ScheduleDefinition makes of its cron
+    # string; imported only when a schedule is configured: the command reads
+    # the settings before it imports Dagster.
+    from dagster import DagsterInvalidDefinitionError, ScheduleDefinition
 
-    if not is_valid_cron_string(text.strip()):
-        raise _Rejected(accepted)
+    try:
+        with warnings.catch_warnings():
+            # Its warning on steps beyond a field's range ('*/90') comes when
+            # the real schedule is built; this probe only validates.
+            warnings.simplefilter("ignore")
+            ScheduleDefinition(name="cron_check", cron_schedule=text.strip(), job_name="cron_check")
+    except DagsterInvalidDefinitionError:
+        raise _Rejected(accepted) from None
     return text.strip()
 
 

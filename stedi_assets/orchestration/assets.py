@@ -157,7 +157,7 @@ def _ingest(
     bases = (lakehouse.current_snapshot(f"{feed}_landing"), lakehouse.current_snapshot(f"{feed}_quarantine"))
     plan = plan_deliveries(listed, known, published=None not in bases, full_refresh=full_refresh)
     context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
-    update = plan_landing_update(lakehouse, feed, plan, known.current, bases, context.run_id)
+    update = plan_landing_update(lakehouse, feed, plan, known.current, bases, context.run.run_id)
     engine = lakehouse.get_engine()
     landing_kind = update.landing.kind
     quarantine = engine.hold(update.quarantine_frame)
@@ -206,7 +206,7 @@ def _ingest(
                 "remove or correct them and the next run publishes the feed (no full refresh needed)"
             ))
         if deliveries or retired:
-            record_deliveries(lakehouse, feed, deliveries, retired, context.run_id)
+            record_deliveries(lakehouse, feed, deliveries, retired, context.run.run_id)
     finally:
         engine.release(quarantine)
         if landing_kind == "replace":

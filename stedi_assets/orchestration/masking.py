@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from dagster import MetadataValue
-from dagster._core.definitions.metadata import (
+from dagster import (
     JsonMetadataValue,
     MarkdownMetadataValue,
+    MetadataValue,
     PathMetadataValue,
     TextMetadataValue,
     UrlMetadataValue,

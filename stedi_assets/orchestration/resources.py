@@ -383,7 +383,7 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         spark_conf=settings.spark_conf,
         max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if settings.is_set("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
     )
-    # Imported here: the operations package reads tables through this module.
+    # Imported here: the sensors and audit checks read tables through this module.
     from stedi_assets.orchestration.alerts import StediAlerts
 
     alerts = StediAlerts(

@@ -22,8 +22,8 @@ from dagster import (
     ScheduleDefinition,
     define_asset_job,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from stedi_assets.orchestration.dagster_internals import UnresolvedAssetJobDefinition
 from stedi_assets.orchestration.tags import TRIGGER_TAG
 from stedi_assets.settings import Settings
 from stedi_assets.domain.schemas import TABLES

@@ -41,6 +41,8 @@ from dagster import (
     AssetSelection,
     AssetsDefinition,
     DagsterEventType,
+    DagsterRun,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
@@ -52,13 +54,15 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.definitions.freshness import FreshnessState
-from dagster._core.scheduler.instigation import InstigatorType, TickStatus
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, DagsterRun
 
 from stedi_assets.orchestration.alert_state import Conditions
 from stedi_assets.orchestration.alerts import Alert, StediAlerts
+from stedi_assets.orchestration.dagster_internals import (
+    FreshnessState,
+    InstigatorType,
+    TickStatus,
+    UnresolvedAssetJobDefinition,
+)
 from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
 from stedi_assets.orchestration.resources import StediLakehouse, _is_feed_file
 
@@ -66,6 +70,15 @@ __all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
 
 FEEDS = ("customer", "accelerometer", "step_trainer")
 RUNNING = DefaultSensorStatus.RUNNING
+
+# A run that has started and not finished: Dagster's IN_PROGRESS_RUN_STATUSES,
+# which it does not export (test_dagster_internals holds the two equal).
+IN_PROGRESS_RUN_STATUSES = (
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+    DagsterRunStatus.SUSPENDED,
+)
 
 
 # -- landing sensor ------------------------------------------------------------------

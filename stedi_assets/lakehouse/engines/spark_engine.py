@@ -42,6 +42,8 @@ try:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
+
+    from stedi_assets.lakehouse.engines import spark_internals
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
     raise EngineError(
         f"the Spark engine needs the 'spark' extra ({missing.name} is not installed): pip install 'stedi_assets[spark]'"
@@ -185,7 +187,7 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
             failure = dead_jvm_message()
             if failure is not None:
                 raise EngineError(failure)
-            if _session.sparkContext._jsc is not None:
+            if not spark_internals.context_stopped(_session.sparkContext):
                 return _session
         java_executable()
         settings = session_settings(master, conf or {})
@@ -223,7 +225,7 @@ def _quiet_accumulator_server(session: SparkSession) -> None:
     Python's socketserver prints the stack trace of a connection's EOFError
     to stderr; the engine reports the JVM's death itself, in one line.
     """
-    server = getattr(session.sparkContext, "_accumulatorServer", None)
+    server = spark_internals.accumulator_server(session.sparkContext)
     if server is None:
         return
     report = server.handle_error
@@ -243,7 +245,7 @@ def stop_spark_session() -> None:
             if dead_jvm_message() is None:
                 _session.stop()
             else:
-                _forget_dead_jvm()
+                spark_internals.forget_dead_jvm()
             _session = None
 
 
@@ -260,9 +262,7 @@ _OOM_EXIT_CODE = 52
 
 def _jvm_exit_code() -> int | None:
     """The exit code of the JVM this process started, or None while it runs (or when it was not started here)."""
-    from pyspark import SparkContext
-
-    process = getattr(SparkContext._gateway, "proc", None)
+    process = spark_internals.jvm_process()
     return None if process is None else process.poll()
 
 
@@ -298,18 +298,6 @@ def dead_jvm_message() -> str | None:
     return f"the Spark JVM exited with code {code}; its log above says why"
 
 
-def _forget_dead_jvm() -> None:
-    """Drop pyspark's handles on a JVM that is gone, so that the next session starts a new one."""
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession as Session
-
-    SparkContext._active_spark_context = None
-    SparkContext._gateway = None
-    SparkContext._jvm = None
-    Session._instantiatedSession = None
-    Session._activeSession = None
-
-
 JVM_EXIT_WAIT_SECONDS = 30.0
 
 
@@ -323,19 +311,17 @@ def _lost_the_jvm(error: BaseException) -> bool:
         return True
     # A JVM on its way out first stops its SparkContext, which cancels the
     # running job with an ordinary error ("SparkContext was shut down").
-    from pyspark import SparkContext
-
+    session = _session
+    if session is None or spark_internals.context_stopped(session.sparkContext):
+        return False  # no context, or one stopped from Python: nothing is going away
     try:
-        context = SparkContext._active_spark_context
-        return context is not None and context._jsc.sc().isStopped()
+        return spark_internals.jvm_context_stopped(session.sparkContext)
     except Exception:
         return True
 
 
 def _wait_for_jvm_exit(seconds: float) -> None:
-    from pyspark import SparkContext
-
-    process = getattr(SparkContext._gateway, "proc", None)
+    process = spark_internals.jvm_process()
     if process is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=seconds)
