@@ -1,8 +1,10 @@
 """Every asset check on a good and a violating table, and what a failed blocking check does to a run.
 
-The check functions are fed hand-made frames directly; the last tests run the
-real graph with a deliberately broken rule to show that a failed privacy
-check keeps the table unpublished and stops everything downstream.
+The check functions are fed hand-made frames directly; each rule helper that
+builds a privacy-relevant table is broken in turn to show its table's check
+failing (the checks derive what they need apart from the rules); the last
+tests run the graph with a deliberately broken rule to show that a failed
+privacy check keeps the table unpublished and stops everything downstream.
 Row counts on the real data are covered by test_acceptance.py.
 """
 
@@ -16,6 +18,7 @@ import pytest
 from stedi_assets.domain import rules
 from stedi_assets.orchestration.checks import CHECKS, CheckInput
 from stedi_assets.domain.schemas import FEEDS, TABLES
+from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
 from stedi_assets_tests.test_rules import T0, customers, quarantined, readings, steps
 
@@ -323,3 +326,144 @@ def test_failed_row_count_does_not_block(stedi_landing, make_lakehouse):
     outcomes = check_outcomes(result)
     assert not any(passed for (table, check), passed in outcomes.items() if check == "row_count")
     assert set(published_rows(result)) == set(TABLES)
+
+
+# -- a broken rule is caught by its check ------------------------------------------------
+# Each case replaces one rule helper that builds a privacy-relevant table with a
+# broken one, builds the table with the rules, and shows the table's check
+# failing; the same table built by the correct rule passes. The checks derive
+# what they need apart from the rules, so the broken helper does not break them.
+
+
+def _oldest_records(customers: nw.LazyFrame) -> nw.LazyFrame:
+    """current_customer_records gone wrong: each customer's oldest record."""
+    ranked = customers.with_columns(rules.identity("email"))
+    return ranked.unique(subset=["email"], keep="first", order_by=["lastUpdateDate"]).select(
+        TABLES["customer_landing"].column_names
+    )
+
+
+WITHDRAWN_LATER = customers(
+    {"email": "yes@example.com", "serialNumber": "s-y", "shareWithResearchAsOfDate": T0},
+    {"email": "was@example.com", "serialNumber": "s-w", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0},
+    {"email": "WAS@example.com", "serialNumber": "s-w", "lastUpdateDate": T0 + 1},
+)
+SHARED_DEVICE = customers(
+    {"email": "yes@example.com", "serialNumber": "s-y", "shareWithResearchAsOfDate": T0},
+    {"email": "no@example.com", "serialNumber": "s-y"},
+)
+TWO_OWNERS = customers(
+    {"email": "a@example.com", "serialNumber": "s-ab", "shareWithResearchAsOfDate": T0},
+    {"email": "b@example.com", "serialNumber": "s-ab", "shareWithResearchAsOfDate": T0 + 10},
+)
+
+
+def _customer_trusted_case(landing, quarantine):
+    def build():
+        inputs = {"customer_landing": landing, "quarantined_customers": quarantine}
+        return rules.customer_trusted(landing, quarantine), inputs, {}
+
+    return build
+
+
+def _accelerometer_trusted_case():
+    landing = readings(("yes@example.com", T0), ("no@example.com", T0))
+    return rules.accelerometer_trusted(landing, CONSENTING), {"customer_trusted": CONSENTING}, {}
+
+
+def _step_trainer_trusted_case():
+    trusted = rules.customer_trusted(SHARED_DEVICE)
+    inputs = {"customer_curated": trusted, "customer_landing": SHARED_DEVICE, "customer_trusted": trusted}
+    table = rules.step_trainer_trusted(steps(("s-y", T0)), trusted, SHARED_DEVICE, trusted)
+    return table, inputs, {}
+
+
+def _same_customer_case():
+    curated = customers(
+        {"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0},
+        {"email": "b@example.com", "serialNumber": "s-b", "shareWithResearchAsOfDate": T0},
+    )
+    step_readings, accelerometer = steps(("s-a", T0)), readings(("a@example.com", T0), ("b@example.com", T0))
+    inputs = {"step_trainer_trusted": step_readings, "accelerometer_trusted": accelerometer, "customer_curated": curated}
+    table = rules.machine_learning_curated(step_readings, accelerometer, curated, same_customer=True)
+    return table, inputs, {"same_customer": True}
+
+
+def _consent_scope_case():
+    # A device of two consenting owners; a reading between their consent dates predates b's consent.
+    trusted = rules.customer_trusted(TWO_OWNERS)
+    table = rules.step_trainer_trusted(steps(("s-ab", T0 + 5)), trusted, TWO_OWNERS, trusted, from_consent_date=True)
+    return table, {"customer_curated": trusted}, {"consent_scope": "from_consent_date"}
+
+
+BROKEN_RULES = {
+    # current_customer_records picks the oldest record: a customer who withdrew later is trusted.
+    "oldest_record_is_current": (
+        "current_customer_records", lambda original: _oldest_records,
+        "customer_trusted", "consenting_customers_only",
+        _customer_trusted_case(WITHDRAWN_LATER, quarantined()), "rows_whose_current_record_has_no_consent",
+    ),
+    # held_back_customers returns nobody: a customer whose newer record is unreadable is trusted.
+    "nobody_held_back": (
+        "held_back_customers", lambda original: lambda landing, quarantine: original(landing, quarantine).head(0),
+        "customer_trusted", "consenting_customers_only",
+        _customer_trusted_case(CONSENTING, quarantined(("yes@example.com", None))),
+        "rows_of_customers_with_unreadable_newer_records",
+    ),
+    # The consent filter lets every current record through.
+    "no_consent_filter": (
+        "customer_trusted", lambda original: lambda landing, quarantine=None: rules.current_customer_records(landing),
+        "customer_trusted", "consenting_customers_only",
+        _customer_trusted_case(LANDING, quarantined()), "rows_whose_current_record_has_no_consent",
+    ),
+    # accelerometer_trusted keeps the readings of every user.
+    "readings_of_everyone": (
+        "rows_with_key_in", lambda original: lambda frame, key, reference, reference_key: frame,
+        "accelerometer_trusted", "consenting_readings_only", _accelerometer_trusted_case,
+        "readings_of_non_consenting_users",
+    ),
+    # non_consenting_devices returns nothing: a device shared with a non-consenting customer stays.
+    "no_shared_devices": (
+        "non_consenting_devices", lambda original: lambda landing, trusted: original(landing, trusted).head(0),
+        "step_trainer_trusted", "curated_devices_only", _step_trainer_trusted_case,
+        "readings_of_devices_of_non_consenting_customers",
+    ),
+    # device_owners makes everyone own every device: ml_join=same_customer keeps cross-customer pairs.
+    "everyone_owns_every_device": (
+        "device_owners",
+        lambda original: lambda curated: original(curated).select("serialNumber").join(
+            original(curated).select("user"), how="cross"
+        ),
+        "machine_learning_curated", "cross_customer_pairs", _same_customer_case, "cross_customer_rows",
+    ),
+    # latest_consent_by takes the earliest consent of a device's owners: readings before the later one stay.
+    "earliest_consent_of_the_owners": (
+        "latest_consent_by",
+        lambda original: lambda customers, key, alias=None: customers.group_by(key).agg(
+            nw.col("shareWithResearchAsOfDate").min().alias("__consent_date")
+        ).rename({key: alias or key}),
+        "step_trainer_trusted", "readings_within_consent_scope", _consent_scope_case, "readings_before_consent",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_RULES)
+def test_a_broken_rule_fails_the_check_of_its_table(case, monkeypatch):
+    helper, breaking, table, check, build, kind = BROKEN_RULES[case]
+    good, inputs, fields = build()
+    assert run_check(table, check, good, inputs=inputs, **fields)[0], "the correct rule passes"
+    monkeypatch.setattr(rules, helper, breaking(getattr(rules, helper)))
+    broken, inputs, fields = build()
+    passed, metadata = run_check(table, check, broken, inputs=inputs, **fields)
+    assert not passed and metadata[kind] >= 1, metadata
+
+
+def test_a_current_record_rule_gone_wrong_blocks_customer_trusted_in_a_run(make_lakehouse, monkeypatch, tmp_path):
+    # The simulated customers include some who withdrew in a later record; the broken rule trusts them.
+    write_landing(tmp_path / "landing", simulate_landing())
+    monkeypatch.setattr(rules, "current_customer_records", _oldest_records)
+    result = materialize_all(make_lakehouse(tmp_path / "landing"))
+
+    assert not result.success
+    assert check_outcomes(result)[("customer_trusted", "consenting_customers_only")] is False
+    assert "customer_trusted" not in published_rows(result)

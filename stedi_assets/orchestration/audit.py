@@ -16,18 +16,15 @@ be proven, so privacy wins).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
-from stedi_assets.domain import rules
+from stedi_assets.domain import invariants, rules
 from stedi_assets.orchestration.assets import quarantined_customers
-from stedi_assets.orchestration.checks import _PERSONAL_IDENTIFIERS, row_count
+from stedi_assets.orchestration.checks import row_count
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.masking import masked
 from stedi_assets.orchestration.resources import StediLakehouse, TableNotPublishedError
-from stedi_assets.domain.schemas import RESEARCH_CONSENT
 
 _SAMPLE_SIZE = 5
 
@@ -55,14 +52,14 @@ def _audit(
     name: str,
     description: str,
     references: tuple[str, ...],
-    violations: Callable[[_Published], dict[str, tuple[nw.LazyFrame, str, bool]]],
+    invariant: invariants.Invariant,
 ) -> AssetChecksDefinition:
-    """An audit check of ``table``.
+    """An audit check of ``table``: ``invariant`` judged on the published table.
 
-    ``violations`` returns, for each kind of violation, the offending rows, the
-    column to sample and whether that column identifies a person (masked).
-    ``references`` are the other published tables it reads: if one cannot be
-    read, the audit fails (consent cannot be proven).
+    The invariant is the one the in-step check judges (invariants.py); the
+    published ``references`` stand in for the step's inputs, the customer
+    quarantine read as the frame of quarantined customer records. If a
+    reference cannot be read, the audit fails (consent cannot be proven).
     """
 
     @asset_check(
@@ -87,13 +84,13 @@ def _audit(
             for reference in references:
                 # Read first, so that a missing reference table is named as the problem.
                 published[reference]
-            found = violations(published)
+            found = _violations(published, table, references, invariant)
             metadata: dict[str, object] = {"rows": row_count(published[table])}
-            for kind, (rows, column, personal) in found.items():
-                count = row_count(rows)
+            for kind, violation in found.items():
+                count = row_count(violation.rows)
                 metadata[kind] = count
                 if count:
-                    metadata[f"sample_{kind}"] = _sample(rows, column, personal)
+                    metadata[f"sample_{kind}"] = _sample(violation.rows, violation.column, violation.personal)
         except Exception as error:  # noqa: BLE001 - a table that cannot be read cannot be vouched for
             return _cannot_verify(error)
         passed = all(metadata[kind] == 0 for kind in found)
@@ -116,80 +113,24 @@ def _cannot_verify(error: Exception) -> AssetCheckResult:
     )
 
 
-def _identities(frame: nw.LazyFrame, column: str) -> nw.LazyFrame:
-    # Emails are compared as identities (trimmed, lower-cased), as every rule and check does.
-    return frame.with_columns(rules.identity(column))
+def _violations(
+    published: _Published, table: str, references: tuple[str, ...], invariant: invariants.Invariant
+) -> dict[str, invariants.Violation]:
+    frames = {reference: published[reference] for reference in references}
+    if "customer_quarantine" in frames:
+        frames["quarantined_customers"] = quarantined_customers(published.lakehouse, frames.pop("customer_quarantine"))
+    found = invariant(published[table], frames)
+    return {_AUDIT_NAMES.get(kind, kind): violation for kind, violation in found.items()}
 
 
-def _not_consenting(published: _Published) -> nw.LazyFrame:
-    """Emails whose current landing record has no research consent, or who are held back (an unreadable record)."""
-    landing = published["customer_landing"]
-    current = rules.current_customer_records(landing)
-    withdrawn = current.filter(nw.col(RESEARCH_CONSENT).is_null()).select("email")
-    held_back = rules.held_back_customers(
-        landing, quarantined_customers(published.lakehouse, published["customer_quarantine"])
-    )
-    return rules.distinct(nw.concat([withdrawn, held_back.select("email")]))
-
-
-def _consenting_customers(table: str, reference: str | None) -> Callable[[_Published], dict]:
-    def violations(published: _Published) -> dict:
-        frame = _identities(published[table], "email")
-        found = {
-            "rows_without_consent": (frame.filter(nw.col(RESEARCH_CONSENT).is_null()), "email", True),
-            "rows_whose_current_record_has_no_consent_or_is_held_back": (
-                rules.rows_with_key_in(frame, "email", _not_consenting(published), "email"), "email", True,
-            ),
-        }
-        if reference:
-            found[f"rows_not_in_{reference}"] = (
-                rules.rows_with_key_not_in(frame, "email", _identities(published[reference], "email"), "email"),
-                "email", True,
-            )
-        return found
-
-    return violations
-
-
-def _consenting_readings(published: _Published) -> dict:
-    readings = _identities(published["accelerometer_trusted"], "user")
-    return {
-        "readings_of_users_not_in_customer_trusted": (
-            rules.rows_with_key_not_in(readings, "user", _identities(published["customer_trusted"], "email"), "email"),
-            "user", True,
-        ),
-        "readings_of_users_whose_current_record_has_no_consent_or_is_held_back": (
-            rules.rows_with_key_in(readings, "user", _not_consenting(published), "email"), "user", True,
-        ),
-    }
-
-
-def _device_violations(frame: nw.LazyFrame, published: _Published) -> dict:
-    devices = rules.non_consenting_devices(published["customer_landing"], published["customer_trusted"])
-    return {
-        "rows_of_devices_not_in_customer_curated": (
-            rules.rows_with_key_not_in(frame, "serialNumber", published["customer_curated"], "serialNumber"),
-            "serialNumber", False,
-        ),
-        "rows_of_devices_of_non_consenting_customers": (
-            rules.rows_with_key_in(frame, "serialNumber", devices, "serialNumber"), "serialNumber", False,
-        ),
-    }
-
-
-def _curated_devices(published: _Published) -> dict:
-    return _device_violations(published["step_trainer_trusted"], published)
-
-
-def _traceable(published: _Published) -> dict:
-    frame = published["machine_learning_curated"]
-    return {
-        **_device_violations(frame, published),
-        "rows_without_trusted_reading": (
-            rules.rows_with_key_not_in(frame, "timestamp", published["accelerometer_trusted"], "timestamp"),
-            "timestamp", False,
-        ),
-    }
+# The audit has reported these kinds under its own names from the start; alerts
+# and dashboards read them, so the names stay.
+_AUDIT_NAMES = {
+    "readings_of_non_consenting_users": "readings_of_users_not_in_customer_trusted",
+    "readings_of_other_devices": "rows_of_devices_not_in_customer_curated",
+    "rows_of_uncurated_devices": "rows_of_devices_not_in_customer_curated",
+    "readings_of_devices_of_non_consenting_customers": "rows_of_devices_of_non_consenting_customers",
+}
 
 
 def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
@@ -202,7 +143,7 @@ def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
         return _NOT_PUBLISHED
     except Exception as error:  # noqa: BLE001 - e.g. files with a column the table does not declare
         return _cannot_verify(error)
-    found = [c for c in columns if c.lower() in _PERSONAL_IDENTIFIERS]
+    found = invariants.identifier_columns(columns)
     return AssetCheckResult(
         passed=not found, severity=AssetCheckSeverity.ERROR, metadata={"identifier_columns": ", ".join(found) or "none"}
     )
@@ -224,28 +165,30 @@ AUDIT_CHECKS: list[AssetChecksDefinition] = [
     _audit(
         "customer_trusted", "audit_consenting_customers_only",
         "every customer has research consent, also in their current landing record, and none is held back.",
-        _CONSENT, _consenting_customers("customer_trusted", None),
+        _CONSENT, invariants.consenting_customers,
     ),
     _audit(
         "customer_curated", "audit_consenting_customers_only",
         "every customer is in customer_trusted and has research consent, also in their current landing record.",
-        (*_CONSENT, "customer_trusted"), _consenting_customers("customer_curated", "customer_trusted"),
+        (*_CONSENT, "customer_trusted"), invariants.consenting_customers,
     ),
     _audit(
         "accelerometer_trusted", "audit_consenting_readings_only",
         "every reading's user is in customer_trusted and their current landing record has research consent.",
-        (*_CONSENT, "customer_trusted"), _consenting_readings,
+        (*_CONSENT, "customer_trusted"), invariants.consenting_readings,
     ),
     _audit(
         "step_trainer_trusted", "audit_curated_devices_only",
         "every reading's device belongs to a customer in customer_curated and to no non-consenting customer.",
-        ("customer_landing", "customer_trusted", "customer_curated"), _curated_devices,
+        ("customer_landing", "customer_trusted", "customer_curated"),
+        invariants.curated_devices,
     ),
     _audit(
         "machine_learning_curated", "audit_traceable_to_consenting_customers",
         "every row's device is a curated customer's and no non-consenting customer's, "
         "and its accelerometer time is a trusted reading's.",
-        ("customer_landing", "customer_trusted", "customer_curated", "accelerometer_trusted"), _traceable,
+        ("customer_landing", "customer_trusted", "customer_curated", "accelerometer_trusted"),
+        invariants.traceable,
     ),
     audit_no_personal_identifiers,
 ]

@@ -14,10 +14,10 @@ from functools import cached_property
 import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from stedi_assets.domain import rules
+from stedi_assets.domain import invariants, rules
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
-from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
+from stedi_assets.domain.schemas import TABLES
 
 ERROR = AssetCheckSeverity.ERROR
 WARN = AssetCheckSeverity.WARN
@@ -179,45 +179,40 @@ def check_schema(ci: CheckInput) -> Outcome:
 
 
 # -- privacy ------------------------------------------------------------------------
+# Each privacy invariant is written once, in invariants.py, and judged here on
+# the computed table and the step's inputs (the audit judges the published
+# tables with the same functions). The invariants derive what they need on
+# their own, not with the rules that built the table.
+
+_SAMPLE_KEYS = {"email": "sample_emails", "user": "sample_users", "serialNumber": "sample_serial_numbers"}
 
 
-def check_consenting_customers(ci: CheckInput) -> Outcome:
-    """Every customer has research consent, now: also in their most recent record, and none is held back.
-
-    Emails are compared as identities (trimmed, lower-cased), so a withdrawal
-    delivered as ``Ann@x.com`` counts against ``ann@x.com``.
-    """
-    frame = ci.frame.with_columns(rules.identity("email"))
-    offending = {"rows_without_consent": frame.filter(nw.col(RESEARCH_CONSENT).is_null())}
-    if "customer_landing" in ci.inputs:
-        current = rules.current_customer_records(ci.inputs["customer_landing"])
-        offending["rows_whose_current_record_has_no_consent"] = rules.rows_with_key_in(
-            frame, "email", current.filter(nw.col(RESEARCH_CONSENT).is_null()), "email"
-        )
-        if "quarantined_customers" in ci.inputs:
-            held_back = rules.held_back_customers(ci.inputs["customer_landing"], ci.inputs["quarantined_customers"])
-            offending["rows_of_customers_with_unreadable_newer_records"] = rules.rows_with_key_in(
-                frame, "email", held_back, "email"
-            )
-    if "customer_trusted" in ci.inputs:
-        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
-        offending["rows_not_in_customer_trusted"] = rules.rows_with_key_not_in(frame, "email", trusted, "email")
-    metadata: dict[str, object] = dict(zip(offending, row_counts(*offending.values())))
-    passed = all(v == 0 for v in metadata.values())
-    if not passed:
-        metadata["sample_emails"] = "; ".join(_sample(f, "email", mask=True) for k, f in offending.items() if metadata[k])
-    return passed, metadata
+def _judged(found: Mapping[str, invariants.Violation]) -> Outcome:
+    """Outcome of an invariant: the rows of each kind of violation, and masked samples of the offending ones."""
+    metadata: dict[str, object] = dict(zip(found, row_counts(*(v.rows for v in found.values()))))
+    samples: dict[str, list[str]] = {}
+    for kind, violation in found.items():
+        if metadata[kind]:
+            key = _SAMPLE_KEYS.get(violation.column, f"sample_{violation.column}s")
+            distinct_values = rules.distinct(violation.rows.select(violation.column))
+            samples.setdefault(key, []).append(_sample(distinct_values, violation.column, mask=violation.personal))
+    metadata.update({key: "; ".join(values) for key, values in samples.items()})
+    return all(metadata[kind] == 0 for kind in found), metadata
 
 
-def check_consenting_readings(ci: CheckInput) -> Outcome:
-    readings = ci.frame.with_columns(rules.identity("user"))
-    trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
-    outside = rules.rows_with_key_not_in(readings, "user", trusted, "email")
-    rows = row_count(outside)
-    metadata: dict[str, object] = {"readings_of_non_consenting_users": rows}
-    if rows:
-        metadata["sample_users"] = _sample(rules.distinct(outside.select("user")), "user", mask=True)
-    return rows == 0, metadata
+def _invariant_check(invariant: invariants.Invariant) -> Callable[[CheckInput], Outcome]:
+    def evaluate(ci: CheckInput) -> Outcome:
+        return _judged(invariant(ci.frame, ci.inputs))
+
+    evaluate.__name__ = f"check_{invariant.__name__}"
+    evaluate.__doc__ = invariant.__doc__
+    return evaluate
+
+
+check_consenting_customers = _invariant_check(invariants.consenting_customers)
+check_consenting_readings = _invariant_check(invariants.consenting_readings)
+check_curated_devices = _invariant_check(invariants.curated_devices)
+check_traceable = _invariant_check(invariants.traceable)
 
 
 def check_unique_customers(ci: CheckInput) -> Outcome:
@@ -229,31 +224,13 @@ def check_unique_customers(ci: CheckInput) -> Outcome:
     return emails == 0, metadata
 
 
-def check_curated_devices(ci: CheckInput) -> Outcome:
-    """Every reading's device is a curated customer's, and no non-consenting customer's current record carries it."""
-    outside = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
-    devices = rules.non_consenting_devices(ci.inputs["customer_landing"], ci.inputs["customer_trusted"])
-    shared = rules.rows_with_key_in(ci.frame, "serialNumber", devices, "serialNumber")
-    other_devices, shared_devices = row_counts(outside, shared)
-    metadata: dict[str, object] = {
-        "readings_of_other_devices": other_devices,
-        "readings_of_devices_of_non_consenting_customers": shared_devices,
-    }
-    passed = all(v == 0 for v in metadata.values())
-    offending = [f for f, rows in ((outside, other_devices), (shared, shared_devices)) if rows]
-    if offending:
-        metadata["sample_serial_numbers"] = "; ".join(
-            _sample(rules.distinct(f.select("serialNumber")), "serialNumber") for f in offending
-        )
-    return passed, metadata
-
-
 def check_held_back_customers(ci: CheckInput) -> Outcome:
     """Customers held back because a quarantined record of theirs may be newer than their current one."""
     landing, quarantined = ci.inputs["customer_landing"], ci.inputs["quarantined_customers"]
-    held_back = rules.held_back_customers(landing, quarantined)
-    current = rules.current_customer_records(landing)
-    consenting = rules.rows_with_key_in(current.filter(~nw.col(RESEARCH_CONSENT).is_null()), "email", held_back, "email")
+    held_back = invariants.held_back(landing, quarantined)
+    consenting = held_back.join(invariants.withdrawn(landing), on="email", how="anti").join(
+        invariants.latest_records(landing).select("email"), on="email", how="semi"
+    )
     customers, consenting_customers = row_counts(held_back, consenting)
     metadata: dict[str, object] = {
         "customers_held_back": customers,
@@ -282,9 +259,9 @@ def _before_consent(ci: CheckInput) -> nw.LazyFrame:
     if ci.table == "accelerometer_trusted":
         readings = ci.frame.with_columns(rules.identity("user"))
         trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
-        return rules.readings_before_consent(readings, "timestamp", "user", trusted, "email")
+        return invariants.readings_before_consent(readings, "timestamp", "user", trusted, "email")
     # Step readings (also those of the ML table) go to a device's curated owners; the latest consent counts.
-    return rules.readings_before_consent(
+    return invariants.readings_before_consent(
         ci.frame, "sensorReadingTime", "serialNumber", ci.inputs["customer_curated"], "serialNumber"
     )
 
@@ -304,31 +281,14 @@ def check_consent_scope(ci: CheckInput) -> Outcome:
     return rows == 0, metadata
 
 
-_PERSONAL_IDENTIFIERS = frozenset(
-    column.name.lower() for table in TABLES.values() for column in table.columns if column.pii
-)
-
-
 def check_no_personal_identifiers(ci: CheckInput) -> Outcome:
-    found = [c for c in ci.frame.collect_schema() if c.lower() in _PERSONAL_IDENTIFIERS]
+    found = invariants.identifier_columns(ci.frame.collect_schema())
     return not found, {"identifier_columns": ", ".join(found) or "none"}
 
 
-def check_traceable(ci: CheckInput) -> Outcome:
-    """Every row's device belongs to a curated customer and its reading to a consenting one."""
-    devices = rules.rows_with_key_not_in(ci.frame, "serialNumber", ci.inputs["customer_curated"], "serialNumber")
-    readings = rules.rows_with_key_not_in(ci.frame, "timestamp", ci.inputs["accelerometer_trusted"], "timestamp")
-    uncurated, untrusted = row_counts(devices, readings)
-    metadata: dict[str, object] = {"rows_of_uncurated_devices": uncurated, "rows_without_trusted_reading": untrusted}
-    return all(v == 0 for v in metadata.values()), metadata
-
-
 def check_cross_customer_pairs(ci: CheckInput) -> Outcome:
-    """Rows pairing one customer's step reading with another customer's accelerometer reading."""
-    pairs = rules.simultaneous_readings(ci.inputs["step_trainer_trusted"], ci.inputs["accelerometer_trusted"])
-    if ci.same_customer:
-        pairs = pairs.join(rules.device_owners(ci.inputs["customer_curated"]), on=["serialNumber", "user"], how="semi")
-    crossed = row_count(rules.cross_customer_pairs(pairs, rules.device_owners(ci.inputs["customer_curated"])))
+    """Rows of the table pairing one customer's step reading with another customer's accelerometer reading."""
+    crossed = invariants.cross_customer_rows(ci.frame, ci.inputs)
     total = ci.rows
     return crossed == 0, {
         "cross_customer_rows": crossed,

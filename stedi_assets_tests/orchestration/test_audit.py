@@ -2,7 +2,8 @@
 
 Violating tables are published through the lakehouse's IO manager by stand-in
 assets, as a writer outside the pipeline would; the checks then run in
-stedi_audit_job, which recomputes no table. Does not cover alerts
+stedi_audit_job, which recomputes no table. Tables built by a broken rule
+helper are published the same way and fail their audit. Does not cover alerts
 (test_alerts.py) or scheduling (test_definitions.py).
 """
 
@@ -14,6 +15,7 @@ import pytest
 from dagster import DagsterEventType, Definitions
 
 from stedi_assets.domain import rules
+from stedi_assets.orchestration.assets import quarantined_customers
 from stedi_assets.definitions import defs, stedi_audit_job, zone_assets
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
 from stedi_assets.orchestration.resources import StediLakehouse
@@ -198,3 +200,65 @@ def test_every_audit_check_can_run_on_its_own(check):
     key = next(iter(check.check_keys))
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_check_selection={key}, asset_selection=set())
     assert set(job.graph.node_names()) == {f"{key.asset_key.path[-1]}_{key.name}"}
+
+
+# -- tables a broken rule built ------------------------------------------------------------
+# What a broken rule helper publishes, the audit of the published table finds:
+# the audits derive what they need apart from the rules.
+
+
+def _oldest_records(customers: nw.LazyFrame) -> nw.LazyFrame:
+    """current_customer_records gone wrong: each customer's oldest record."""
+    ranked = customers.with_columns(rules.identity("email"))
+    return ranked.unique(subset=["email"], keep="first", order_by=["lastUpdateDate"]).select(
+        TABLES["customer_landing"].column_names
+    )
+
+
+def test_customer_trusted_built_with_the_oldest_records_fails_the_audit(publish, published_frames, published_lakehouse, monkeypatch):
+    # The simulated customers include some who withdrew in a later record.
+    monkeypatch.setattr(rules, "current_customer_records", _oldest_records)
+    quarantine = quarantined_customers(published_lakehouse, published_frames["customer_quarantine"])
+    broken = rules.customer_trusted(published_frames["customer_landing"], quarantine).collect().lazy()
+    _, outcomes = run_audit(publish(customer_trusted=broken))
+    passed, metadata = outcomes[("customer_trusted", "audit_consenting_customers_only")]
+    assert not passed and metadata["rows_whose_current_record_has_no_consent_or_is_held_back"] > 0
+
+
+def test_customer_trusted_built_without_holding_anyone_back_fails_the_audit(publish, published_frames, published_lakehouse, monkeypatch):
+    # A cut-short record of a trusted customer, newer than their current one.
+    customer = published_frames["customer_trusted"].head(1).collect().rows(named=True)[0]
+    raw = '{"email": "%s", "lastUpdateDate": %d, "shareWithResearchAsOfDate": ' % (
+        customer["email"], customer["lastUpdateDate"] + 1
+    )
+    broken_record = nw.from_native(
+        pl.DataFrame(
+            {"source_file": ["customer-late.json"], "line": [1], "reason": ["not valid JSON"], "raw_text": [raw]},
+            schema=TABLES["customer_quarantine"].polars_schema,
+        ).lazy()
+    )
+    quarantine = nw.concat([published_frames["customer_quarantine"], broken_record])
+    monkeypatch.setattr(rules, "held_back_customers", lambda landing, quarantined: quarantined.select("email").head(0))
+    recovered = quarantined_customers(published_lakehouse, quarantine)
+    broken = rules.customer_trusted(published_frames["customer_landing"], recovered).collect().lazy()
+    _, outcomes = run_audit(publish(customer_quarantine=quarantine, customer_trusted=broken))
+    passed, metadata = outcomes[("customer_trusted", "audit_consenting_customers_only")]
+    assert not passed and metadata["rows_whose_current_record_has_no_consent_or_is_held_back"] == 1
+
+
+def test_step_trainer_trusted_built_without_shared_devices_fails_the_audit(publish, published_frames, monkeypatch):
+    # A non-consenting customer whose current record (the newest of all) carries a curated customer's device.
+    device = published_frames["step_trainer_trusted"].select("serialNumber").head(1).collect().item()
+    newest = published_frames["customer_landing"].select(nw.col("lastUpdateDate").max()).collect().item() + 1
+    stranger = without_consent(published_frames).head(1).with_columns(
+        nw.lit(device).alias("serialNumber"), nw.lit(newest).alias("lastUpdateDate")
+    )
+    landing = nw.concat([published_frames["customer_landing"], stranger]).collect().lazy()
+    monkeypatch.setattr(rules, "non_consenting_devices", lambda landing, trusted: landing.select("serialNumber").head(0))
+    frames = published_frames
+    broken = rules.step_trainer_trusted(
+        frames["step_trainer_landing"], frames["customer_curated"], landing, frames["customer_trusted"]
+    ).collect().lazy()
+    _, outcomes = run_audit(publish(customer_landing=landing, step_trainer_trusted=broken))
+    passed, metadata = outcomes[("step_trainer_trusted", "audit_curated_devices_only")]
+    assert not passed and metadata["rows_of_devices_of_non_consenting_customers"] > 0
