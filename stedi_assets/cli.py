@@ -21,17 +21,10 @@ from dataclasses import dataclass, field
 
 from stedi_assets.domain.schemas import FEEDS, PUBLISHED, TABLES
 
-# Command-line options and the environment variables they set. The settings
-# are read and validated in one place (settings.read_settings); an option only
-# overrides the variable for this process.
-_SETTINGS = {
-    "landing": "STEDI_LANDING_URI",
-    "lakehouse": "STEDI_LAKEHOUSE_URI",
-    "profile": "STEDI_PROFILE",
-    "engine": "STEDI_ENGINE",
-    "ml_join": "STEDI_ML_JOIN",
-    "glue_database": "STEDI_GLUE_DATABASE",
-}
+# The settings a command takes as options (declared with their option in
+# settings.Settings). An option is an override passed to settings.read_settings
+# as a value; the environment is never written.
+_RUN_OPTIONS = ("landing_uri", "lakehouse_uri", "profile", "engine", "ml_join", "glue_database")
 
 
 @dataclass
@@ -43,24 +36,24 @@ class TableSummary:
     up_to_date: bool = False
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--landing", help="landing URI (default: $STEDI_LANDING_URI or ./data/landing)")
-    parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
-    parser.add_argument("--profile", help="data-set profile for the row-count checks (default: $STEDI_PROFILE)")
-    parser.add_argument("--engine", help="polars or spark (default: $STEDI_ENGINE or polars)")
-    parser.add_argument("--ml-join", dest="ml_join", help="time or same_customer (default: $STEDI_ML_JOIN or time)")
-    parser.add_argument(
-        "--glue-database",
-        dest="glue_database",
-        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
-    )
+def _add_settings(parser: argparse.ArgumentParser, *fields: str) -> None:
+    """An option for each setting of ``fields``, named and described as the settings model declares it."""
+    from stedi_assets.settings import SETTING_OF_FIELD
+
+    for name in fields:
+        setting = SETTING_OF_FIELD[name]
+        default = f" or {setting.default}" if setting.default not in ("", None) else ""
+        parser.add_argument(
+            setting.option, dest=name, metavar=setting.option.removeprefix("--").upper().replace("-", "_"),
+            help=f"{setting.description.rstrip('.')} (default: ${setting.variable}{default})".replace("%", "%%"),
+        )
 
 
-def _apply_settings(args: argparse.Namespace) -> None:
-    for option, variable in _SETTINGS.items():
-        value = getattr(args, option, None)
-        if value is not None:
-            os.environ[variable] = value
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given as options: field name -> value."""
+    from stedi_assets.settings import SETTING_OF_FIELD
+
+    return {name: getattr(args, name) for name in SETTING_OF_FIELD if getattr(args, name, None) is not None}
 
 
 def _landing_is_empty(lakehouse) -> bool:
@@ -82,22 +75,23 @@ def write_simulated_landing(lakehouse, landing_uri: str, customers: int, seed: i
     return len(files)
 
 
-def stedi_job(build: str, tables: Sequence[str] = ()):
+def stedi_job(build: str, tables: Sequence[str] = (), overrides: dict[str, str] | None = None):
     """The job of the ``tables`` (default: every table) with the checks of their steps, as ``stedi run``
-    executes it: built here from the settings of the moment. ``build`` names one run's build (see
-    ``run``); the job does not depend on it. The audit checks run on their own."""
-    return _built_job(build, tuple(tables))
+    executes it: built here from the environment and the command's ``overrides`` of its settings.
+    ``build`` names one run's build (see ``run``); the job does not depend on it. The audit checks run
+    on their own."""
+    return _built_job(build, tuple(tables), tuple(sorted((overrides or {}).items())))
 
 
 @functools.lru_cache(maxsize=4)
-def _built_job(build: str, tables: tuple[str, ...]):
+def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, str], ...]):
     # Dagster asks for the job several times during a run: it is built once per build.
     from dagster import AssetCheckKey, AssetKey
 
     from stedi_assets.orchestration.checks import CHECKS
     from stedi_assets.definitions import build_definitions
 
-    job = build_definitions().resolve_job_def("stedi_job")
+    job = build_definitions(dict(overrides)).resolve_job_def("stedi_job")
     if not tables:
         return job
     return job.get_subset(
@@ -114,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     from stedi_assets.lakehouse.planning import out_of_date
     from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.lakehouse.storage import normalize_uri
+    from stedi_assets.settings import ProfileName
 
+    overrides = _overrides(args)
     settings, lakehouse = _configure(args)
     _check_catalog(lakehouse)
     # The embedded default: with no landing zone configured at all, an empty
@@ -125,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         count = write_simulated_landing(lakehouse, landing_uri, DEFAULT_CUSTOMERS, DEFAULT_SEED)
         print(f"The landing zone {landing_uri} is empty: wrote {count} files of simulated STEDI data there.")
         if not lakehouse.profile:
-            os.environ["STEDI_PROFILE"] = "simulated"
+            overrides["profile"] = ProfileName.SIMULATED.value
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     upstream = {
         key.path[-1]: frozenset(d.path[-1] for d in deps)
@@ -158,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     # job it built for an address: a later run in this process with other
     # settings would otherwise get the earlier run's job.
     job = build_reconstructable_job(
-        __name__, "stedi_job", reconstructable_kwargs={"build": uuid.uuid4().hex, "tables": sorted(stale.tables)}
+        __name__, "stedi_job",
+        reconstructable_kwargs={"build": uuid.uuid4().hex, "tables": sorted(stale.tables), "overrides": overrides},
     )
     result = execute_job(
         job,
@@ -277,12 +274,11 @@ def _configure(args: argparse.Namespace):
     """
     from stedi_assets.settings import read_settings
 
-    _apply_settings(args)
-    settings = read_settings()
+    settings = read_settings(overrides=_overrides(args))
 
-    from stedi_assets.orchestration.resources import build_resources
+    from stedi_assets.orchestration.resources import resources_for
 
-    return settings, _resolved(build_resources()["lakehouse"])
+    return settings, _resolved(resources_for(settings)["lakehouse"])
 
 
 def _resolved(resource):
@@ -442,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stedi", description="STEDI lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="bring every table up to date and run its checks")
-    _add_settings(run_parser)
+    _add_settings(run_parser, *_RUN_OPTIONS)
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_parser.add_argument(
         "--full-refresh", action="store_true",
@@ -476,31 +472,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--as-of", dest="as_of",
         help="run against an earlier state: a snapshot id (stedi history) or a time, e.g. 2026-11-28T08:15:00Z (UTC)",
     )
-    query_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    _add_settings(query_parser, "lakehouse_uri")
     query_parser.set_defaults(handler=query)
     history_parser = commands.add_parser("history", help="list the snapshots of a table (time, run id, rows)")
     history_parser.add_argument("table", help="table name, e.g. machine_learning_curated")
     history_parser.add_argument(
         "--upstream", action="store_true", help="also list the upstream snapshots each one was computed from"
     )
-    history_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    _add_settings(history_parser, "lakehouse_uri")
     history_parser.set_defaults(handler=history)
     maintain_parser = commands.add_parser(
         "maintain", help="expire old snapshots and delete unreferenced files (as the lakehouse_maintenance job)"
     )
-    maintain_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
+    _add_settings(maintain_parser, "lakehouse_uri")
     maintain_parser.set_defaults(handler=maintain)
     recover_parser = commands.add_parser(
         "recover-catalog",
         help="register the lakehouse's tables in the catalog again from their newest readable metadata files "
         "(a lost catalog; a table whose metadata file is missing or corrupt)",
     )
-    recover_parser.add_argument("--lakehouse", help="lakehouse URI (default: $STEDI_LAKEHOUSE_URI or ./data/lakehouse)")
-    recover_parser.add_argument(
-        "--glue-database",
-        dest="glue_database",
-        help="Glue database of an s3:// lakehouse's tables (default: $STEDI_GLUE_DATABASE, else the namespace)",
-    )
+    _add_settings(recover_parser, "lakehouse_uri", "glue_database")
     recover_parser.set_defaults(handler=recover_catalog)
     args = parser.parse_args(argv)
     # Imported after parsing: `stedi --help` works whatever the settings hold.

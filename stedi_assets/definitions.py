@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from stedi_assets.orchestration.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
@@ -14,7 +16,7 @@ from stedi_assets.orchestration.sensors import (
     build_stale_table_alert_sensor,
     build_tick_alert_sensor,
 )
-from stedi_assets.orchestration.resources import build_resources
+from stedi_assets.orchestration.resources import resources_for
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.settings import read_settings
 
@@ -35,9 +37,10 @@ stedi_job = define_asset_job(
 stedi_audit_job = build_audit_job(AUDIT_CHECKS)
 
 
-def build_definitions() -> Definitions:
-    """The code location, with resources and operations configured from the current environment."""
-    settings = read_settings()
+def build_definitions(overrides: Mapping[str, str] | None = None) -> Definitions:
+    """The code location, with resources and operations configured from the current environment
+    and ``overrides`` of its settings (``settings.read_settings``)."""
+    settings = read_settings(overrides=overrides)
     assets = with_curated_freshness(zone_assets, settings)
     landing = {"customer": customer_landing, "accelerometer": accelerometer_landing, "step_trainer": step_trainer_landing}
     interval = settings.sensor_interval_seconds
@@ -54,7 +57,7 @@ def build_definitions() -> Definitions:
             build_tick_alert_sensor(interval),
             build_stale_table_alert_sensor(curated_keys(assets), interval),
         ],
-        resources=build_resources(),
+        resources=resources_for(settings),
         # One process for the whole run: a process per step pays Python and
         # Dagster start-up each time, more than the tables take to compute.
         executor=in_process_executor,

@@ -1,17 +1,27 @@
-"""Every setting of the pipeline, read from the environment in one place and validated.
+"""Every setting of the pipeline, declared once, read from the environment in one place and validated.
 
-:func:`read_settings` reads the environment once and returns a
-:class:`Settings`, or raises :class:`SettingsError` whose message is one line
-naming the variable, the value it holds and the values it accepts. It runs
-before anything is read or published: ``build_resources`` calls it, and the
-``stedi`` command turns the error into ``stedi: <message>`` and exit code 2.
+:class:`Settings` is the one declaration: each field holds its default and
+description, and its :class:`Setting` (annotation metadata) names its
+variable, its parser, the command-line option and the resource field it
+sets. The choices (engine, ML join, consent scope, profile, alert severity)
+are the enums below, which the engines, the profiles and the alerts use too.
+The resources' fields, their ``EnvVar`` wiring (``defs.resources``), the
+command's options and the README's settings table follow from it.
 
-The same checks apply to the ``lakehouse`` resource's fields when a run
-starts (:func:`check_lakehouse_fields`), so launchpad configuration cannot
-get past them either.
+:func:`read_settings` reads the environment once (and takes the command's
+options as overrides) and returns a :class:`Settings`, or raises
+:class:`SettingsError` whose message is one line naming the variable, the
+value it holds and the values it accepts. It runs before anything is read or
+published: the code location calls it, and the ``stedi`` command turns the
+error into ``stedi: <message>`` and exit code 2.
+
+The same parsers apply to the resources' fields when a run starts
+(:func:`check_resource_fields`), so launchpad configuration cannot get past
+them either.
 
 A variable that is set but empty counts as not set. This module imports
-nothing heavy: the command reads the settings before it imports Dagster.
+nothing heavy (pydantic only): the command reads the settings before it
+imports Dagster.
 """
 
 from __future__ import annotations
@@ -21,9 +31,13 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 
 DEFAULT_LANDING_URI = "data/landing"
 DEFAULT_LAKEHOUSE_URI = "data/lakehouse"
@@ -42,10 +56,55 @@ DEFAULT_SNAPSHOT_MAX_AGE_HOURS = 168
 DEFAULT_SNAPSHOTS_MIN_KEPT = 5
 DEFAULT_ORPHAN_MIN_AGE_HOURS = 24
 
-ENGINES = ("polars", "spark")
-ML_JOINS = ("time", "same_customer")
-PROFILES = ("stedi-reference", "simulated")
-CONSENT_SCOPES = ("any_time", "from_consent_date")
+
+
+# -- the choices: each list of accepted values is declared here, once ----------------
+
+
+class EngineName(StrEnum):
+    """The engine that computes the tables."""
+
+    POLARS = "polars"
+    SPARK = "spark"
+
+
+class MlJoin(StrEnum):
+    """How machine_learning_curated pairs accelerometer and step-trainer readings."""
+
+    TIME = "time"
+    """The reference rule: readings taken at the same time."""
+    SAME_CUSTOMER = "same_customer"
+    """Same time and the same owner."""
+
+
+class ProfileName(StrEnum):
+    """The data-set profiles with exact row counts (``domain.profiles``)."""
+
+    STEDI_REFERENCE = "stedi-reference"
+    SIMULATED = "simulated"
+
+
+class ConsentScope(StrEnum):
+    """Which readings a research consent covers."""
+
+    ANY_TIME = "any_time"
+    """The reference rule: every reading of a consenting customer."""
+    FROM_CONSENT_DATE = "from_consent_date"
+    """Only readings taken at or after shareWithResearchAsOfDate."""
+
+
+class AlertSeverity(StrEnum):
+    """The lowest severity of a failed check that alerts, in increasing order."""
+
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+ENGINES = tuple(EngineName)
+ML_JOINS = tuple(MlJoin)
+PROFILES = tuple(ProfileName)
+CONSENT_SCOPES = tuple(ConsentScope)
+ALERT_SEVERITIES = tuple(AlertSeverity)
 
 
 class SettingsError(ValueError):
@@ -70,12 +129,14 @@ def _error(name: str, text: Any, rejected: _Rejected) -> SettingsError:
 # -- parsers: text (or a configured value) in, validated value out ---------------
 
 
-def _choice(choices: tuple[str, ...], allow_empty: bool = False) -> Callable[[str], str]:
+def _choice(choices: type[StrEnum], allow_empty: bool = False) -> Callable[[str], StrEnum | str]:
     accepted = ", ".join(choices) + (", or empty for none" if allow_empty else "")
 
-    def parse(text: str) -> str:
-        if text in choices or (allow_empty and text == ""):
+    def parse(text: str) -> StrEnum | str:
+        if allow_empty and text == "":
             return text
+        if isinstance(text, str) and text in tuple(choices):
+            return choices(text)
         raise _Rejected(f"one of {accepted}")
 
     return parse
@@ -369,7 +430,6 @@ class _Hidden:
 
 
 _HIDDEN = _Hidden()
-ALERT_SEVERITIES = ("WARN", "ERROR")
 DEFAULT_UI_URL = "http://localhost:3000"
 DEFAULT_EMAIL_FROM = "stedi-lakehouse@localhost"
 # One delivery attempt (connect, send, read the answer) ends after this long,
@@ -382,103 +442,198 @@ DEFAULT_ALERT_TIMEOUT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Setting:
+    """How one field of :class:`Settings` is set: its variable, its parser, where else it appears.
+
+    Declared as the field's annotation metadata; the field itself holds the
+    default and the description. :data:`SETTINGS` lists them with ``field``,
+    ``default`` and ``description`` filled in.
+    """
+
     variable: str
-    field: str
     parse: Callable[[Any], Any]
-    default: Any
     secret: bool = False
     """A secret's value never appears in a message."""
     shown: Callable[[Any], Any] | None = None
     """The value as a message shows it (e.g. a URL without its password); default: as it is."""
+    option: str | None = None
+    """The ``stedi`` command-line option that overrides it."""
+    resource: str | None = None
+    """The resource configured with it: ``lakehouse``, ``alerts`` or ``s3`` (the lakehouse's S3 connection)."""
+    resource_field: str | None = None
+    """The resource's field; default: the setting's own field name."""
+    field: str = ""
+    default: Any = None
+    description: str = ""
 
     def display(self, value: Any) -> Any:
         if self.secret:
             return _HIDDEN
         return self.shown(value) if self.shown is not None and isinstance(value, str) else value
 
+    @property
+    def config_field(self) -> str | None:
+        """The resource field it sets (``None`` if no resource has it)."""
+        return (self.resource_field or self.field) if self.resource else None
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` parsed, or :class:`SettingsError` naming it ``name``."""
+        try:
+            return self.parse(value)
+        except _Rejected as rejected:
+            raise _error(name, self.display(value), rejected) from None
+
 
 def _without_password(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+]*://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("STEDI_LANDING_URI", "landing_uri", parse_uri, DEFAULT_LANDING_URI),
-    Setting("STEDI_LAKEHOUSE_URI", "lakehouse_uri", parse_uri, DEFAULT_LAKEHOUSE_URI),
-    Setting("STEDI_PROFILE", "profile", _choice(PROFILES, allow_empty=True), ""),
-    Setting("STEDI_ENGINE", "engine", _choice(ENGINES), "polars"),
-    Setting("STEDI_ML_JOIN", "ml_join", _choice(ML_JOINS), "time"),
-    Setting("STEDI_GLUE_DATABASE", "glue_database", parse_glue_database, ""),
-    Setting("STEDI_CATALOG_URI", "catalog_uri", parse_catalog_uri, "", shown=_without_password),
-    Setting("STEDI_NAMESPACE", "namespace", parse_namespace, DEFAULT_NAMESPACE),
-    Setting("STEDI_SNAPSHOT_MAX_AGE_HOURS", "snapshot_max_age_hours", parse_snapshot_max_age_hours,
-            DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
-    Setting("STEDI_SNAPSHOTS_MIN_KEPT", "snapshots_min_kept", parse_snapshots_min_kept, DEFAULT_SNAPSHOTS_MIN_KEPT),
-    Setting("STEDI_ORPHAN_MIN_AGE_HOURS", "orphan_min_age_hours", parse_orphan_min_age_hours,
-            DEFAULT_ORPHAN_MIN_AGE_HOURS),
-    Setting("STEDI_SPARK_MASTER", "spark_master", parse_spark_master, "local[*]"),
-    Setting("STEDI_SPARK_CONF", "spark_conf", _spark_conf, {}),
-    Setting("STEDI_QUARANTINE_MAX_SHARE", "quarantine_max_share", parse_share, DEFAULT_QUARANTINE_MAX_SHARE),
-    Setting("STEDI_CONSENT_SCOPE", "consent_scope", _choice(CONSENT_SCOPES), "any_time"),
-    Setting("STEDI_MAX_FILE_MB", "max_file_mb", parse_max_file_mb, DEFAULT_MAX_FILE_MB),
-    Setting("STEDI_QUERY_MEMORY_LIMIT", "query_memory_limit", parse_memory_limit, DEFAULT_QUERY_MEMORY_LIMIT),
-    Setting("AWS_MAX_ATTEMPTS", "aws_max_attempts", parse_max_attempts, DEFAULT_S3_MAX_ATTEMPTS),
+_LAKEHOUSE = "lakehouse"
+_ALERTS = "alerts"
+
+
+class Settings(BaseModel):
+    """Every setting of the pipeline, validated; each field declares its variable, default, description and parser.
+
+    Built by :func:`read_settings` from the environment (and the command's
+    options); ``Settings()`` holds the defaults.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    landing_uri: Annotated[str, Setting("STEDI_LANDING_URI", parse_uri, option="--landing", resource=_LAKEHOUSE)] = Field(
+        DEFAULT_LANDING_URI, description="Root of the raw feeds: {landing}/{feed}/*.json. Local path or s3://."
+    )
+    lakehouse_uri: Annotated[
+        str, Setting("STEDI_LAKEHOUSE_URI", parse_uri, option="--lakehouse", resource=_LAKEHOUSE)
+    ] = Field(DEFAULT_LAKEHOUSE_URI, description="Root of the zone tables: {lakehouse}/{zone}/{table}/. Local path or s3://.")
+    profile: Annotated[
+        ProfileName | Literal[""],
+        Setting("STEDI_PROFILE", _choice(ProfileName, allow_empty=True), option="--profile", resource=_LAKEHOUSE),
+    ] = Field("", description=f"Data-set profile for the row-count checks ({', '.join(ProfileName)}); empty for none.")
+    engine: Annotated[
+        EngineName, Setting("STEDI_ENGINE", _choice(EngineName), option="--engine", resource=_LAKEHOUSE)
+    ] = Field(EngineName.POLARS, description=f"Engine that computes the tables: {' or '.join(EngineName)}.")
+    ml_join: Annotated[MlJoin, Setting("STEDI_ML_JOIN", _choice(MlJoin), option="--ml-join", resource=_LAKEHOUSE)] = Field(
+        MlJoin.TIME,
+        description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
+    )
+    glue_database: Annotated[
+        str, Setting("STEDI_GLUE_DATABASE", parse_glue_database, option="--glue-database", resource=_LAKEHOUSE)
+    ] = Field("", description="Glue Data Catalog database of an s3:// lakehouse's tables; empty: the namespace.")
+    catalog_uri: Annotated[
+        str, Setting("STEDI_CATALOG_URI", parse_catalog_uri, shown=_without_password, resource=_LAKEHOUSE)
+    ] = Field(
+        "", description="SQLAlchemy URL of the Iceberg SQL catalog; empty: {lakehouse}/catalog.db locally, Glue on s3://."
+    )
+    namespace: Annotated[str, Setting("STEDI_NAMESPACE", parse_namespace, resource=_LAKEHOUSE)] = Field(
+        DEFAULT_NAMESPACE, description="Catalog namespace (database) holding every table."
+    )
+    snapshot_max_age_hours: Annotated[
+        int, Setting("STEDI_SNAPSHOT_MAX_AGE_HOURS", parse_snapshot_max_age_hours, resource=_LAKEHOUSE)
+    ] = Field(DEFAULT_SNAPSHOT_MAX_AGE_HOURS, description="Maintenance: snapshots older than this are expired.")
+    snapshots_min_kept: Annotated[
+        int, Setting("STEDI_SNAPSHOTS_MIN_KEPT", parse_snapshots_min_kept, resource=_LAKEHOUSE)
+    ] = Field(DEFAULT_SNAPSHOTS_MIN_KEPT, description="Maintenance: the newest snapshots of a table always kept.")
+    orphan_min_age_hours: Annotated[
+        int, Setting("STEDI_ORPHAN_MIN_AGE_HOURS", parse_orphan_min_age_hours, resource=_LAKEHOUSE)
+    ] = Field(
+        DEFAULT_ORPHAN_MIN_AGE_HOURS,
+        description="Maintenance: unreferenced files younger than this (a write in flight) are never deleted.",
+    )
+    spark_master: Annotated[str, Setting("STEDI_SPARK_MASTER", parse_spark_master, resource=_LAKEHOUSE)] = Field(
+        "local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
+    )
+    spark_conf: Annotated[dict[str, str], Setting("STEDI_SPARK_CONF", _spark_conf, resource=_LAKEHOUSE)] = Field(
+        default_factory=dict, description="Spark engine: spark.* settings passed to the session as they are."
+    )
+    quarantine_max_share: Annotated[
+        float, Setting("STEDI_QUARANTINE_MAX_SHARE", parse_share, resource=_LAKEHOUSE)
+    ] = Field(
+        DEFAULT_QUARANTINE_MAX_SHARE,
+        description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
+    )
+    consent_scope: Annotated[
+        ConsentScope, Setting("STEDI_CONSENT_SCOPE", _choice(ConsentScope), resource=_LAKEHOUSE)
+    ] = Field(
+        ConsentScope.ANY_TIME,
+        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
+        "(only readings taken at or after shareWithResearchAsOfDate).",
+    )
+    max_file_mb: Annotated[int, Setting("STEDI_MAX_FILE_MB", parse_max_file_mb, resource=_LAKEHOUSE)] = Field(
+        DEFAULT_MAX_FILE_MB,
+        description="Largest landing file, in MiB after decompression; a larger file is quarantined unread.",
+    )
+    query_memory_limit: Annotated[str, Setting("STEDI_QUERY_MEMORY_LIMIT", parse_memory_limit)] = Field(
+        DEFAULT_QUERY_MEMORY_LIMIT, description="DuckDB's memory limit for `stedi query`."
+    )
+    aws_max_attempts: Annotated[
+        int, Setting("AWS_MAX_ATTEMPTS", parse_max_attempts, resource="s3", resource_field="max_attempts")
+    ] = Field(DEFAULT_S3_MAX_ATTEMPTS, description="Attempts per S3 request.")
     # Operations: sensors, schedules, freshness (fixed when the code location loads) and alerts.
-    Setting("STEDI_SENSOR_INTERVAL_SECONDS", "sensor_interval_seconds", parse_interval_seconds, 15),
-    Setting("STEDI_AUDIT_CRON", "audit_cron", parse_cron, "0 * * * *"),
-    Setting("STEDI_FULL_RUN_CRON", "full_run_cron", parse_cron, "0 3 * * *"),
-    Setting("STEDI_FRESHNESS_WARN_MINUTES", "freshness_warn_minutes", parse_minutes, 12 * 60),
-    Setting("STEDI_FRESHNESS_FAIL_MINUTES", "freshness_fail_minutes", parse_minutes, 24 * 60),
-    Setting("STEDI_ALERT_WEBHOOK_URL", "alert_webhook_url", parse_http_url, ""),
-    Setting("STEDI_ALERT_EMAIL_TO", "alert_email_to", parse_email_list, ""),
-    Setting("STEDI_ALERT_EMAIL_FROM", "alert_email_from", parse_email, DEFAULT_EMAIL_FROM),
-    Setting("STEDI_SMTP_URL", "smtp_url", _parse_smtp_url, "", secret=True),
-    Setting("STEDI_ALERT_MIN_SEVERITY", "alert_min_severity", _choice(ALERT_SEVERITIES), "WARN"),
-    Setting("STEDI_UI_URL", "ui_url", parse_http_url, DEFAULT_UI_URL),
-    Setting("STEDI_ALERT_TIMEOUT_SECONDS", "alert_timeout_seconds", parse_seconds, DEFAULT_ALERT_TIMEOUT_SECONDS),
-    Setting("STEDI_ALERT_REMIND_HOURS", "alert_remind_hours", parse_remind_hours, 0),
-)
-VARIABLES = tuple(s.variable for s in SETTINGS)
+    sensor_interval_seconds: Annotated[int, Setting("STEDI_SENSOR_INTERVAL_SECONDS", parse_interval_seconds)] = Field(
+        15, description="Minimum interval between ticks of every sensor."
+    )
+    audit_cron: Annotated[str, Setting("STEDI_AUDIT_CRON", parse_cron)] = Field(
+        "0 * * * *", description="When the audit schedule runs the audit checks."
+    )
+    full_run_cron: Annotated[str, Setting("STEDI_FULL_RUN_CRON", parse_cron)] = Field(
+        "0 3 * * *", description="When the daily schedule (stopped by default) runs every table and check."
+    )
+    freshness_warn_minutes: Annotated[int, Setting("STEDI_FRESHNESS_WARN_MINUTES", parse_minutes)] = Field(
+        12 * 60, description="Curated tables: WARN after this long without a materialization."
+    )
+    freshness_fail_minutes: Annotated[int, Setting("STEDI_FRESHNESS_FAIL_MINUTES", parse_minutes)] = Field(
+        24 * 60, description="Curated tables: FAIL (stale, alert) after this long; above the warn window."
+    )
+    alert_webhook_url: Annotated[
+        str, Setting("STEDI_ALERT_WEBHOOK_URL", parse_http_url, resource=_ALERTS, resource_field="webhook_url")
+    ] = Field("", description="HTTP(S) URL to POST each alert to as JSON ({'text': ...}).")
+    alert_email_to: Annotated[
+        str, Setting("STEDI_ALERT_EMAIL_TO", parse_email_list, resource=_ALERTS, resource_field="email_to")
+    ] = Field("", description="Comma-separated addresses to email each alert to (needs smtp_url).")
+    alert_email_from: Annotated[
+        str, Setting("STEDI_ALERT_EMAIL_FROM", parse_email, resource=_ALERTS, resource_field="email_from")
+    ] = Field(DEFAULT_EMAIL_FROM, description="Sender address of alert emails.")
+    smtp_url: Annotated[str, Setting("STEDI_SMTP_URL", _parse_smtp_url, secret=True, resource=_ALERTS)] = Field(
+        "", repr=False, description="smtp://user:password@host:port (secret: set as an EnvVar)."
+    )
+    alert_min_severity: Annotated[
+        AlertSeverity,
+        Setting("STEDI_ALERT_MIN_SEVERITY", _choice(AlertSeverity), resource=_ALERTS, resource_field="min_severity"),
+    ] = Field(AlertSeverity.WARN, description="Failed checks of this severity or higher alert: WARN or ERROR.")
+    ui_url: Annotated[str, Setting("STEDI_UI_URL", parse_http_url, resource=_ALERTS)] = Field(
+        DEFAULT_UI_URL, description="Base URL of the Dagster UI, for links to runs."
+    )
+    alert_timeout_seconds: Annotated[
+        float, Setting("STEDI_ALERT_TIMEOUT_SECONDS", parse_seconds, resource=_ALERTS, resource_field="timeout_seconds")
+    ] = Field(
+        DEFAULT_ALERT_TIMEOUT_SECONDS,
+        description="Deadline of one delivery attempt (connect, send, answer), whatever the server does.",
+    )
+    alert_remind_hours: Annotated[
+        int, Setting("STEDI_ALERT_REMIND_HOURS", parse_remind_hours, resource=_ALERTS, resource_field="remind_hours")
+    ] = Field(0, description="Alert again while a check or table stays failing, this often; 0: never.")
 
+    # The variables (settings and AWS_VARIABLES) set in the environment, and the fields given as overrides.
+    _environment: frozenset[str] = PrivateAttr(default=frozenset())
+    _overridden: frozenset[str] = PrivateAttr(default=frozenset())
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated settings, and which variables were set (non-empty) in the environment."""
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse(cls, value: Any, info: ValidationInfo) -> Any:
+        # Each field's own parser; a value it refuses is reported by read_settings, naming the variable.
+        return _setting_of(cls.model_fields[info.field_name]).parse(value)
 
-    landing_uri: str = DEFAULT_LANDING_URI
-    lakehouse_uri: str = DEFAULT_LAKEHOUSE_URI
-    profile: str = ""
-    engine: str = "polars"
-    ml_join: str = "time"
-    glue_database: str = ""
-    catalog_uri: str = ""
-    namespace: str = DEFAULT_NAMESPACE
-    snapshot_max_age_hours: int = DEFAULT_SNAPSHOT_MAX_AGE_HOURS
-    snapshots_min_kept: int = DEFAULT_SNAPSHOTS_MIN_KEPT
-    orphan_min_age_hours: int = DEFAULT_ORPHAN_MIN_AGE_HOURS
-    spark_master: str = "local[*]"
-    spark_conf: dict[str, str] = field(default_factory=dict)
-    quarantine_max_share: float = DEFAULT_QUARANTINE_MAX_SHARE
-    consent_scope: str = "any_time"
-    max_file_mb: int = DEFAULT_MAX_FILE_MB
-    query_memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT
-    aws_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
-    sensor_interval_seconds: int = 15
-    audit_cron: str = "0 * * * *"
-    full_run_cron: str = "0 3 * * *"
-    freshness_warn_minutes: int = 12 * 60
-    freshness_fail_minutes: int = 24 * 60
-    alert_webhook_url: str = ""
-    alert_email_to: str = ""
-    alert_email_from: str = DEFAULT_EMAIL_FROM
-    smtp_url: str = field(default="", repr=False)
-    alert_min_severity: str = "WARN"
-    ui_url: str = DEFAULT_UI_URL
-    alert_timeout_seconds: float = DEFAULT_ALERT_TIMEOUT_SECONDS
-    alert_remind_hours: int = 0
-    set_variables: frozenset[str] = frozenset()
+    def in_environment(self, variable: str) -> bool:
+        """Whether ``variable`` is set (non-empty) in the environment the settings were read from."""
+        return variable in self._environment
 
     def is_set(self, variable: str) -> bool:
-        return variable in self.set_variables
+        """Whether ``variable``'s setting was given, in the environment or as an override (a command option)."""
+        return variable in self._environment or SETTING_OF_VARIABLE[variable].field in self._overridden
+
+    def overridden(self, field: str) -> bool:
+        return field in self._overridden
 
     @property
     def landing_configured(self) -> bool:
@@ -486,25 +641,52 @@ class Settings:
         return self.is_set("STEDI_LANDING_URI")
 
 
-def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Every setting from ``environ`` (default: the process environment), validated.
+def _setting_of(info: FieldInfo) -> Setting:
+    return next(m for m in info.metadata if isinstance(m, Setting))
 
-    Raises :class:`SettingsError` for the first variable, in the order of
-    :data:`SETTINGS`, whose value is not accepted.
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    replace(
+        _setting_of(info), field=name, default=info.get_default(call_default_factory=True), description=info.description
+    )
+    for name, info in Settings.model_fields.items()
+)
+"""Every setting, in the order they are validated (the order of the fields)."""
+SETTING_OF_FIELD = {s.field: s for s in SETTINGS}
+SETTING_OF_VARIABLE = {s.variable: s for s in SETTINGS}
+VARIABLES = tuple(SETTING_OF_VARIABLE)
+
+AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+)
+"""The standard AWS variables boto3 reads itself; :func:`read_settings` records which are set, never their values."""
+
+
+def read_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Every setting from ``environ`` (default: the process environment) and ``overrides``, validated.
+
+    The one place the environment is read. ``overrides`` maps field names to
+    values that take the place of the variables (the command's options); an
+    override of ``None`` or ``""`` is no override, as an empty variable is
+    not set. Raises :class:`SettingsError` for the first setting, in the
+    order of :data:`SETTINGS`, whose value is not accepted; the message names
+    the variable (an option is reported as the variable it overrides).
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    set_variables = set()
-    for setting in SETTINGS:
-        text = environ.get(setting.variable)
-        if not text:
-            continue
-        try:
-            values[setting.field] = setting.parse(text)
-        except _Rejected as rejected:
-            raise _error(setting.variable, setting.display(text), rejected) from None
-        set_variables.add(setting.variable)
-    settings = Settings(**values, set_variables=frozenset(set_variables))
+    environment = frozenset(v for v in (*VARIABLES, *AWS_VARIABLES) if environ.get(v))
+    values = {s.field: environ[s.variable] for s in SETTINGS if s.variable in environment}
+    given = {field: value for field, value in (overrides or {}).items() if value is not None and value != ""}
+    unknown = set(given) - set(SETTING_OF_FIELD)
+    if unknown:
+        raise SettingsError(f"no such setting: {', '.join(sorted(unknown))}")
+    values.update(given)
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as invalid:
+        raise _first_error(invalid) from None
+    settings._environment = environment
+    settings._overridden = frozenset(given)
     if settings.freshness_warn_minutes >= settings.freshness_fail_minutes:
         raise SettingsError(
             f"STEDI_FRESHNESS_WARN_MINUTES={settings.freshness_warn_minutes} is not valid: expected fewer minutes "
@@ -515,61 +697,57 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-_LAKEHOUSE_FIELDS = (
-    "landing_uri", "lakehouse_uri", "profile", "engine", "ml_join", "glue_database",
-    "spark_master", "spark_conf", "quarantine_max_share", "consent_scope", "max_file_mb",
-    "catalog_uri", "namespace", "snapshot_max_age_hours", "snapshots_min_kept", "orphan_min_age_hours",
-)
+def _first_error(invalid: ValidationError) -> SettingsError:
+    error = invalid.errors()[0]
+    setting = SETTING_OF_FIELD[error["loc"][0]]
+    rejected = error.get("ctx", {}).get("error")
+    if not isinstance(rejected, _Rejected):  # a parser's value the field's type refuses: a bug, still one line
+        rejected = _Rejected(error["msg"])
+    return _error(setting.variable, setting.display(error["input"]), rejected)
+
+
+def check_resource_fields(resource: str, values: Mapping[str, Any]) -> None:
+    """Validate a resource's configured fields (``values``) as a run starts: the environment's rules.
+
+    An empty value of a setting whose default is empty means none. The
+    message names the field as it is written in the launchpad
+    (``lakehouse.config.profile``); a secret's value is never shown.
+    """
+    for setting in SETTINGS:
+        if setting.resource != resource or setting.config_field not in values:
+            continue
+        value = values[setting.config_field]
+        if value == "" and setting.default == "":
+            continue
+        setting.check(f"{resource}.config.{setting.config_field}", value)
 
 
 def check_lakehouse_fields(values: Mapping[str, Any]) -> None:
-    """Validate the ``lakehouse`` resource's configured fields as a run starts.
-
-    The same rules as the environment's; the message names the field as it is
-    written in the launchpad (``lakehouse.config.profile``).
-    """
-    for setting in SETTINGS:
-        if setting.field not in _LAKEHOUSE_FIELDS or setting.field not in values:
-            continue
-        value = values[setting.field]
-        try:
-            setting.parse(value)
-        except _Rejected as rejected:
-            raise _error(f"lakehouse.config.{setting.field}", setting.display(value), rejected) from None
-
-
-# The ``alerts`` resource's fields and the variables that set them.
-_ALERT_FIELDS = {
-    "webhook_url": "STEDI_ALERT_WEBHOOK_URL",
-    "email_to": "STEDI_ALERT_EMAIL_TO",
-    "email_from": "STEDI_ALERT_EMAIL_FROM",
-    "smtp_url": "STEDI_SMTP_URL",
-    "min_severity": "STEDI_ALERT_MIN_SEVERITY",
-    "ui_url": "STEDI_UI_URL",
-    "timeout_seconds": "STEDI_ALERT_TIMEOUT_SECONDS",
-    "remind_hours": "STEDI_ALERT_REMIND_HOURS",
-}
+    """Validate the ``lakehouse`` resource's configured fields as a run starts (see :func:`check_resource_fields`)."""
+    check_resource_fields(_LAKEHOUSE, values)
 
 
 def check_alert_fields(values: Mapping[str, Any]) -> None:
     """Validate the ``alerts`` resource's configured fields: the environment's rules, for launchpad config too.
 
-    An empty channel field means the channel is not used. The message names
-    the field as it is written in the launchpad (``alerts.config.webhook_url``);
-    the SMTP URL's value is never shown.
+    An empty channel field means the channel is not used.
     """
-    settings = {setting.variable: setting for setting in SETTINGS}
-    for name, variable in _ALERT_FIELDS.items():
-        if name not in values:
-            continue
-        setting, value = settings[variable], values[name]
-        if value == "" and setting.default == "":
-            continue
-        try:
-            setting.parse(value)
-        except _Rejected as rejected:
-            raise _error(f"alerts.config.{name}", _HIDDEN if setting.secret else value, rejected) from None
+    check_resource_fields(_ALERTS, values)
     if values.get("email_to") and not values.get("smtp_url"):
         raise SettingsError(
             "alerts.config.email_to is set but alerts.config.smtp_url is not: alert emails need an SMTP server"
         )
+
+
+def resource_field(name: str, **constraints: Any) -> Any:
+    """A resource's config field for setting ``name``: the setting's default and description (a pydantic ``Field``).
+
+    A choice's default is its plain text: Dagster's config schema holds text,
+    and a run's config is checked against the choices as the run starts.
+    """
+    setting = SETTING_OF_FIELD[name]
+    info = Settings.model_fields[name]
+    if info.default_factory is not None:
+        return Field(default_factory=info.default_factory, description=setting.description, **constraints)
+    default = setting.default.value if isinstance(setting.default, StrEnum) else setting.default
+    return Field(default=default, description=setting.description, **constraints)

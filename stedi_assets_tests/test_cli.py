@@ -285,3 +285,19 @@ def test_run_keeps_a_secret_setting_out_of_dagster_storage(stedi_landing, tmp_pa
     written = [path for path in (tmp_path / "dagster_home").rglob("*") if path.is_file()]
     assert any(path.suffix == ".db" for path in written)
     assert not [path for path in written if password.encode() in path.read_bytes()]
+
+
+def test_options_are_the_settings_models_and_are_passed_as_values(tmp_path, monkeypatch, capsys):
+    from stedi_assets.settings import SETTING_OF_FIELD
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STEDI_PROFILE", raising=False)
+    assert cli.main(["run", "--profile", "nope"]) == 2
+    assert capsys.readouterr().err == (
+        "stedi: STEDI_PROFILE='nope' is not valid: expected one of stedi-reference, simulated, or empty for none\n"
+    )
+    assert "STEDI_PROFILE" not in os.environ  # the option was a value, the environment untouched
+    assert {SETTING_OF_FIELD[name].option for name in cli._RUN_OPTIONS} == {
+        "--landing", "--lakehouse", "--profile", "--engine", "--ml-join", "--glue-database"
+    }
+    assert list(tmp_path.iterdir()) == []

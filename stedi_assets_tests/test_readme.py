@@ -6,14 +6,14 @@ settings.py; it does not judge the prose.
 
 from __future__ import annotations
 
-import inspect
-import re
+from dagster import ConfigurableResource, EnvVar
 
 from stedi_assets.orchestration import resources
 from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.settings import SETTINGS, VARIABLES
 from stedi_assets_tests.conftest import REPOSITORY
+from stedi_assets_tests.test_settings import GOOD
 
 README = (REPOSITORY / "README.md").read_text()
 
@@ -31,14 +31,32 @@ def test_every_check_is_documented():
             assert f"`{check.name}`" in README, check.name
 
 
+def _env_var_names(resource) -> set[str]:
+    """The variables a resource (and the resources nested in it) is configured with, by name."""
+    names = set()
+    for value in dict(resource).values():
+        if isinstance(value, EnvVar) or hasattr(value, "env_var_name"):  # EnvVar or EnvVar.int
+            names.add(getattr(value, "env_var_name", None) or str(value))
+        elif isinstance(value, ConfigurableResource):
+            names |= _env_var_names(value)
+    return names
+
+
 def test_every_setting_is_documented():
-    source = inspect.getsource(resources.build_resources)
-    passed = set(re.findall(r'"(STEDI_[A-Z_]*[A-Z])"', source))
+    # With every variable set, build_resources passes each one it wires by name; every name is a validated setting.
+    environ = {variable: cases[0][0] for variable, cases in GOOD.items()}
+    built = resources.build_resources(environ)
+    passed = _env_var_names(built["lakehouse"]) | _env_var_names(built["alerts"])
     assert passed and passed <= set(VARIABLES), "build_resources passes a variable the settings do not validate"
     for setting in SETTINGS:
         # One row of the settings table per variable.
         row = next((line for line in README.splitlines() if line.startswith(f"| `{setting.variable}` |")), None)
         assert row is not None, setting.variable
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) == 6:  # the main table: variable, option, launchpad field, accepted, default, meaning
+            assert cells[1] == (f"`{setting.option}`" if setting.option else ""), setting.variable
+            launchpad = {"lakehouse": setting.config_field, "s3": f"s3.{setting.config_field}"}.get(setting.resource)
+            assert cells[2] == (f"`{launchpad}`" if launchpad else ""), setting.variable
 
 
 def test_the_two_commands_are_in_the_readme_and_ci_runs_the_test_command():

@@ -229,3 +229,43 @@ def test_a_postgresql_catalog_url_is_accepted_exactly_when_its_driver_imports(dr
     else:
         with pytest.raises(SettingsError, match=rf"\(its driver {driver} is not installed"):
             read_settings({"STEDI_CATALOG_URI": url})
+
+
+@pytest.mark.parametrize("resource", ["lakehouse", "alerts", "s3"])
+def test_the_resource_fields_are_the_settings_fields(resource):
+    # The resources' config schema is Dagster's and stays plain fields; they must match the model exactly.
+    from dagster_aws.s3 import S3Resource
+
+    from stedi_assets.orchestration.alerts import StediAlerts
+    from stedi_assets.orchestration.resources import StediLakehouse
+
+    cls = {"lakehouse": StediLakehouse, "alerts": StediAlerts, "s3": S3Resource}[resource]
+    own = {"lakehouse": {"s3"}, "alerts": {"attempts", "retry_delay_seconds"}}.get(resource)
+    settings = {s.config_field: s for s in settings_module.SETTINGS if s.resource == resource}
+    if own is not None:  # every field is a setting, but the resource's own
+        assert set(cls.model_fields) - own == set(settings)
+    for name, setting in settings.items():
+        field = cls.model_fields[name]
+        if resource == "s3":  # dagster-aws's own field: build_resources always passes the setting's value
+            assert build_resources({})["lakehouse"].s3.max_attempts == setting.default
+            continue
+        assert field.get_default(call_default_factory=True) == setting.default, name
+        assert field.description == setting.description, name
+    assert StediLakehouse.model_fields["engine"].default == "polars" and type(StediLakehouse.model_fields["engine"].default) is str
+
+
+def test_a_setting_declares_its_variable_default_description_and_choices_once():
+    setting = settings_module.SETTING_OF_VARIABLE["STEDI_ENGINE"]
+    assert (setting.field, setting.default, setting.option) == ("engine", "polars", "--engine")
+    assert tuple(settings_module.EngineName) == ENGINE_NAMES
+    assert all(s.description for s in settings_module.SETTINGS)
+
+
+def test_overrides_take_the_place_of_the_variables_and_are_validated_the_same():
+    settings = read_settings({"STEDI_ENGINE": "spark", "STEDI_PROFILE": "simulated"}, {"engine": "polars", "profile": None})
+    assert (settings.engine, settings.profile) == ("polars", "simulated")
+    assert settings.overridden("engine") and settings.is_set("STEDI_ENGINE") and not settings.overridden("profile")
+    with pytest.raises(SettingsError, match=r"^STEDI_PROFILE='nope' is not valid: expected one of"):
+        read_settings({}, {"profile": "nope"})
+    # An override is passed to the resource as its value, not as the variable's EnvVar.
+    assert build_resources({"STEDI_ENGINE": "spark"}, {"engine": "polars"})["lakehouse"].engine == "polars"

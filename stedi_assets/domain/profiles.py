@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stedi_assets.settings import ProfileName
+
 # Both known data sets are clean: nothing of them belongs in quarantine.
 NOTHING_QUARANTINED = {f"{feed}_quarantine": 0 for feed in ("customer", "accelerometer", "step_trainer")}
 
@@ -51,10 +53,11 @@ CONSENT_SCOPED_TABLES = frozenset(
 def _profiles() -> dict[str, Mapping[str, int]]:
     from stedi_assets.domain.simulate import DEFAULT_COUNTS
 
-    return {"stedi-reference": STEDI_REFERENCE, "simulated": {**DEFAULT_COUNTS, **NOTHING_QUARANTINED}}
+    return {ProfileName.STEDI_REFERENCE: STEDI_REFERENCE, ProfileName.SIMULATED: {**DEFAULT_COUNTS, **NOTHING_QUARANTINED}}
 
 
-PROFILE_NAMES = ("stedi-reference", "simulated")
+PROFILE_NAMES = tuple(ProfileName)
+"""The profiles' names, as the ``profile`` setting accepts them."""
 
 
 class UnknownProfileError(ValueError):

@@ -40,17 +40,16 @@ from dagster import AssetCheckSeverity, ConfigurableResource, InitResourceContex
 from pydantic import Field
 
 from stedi_assets.settings import (
-    ALERT_SEVERITIES,
-    DEFAULT_ALERT_TIMEOUT_SECONDS,
-    DEFAULT_EMAIL_FROM,
-    DEFAULT_UI_URL,
+    SETTING_OF_FIELD,
+    AlertSeverity,
     SettingsError,
     SmtpServer,
     check_alert_fields,
+    resource_field,
     smtp_server,
 )
 
-SEVERITIES = ALERT_SEVERITIES
+SEVERITIES = tuple(AlertSeverity)
 
 _log = logging.getLogger(__name__)
 
@@ -84,31 +83,27 @@ def parse_smtp_url(url: str) -> SmtpServer:
 
 def severity_at_least(severity: AssetCheckSeverity, minimum: str) -> bool:
     """Whether a failed check of ``severity`` is worth an alert under the ``minimum`` setting."""
-    if minimum not in SEVERITIES:
-        raise SettingsError(f"alerts.config.min_severity={minimum!r} is not valid: expected one of {', '.join(SEVERITIES)}")
+    minimum = SETTING_OF_FIELD["alert_min_severity"].check("alerts.config.min_severity", minimum)
     return SEVERITIES.index(severity.value) >= SEVERITIES.index(minimum)
 
 
 class StediAlerts(ConfigurableResource):
     """Where alerts go; every channel is optional."""
 
-    webhook_url: str = Field(default="", description="HTTP(S) URL to POST each alert to as JSON ({'text': ...}).")
-    email_to: str = Field(default="", description="Comma-separated addresses to email each alert to (needs smtp_url).")
-    email_from: str = Field(default=DEFAULT_EMAIL_FROM, description="Sender address of alert emails.")
-    smtp_url: str = Field(default="", description="smtp://user:password@host:port (secret: set as an EnvVar).")
-    min_severity: str = Field(default="WARN", description="Failed checks of this severity or higher alert: WARN or ERROR.")
-    ui_url: str = Field(default=DEFAULT_UI_URL, description="Base URL of the Dagster UI, for links to runs.")
+    # The fields set by settings take their defaults and descriptions from settings.Settings
+    # (test_settings checks the names); attempts and delays are this resource's own.
+    webhook_url: str = resource_field("alert_webhook_url")
+    email_to: str = resource_field("alert_email_to")
+    email_from: str = resource_field("alert_email_from")
+    smtp_url: str = resource_field("smtp_url")
+    min_severity: str = resource_field("alert_min_severity")
+    ui_url: str = resource_field("ui_url")
     attempts: int = Field(default=3, ge=1, le=10, description="Delivery attempts per channel.")
     retry_delay_seconds: float = Field(
         default=1.0, ge=0.0, le=60.0, description="Delay before the first retry; doubles after."
     )
-    timeout_seconds: float = Field(
-        default=DEFAULT_ALERT_TIMEOUT_SECONDS, gt=0.0,
-        description="Deadline of one delivery attempt (connect, send, answer), whatever the server does.",
-    )
-    remind_hours: int = Field(
-        default=0, ge=0, description="Alert again while a check or table stays failing, this often; 0: never."
-    )
+    timeout_seconds: float = resource_field("alert_timeout_seconds", gt=0.0)
+    remind_hours: int = resource_field("alert_remind_hours", ge=0)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Launchpad config gets the environment's checks (a file:// webhook is

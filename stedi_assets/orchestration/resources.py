@@ -6,9 +6,8 @@ the storage clients, and reads and writes tables through the catalog.
 """
 
 
-import os
-import uuid
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 import narwhals as nw
@@ -17,11 +16,8 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from stedi_assets.lakehouse.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, RecordsFolder
-from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE
-from stedi_assets.domain.profiles import PROFILE_NAMES
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.catalog import (
-    DEFAULT_NAMESPACE,
     CatalogError,
     CatalogSettings,
     TableNotPublishedError,
@@ -39,18 +35,21 @@ from stedi_assets.lakehouse.tables import (
     open_or_create,
     replace_contents,
 )
-from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf is part of this module's interface)
+from stedi_assets.settings import (  # noqa: F401  (parse_spark_conf and the defaults are part of this module's interface)
     DEFAULT_LAKEHOUSE_URI,
     DEFAULT_LANDING_URI,
-    DEFAULT_MAX_FILE_MB,
-    DEFAULT_ORPHAN_MIN_AGE_HOURS,
     DEFAULT_S3_MAX_ATTEMPTS,
-    DEFAULT_SNAPSHOT_MAX_AGE_HOURS,
-    DEFAULT_SNAPSHOTS_MIN_KEPT,
+    SETTINGS,
+    ConsentScope,
+    EngineName,
+    MlJoin,
+    Setting,
     Settings,
+    SettingsError,
     check_lakehouse_fields,
     parse_spark_conf,
     read_settings,
+    resource_field,
 )
 from stedi_assets.lakehouse.storage import LandingError, FileVersion, LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 
@@ -66,61 +65,29 @@ RULES = "stedi.rules."
 class StediLakehouse(ConfigurableResource):
     """Where the landing feeds are, where the zone tables go, and which engine computes them."""
 
-    landing_uri: str = Field(description="Root of the raw feeds: {landing}/{feed}/*.json. Local path or s3://.")
-    lakehouse_uri: str = Field(description="Root of the zone tables: {lakehouse}/{zone}/{table}/. Local path or s3://.")
-    profile: str = Field(
-        default="",
-        description=f"Data-set profile for the row-count checks ({', '.join(PROFILE_NAMES)}); empty for none.",
-    )
-    engine: str = Field(default="polars", description=f"Engine that computes the tables: {' or '.join(ENGINE_NAMES)}.")
-    ml_join: str = Field(
-        default="time",
-        description="machine_learning_curated pairing: 'time' (reference rule) or 'same_customer' (time and owner).",
-    )
-    consent_scope: str = Field(
-        default="any_time",
-        description="Readings a research consent covers: 'any_time' (reference rule) or 'from_consent_date' "
-        "(only readings taken at or after shareWithResearchAsOfDate).",
-    )
-    catalog_uri: str = Field(
-        default="",
-        description="SQLAlchemy URL of the Iceberg SQL catalog; empty: {lakehouse}/catalog.db locally, Glue on s3://.",
-    )
-    namespace: str = Field(default=DEFAULT_NAMESPACE, description="Catalog namespace (database) holding every table.")
-    glue_database: str = Field(
-        default="",
-        description="Glue Data Catalog database of an s3:// lakehouse's tables; empty: the namespace.",
-    )
-    snapshot_max_age_hours: int = Field(
-        default=DEFAULT_SNAPSHOT_MAX_AGE_HOURS, description="Maintenance: snapshots older than this are expired."
-    )
-    snapshots_min_kept: int = Field(
-        default=DEFAULT_SNAPSHOTS_MIN_KEPT, description="Maintenance: the newest snapshots of a table always kept."
-    )
-    orphan_min_age_hours: int = Field(
-        default=DEFAULT_ORPHAN_MIN_AGE_HOURS,
-        description="Maintenance: unreferenced files younger than this (a write in flight) are never deleted.",
-    )
+    # Every field but s3 is a setting: its default and description come from settings.Settings, and
+    # test_settings checks that the names match. The types stay plain (text for a choice): they are
+    # Dagster's config schema, and a run's config is checked against the choices as it starts.
+    landing_uri: str = resource_field("landing_uri")
+    lakehouse_uri: str = resource_field("lakehouse_uri")
+    profile: str = resource_field("profile")
+    engine: str = resource_field("engine")
+    ml_join: str = resource_field("ml_join")
+    consent_scope: str = resource_field("consent_scope")
+    catalog_uri: str = resource_field("catalog_uri")
+    namespace: str = resource_field("namespace")
+    glue_database: str = resource_field("glue_database")
+    snapshot_max_age_hours: int = resource_field("snapshot_max_age_hours")
+    snapshots_min_kept: int = resource_field("snapshots_min_kept")
+    orphan_min_age_hours: int = resource_field("orphan_min_age_hours")
     s3: S3Resource | None = Field(
         default=None,
         description="S3 credentials, region and endpoint for s3:// URIs; unset fields resolve as in every AWS tool.",
     )
-    quarantine_max_share: float = Field(
-        default=DEFAULT_QUARANTINE_MAX_SHARE,
-        ge=0.0,
-        le=1.0,
-        description="Share of a feed's records that may be quarantined; above it the landing table is not published.",
-    )
-    max_file_mb: int = Field(
-        default=DEFAULT_MAX_FILE_MB,
-        description="Largest landing file, in MiB after decompression; a larger file is quarantined unread.",
-    )
-    spark_master: str = Field(
-        default="local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
-    )
-    spark_conf: dict[str, str] = Field(
-        default_factory=dict, description="Spark engine: spark.* settings passed to the session as they are."
-    )
+    quarantine_max_share: float = resource_field("quarantine_max_share", ge=0.0, le=1.0)
+    max_file_mb: int = resource_field("max_file_mb")
+    spark_master: str = resource_field("spark_master")
+    spark_conf: dict[str, str] = resource_field("spark_conf")
 
     _engine: Engine | None = PrivateAttr(default=None)
     _s3_store: Store | None = PrivateAttr(default=None)
@@ -136,17 +103,17 @@ class StediLakehouse(ConfigurableResource):
 
     def get_engine(self) -> Engine:
         if self._engine is None:
-            if self.engine == "polars":
+            if self.engine not in ENGINE_NAMES:  # a resource built without its setup (tests, query by URI)
+                raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
+            if EngineName(self.engine) is EngineName.POLARS:
                 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 
                 self._engine = PolarsEngine(max_file_mb=self.max_file_mb)
-            elif self.engine == "spark":
+            else:
                 # Imported only when chosen: pyspark is an optional extra.
                 from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
                 self._engine = SparkEngine(self.spark_master, self.spark_conf, max_file_mb=self.max_file_mb)
-            else:
-                raise EngineError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}")
         return self._engine
 
     def store_for(self, uri: str) -> Store:
@@ -163,11 +130,11 @@ class StediLakehouse(ConfigurableResource):
     @property
     def same_customer(self) -> bool:
         # The field's value was validated when the resource was set up (settings.check_lakehouse_fields).
-        return self.ml_join == "same_customer"
+        return self.ml_join == MlJoin.SAME_CUSTOMER
 
     @property
     def from_consent_date(self) -> bool:
-        return self.consent_scope == "from_consent_date"
+        return self.consent_scope == ConsentScope.FROM_CONSENT_DATE
 
     def rule_properties(self) -> dict[str, str]:
         """The settings that change what a table holds, recorded on each of its snapshots."""
@@ -347,58 +314,55 @@ def _is_feed_file(uri: str) -> bool:
     return not name.startswith((".", "_")) and name.lower().endswith((".json", ".json.gz"))
 
 
-def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The resources for this environment, from the validated settings (``settings.read_settings``).
+def build_resources(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The resources for this environment (default: the process's) and ``overrides`` (see ``settings.read_settings``).
 
-    Raises ``SettingsError`` (one line) for a setting that is not valid. A
-    variable that is set is passed as an EnvVar, so the UI shows its name
-    rather than its value and it is resolved when a run starts; it has been
-    validated here first.
+    Raises ``SettingsError`` (one line) for a setting that is not valid.
     """
-    settings = read_settings(environ)
+    return resources_for(read_settings(environ, overrides))
 
-    def setting(variable: str, default: str) -> str:
-        return EnvVar(variable) if settings.is_set(variable) else default
 
-    def integer(variable: str, default: int) -> int:
-        return EnvVar.int(variable) if settings.is_set(variable) else default
+def resources_for(settings: Settings) -> dict[str, Any]:
+    """The resources configured from validated ``settings``, each field from the setting that declares it.
 
-    lakehouse = StediLakehouse(
-        s3=s3_resource(os.environ if environ is None else environ, settings),
-        landing_uri=setting("STEDI_LANDING_URI", normalize_uri(DEFAULT_LANDING_URI)),
-        lakehouse_uri=setting("STEDI_LAKEHOUSE_URI", normalize_uri(DEFAULT_LAKEHOUSE_URI)),
-        profile=setting("STEDI_PROFILE", ""),
-        engine=setting("STEDI_ENGINE", "polars"),
-        ml_join=setting("STEDI_ML_JOIN", "time"),
-        consent_scope=setting("STEDI_CONSENT_SCOPE", "any_time"),
-        catalog_uri=setting("STEDI_CATALOG_URI", ""),
-        namespace=setting("STEDI_NAMESPACE", DEFAULT_NAMESPACE),
-        glue_database=setting("STEDI_GLUE_DATABASE", ""),
-        snapshot_max_age_hours=integer("STEDI_SNAPSHOT_MAX_AGE_HOURS", DEFAULT_SNAPSHOT_MAX_AGE_HOURS),
-        snapshots_min_kept=integer("STEDI_SNAPSHOTS_MIN_KEPT", DEFAULT_SNAPSHOTS_MIN_KEPT),
-        orphan_min_age_hours=integer("STEDI_ORPHAN_MIN_AGE_HOURS", DEFAULT_ORPHAN_MIN_AGE_HOURS),
-        # Dagster's EnvVar resolves to text or integers only: these are passed as values.
-        quarantine_max_share=settings.quarantine_max_share,
-        spark_master=setting("STEDI_SPARK_MASTER", "local[*]"),
-        spark_conf=settings.spark_conf,
-        max_file_mb=EnvVar.int("STEDI_MAX_FILE_MB") if settings.is_set("STEDI_MAX_FILE_MB") else DEFAULT_MAX_FILE_MB,
-    )
+    A setting taken from a variable is passed as an EnvVar, so the UI shows its
+    name rather than its value (a secret is never passed as a value) and it is
+    resolved when a run starts; it has been validated here first. An override
+    (a command option) and a default are passed as values.
+    """
     # Imported here: the sensors and audit checks read tables through this module.
     from stedi_assets.orchestration.alerts import StediAlerts
 
-    alerts = StediAlerts(
-        webhook_url=setting("STEDI_ALERT_WEBHOOK_URL", ""),
-        email_to=setting("STEDI_ALERT_EMAIL_TO", ""),
-        email_from=setting("STEDI_ALERT_EMAIL_FROM", settings.alert_email_from),
-        # A secret: always by name, never as a value the UI would show.
-        smtp_url=setting("STEDI_SMTP_URL", ""),
-        min_severity=setting("STEDI_ALERT_MIN_SEVERITY", settings.alert_min_severity),
-        ui_url=setting("STEDI_UI_URL", settings.ui_url),
-        # Seconds may have a fraction, which an EnvVar cannot carry: passed as a value.
-        timeout_seconds=settings.alert_timeout_seconds,
-        remind_hours=integer("STEDI_ALERT_REMIND_HOURS", settings.alert_remind_hours),
+    fields: dict[str, dict[str, Any]] = {"lakehouse": {}, "alerts": {}, "s3": {}}
+    for setting in SETTINGS:
+        if setting.resource is not None:
+            fields[setting.resource][setting.config_field] = _configured(setting, settings)
+    fields["s3"].update(
+        {name: EnvVar(variable) for name, variable in _aws_variables(settings).items()}
     )
-    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": alerts}
+    lakehouse = StediLakehouse(s3=S3Resource(**fields["s3"]), **fields["lakehouse"])
+    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager, "alerts": StediAlerts(**fields["alerts"])}
+
+
+# Relative default paths are made absolute where the code location loads, so a run started from
+# another folder (the daemon's) reads and writes the same one.
+_DEFAULT_PATHS = ("landing_uri", "lakehouse_uri")
+
+
+def _configured(setting: Setting, settings: Settings) -> Any:
+    value = getattr(settings, setting.field)
+    if settings.in_environment(setting.variable) and not settings.overridden(setting.field):
+        # Dagster's EnvVar resolves to text or whole numbers only: fractions and mappings go as values.
+        if isinstance(value, str):
+            return EnvVar(setting.variable)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return EnvVar.int(setting.variable)
+    elif setting.secret and value != setting.default:
+        # The UI would show it: a secret is set by its variable only.
+        raise SettingsError(f"{setting.variable} is a secret: set it in the environment, not as an option")
+    elif setting.field in _DEFAULT_PATHS and not settings.overridden(setting.field):
+        return normalize_uri(value)
+    return value.value if isinstance(value, StrEnum) else value
 
 
 # The standard AWS variables, as the S3Resource fields they configure. boto3
@@ -415,13 +379,9 @@ _AWS_SETTINGS = {
 }
 
 
-def s3_resource(environ: Mapping[str, str], settings: Settings | None = None) -> S3Resource:
-    """The S3 connection configured from the standard AWS variables that are set."""
-    settings = read_settings(environ) if settings is None else settings
-    fields: dict[str, Any] = {}
-    for name, variables in _AWS_SETTINGS.items():
-        variable = next((v for v in variables if environ.get(v)), None)
-        if variable is not None:
-            fields[name] = EnvVar(variable)
-    fields["max_attempts"] = EnvVar.int("AWS_MAX_ATTEMPTS") if settings.is_set("AWS_MAX_ATTEMPTS") else DEFAULT_S3_MAX_ATTEMPTS
-    return S3Resource(**fields)
+def _aws_variables(settings: Settings) -> dict[str, str]:
+    """The S3Resource fields the environment sets -> the variable each is read from."""
+    found = {name: next((v for v in variables if settings.in_environment(v)), None) for name, variables in _AWS_SETTINGS.items()}
+    return {name: variable for name, variable in found.items() if variable is not None}
+
+

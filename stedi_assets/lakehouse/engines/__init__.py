@@ -17,8 +17,10 @@ import narwhals as nw
 
 from stedi_assets.domain.schemas import TableSchema
 from stedi_assets.lakehouse.storage import Store, join_uri
+from stedi_assets.settings import EngineName
 
-ENGINE_NAMES = ("polars", "spark")
+ENGINE_NAMES = tuple(EngineName)
+"""The engines' names, as the ``engine`` setting accepts them."""
 
 
 class EngineError(RuntimeError):
