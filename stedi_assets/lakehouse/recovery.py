@@ -32,6 +32,7 @@ from stedi_assets.lakehouse.catalog import (
 )
 from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.lakehouse.storage import StorageError, join_uri, local_path, normalize_uri
+from stedi_assets.lakehouse.tables import table_location
 _METADATA_FILE = re.compile(r"(\d+)-[0-9a-fA-F-]{36}\.metadata\.json")
 
 
@@ -46,11 +47,6 @@ class MetadataFile:
         return self.uri.rsplit("/", 1)[-1]
 
 
-def table_location(lakehouse_uri: str, table: str) -> str:
-    """Where a table of the lakehouse is stored: ``{lakehouse}/{zone}/{table}``."""
-    return join_uri(normalize_uri(lakehouse_uri), PUBLISHED[table].zone, table)
-
-
 def metadata_files(store, location: str) -> list[MetadataFile]:
     """The table's metadata files, newest (highest version) first."""
     found = []
@@ -61,23 +57,23 @@ def metadata_files(store, location: str) -> list[MetadataFile]:
     return sorted(found, key=lambda f: (f.version, f.uri), reverse=True)
 
 
-def committed_tables(settings: CatalogSettings, store) -> list[str]:
-    """The tables of the lakehouse that have committed at least once (a metadata file of version 1 or more).
+def committed_tables(settings: CatalogSettings, store, tables: Collection[str] = tuple(PUBLISHED)) -> list[str]:
+    """Those of ``tables`` that have committed at least once (a metadata file of version 1 or more).
 
     A table's first commit happens after the catalog holds it, so such a
     table missing from the catalog was lost from it; a table that was only
     created (version 0) has no history to lose. Empty when the lakehouse
     cannot be listed: whatever reads or writes it next fails on that, naming it.
     """
-    tables = []
-    for table in PUBLISHED:
+    committed = []
+    for table in tables:
         try:
-            files = metadata_files(store, table_location(settings.lakehouse_uri, table))
+            files = metadata_files(store, table_location(settings.lakehouse_uri, [table]))
         except StorageError:
             return []
         if any(f.version >= 1 for f in files):
-            tables.append(table)
-    return tables
+            committed.append(table)
+    return committed
 
 
 def held_tables(catalog, settings: CatalogSettings) -> set[str]:
@@ -102,29 +98,32 @@ def lost_catalog_error(settings: CatalogSettings, lost: Collection[str], holds_a
     )
 
 
-def check_catalog_holds(catalog, settings: CatalogSettings, stored: Collection[str]) -> None:
-    """Raise :func:`lost_catalog_error` unless the catalog holds every table in ``stored``."""
-    if stored:
-        held = held_tables(catalog, settings)
-        lost = [t for t in stored if t not in held]
-        if lost:
-            raise lost_catalog_error(settings, lost, holds_any=bool(held))
-
-
 def open_catalog(settings: CatalogSettings, store, create: bool = True):
     """The catalog (:func:`build_catalog`), once it is known to hold every table that committed under the
-    lakehouse root; else one line naming the catalog and the recovery command, before anything is created."""
-    stored = committed_tables(settings, store)
-    if stored and settings.kind == "sqlite" and not (local_path(settings.lakehouse_uri) / CATALOG_FILE).exists():
-        raise lost_catalog_error(settings, stored, holds_any=False)
+    lakehouse root; else one line naming the catalog and the recovery command, before anything is created.
+
+    Only the tables the catalog does not hold are looked for under the root: a catalog that holds every
+    table costs one listing of the catalog, not one of each table's metadata folder.
+    """
+    if settings.kind == "sqlite" and not (local_path(settings.lakehouse_uri) / CATALOG_FILE).exists():
+        # Building the catalog would create its file: look first.
+        stored = committed_tables(settings, store)
+        if stored:
+            raise lost_catalog_error(settings, stored, holds_any=False)
     catalog = build_catalog(settings, create=create)
-    check_catalog_holds(catalog, settings, stored)
+    try:
+        held = held_tables(catalog, settings)
+    except CatalogError:
+        return catalog  # not listable (credentials, network): whatever reads or writes next fails on it, naming it
+    lost = committed_tables(settings, store, [table for table in PUBLISHED if table not in held])
+    if lost:
+        raise lost_catalog_error(settings, lost, holds_any=bool(held))
     return catalog
 
 
 def check_not_lost(settings: CatalogSettings, store, table: str) -> None:
     """Before a table is created: refuse when it has committed before (the catalog lost it)."""
-    files = metadata_files(store, table_location(settings.lakehouse_uri, table))
+    files = metadata_files(store, table_location(settings.lakehouse_uri, [table]))
     if any(f.version >= 1 for f in files):
         raise lost_catalog_error(settings, [table], holds_any=True)
 
@@ -209,7 +208,7 @@ def recover_catalog(catalog, settings: CatalogSettings, store) -> list[Recovered
     results = []
     namespace_ready = False
     for table in PUBLISHED:
-        location = table_location(settings.lakehouse_uri, table)
+        location = table_location(settings.lakehouse_uri, [table])
         with catalog_errors(settings, table):
             files = metadata_files(store, location)
         if not files:

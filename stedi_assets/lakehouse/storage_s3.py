@@ -267,39 +267,30 @@ class S3Store:
             phrase = describe_boto_error(error, bucket, self.endpoint)
             raise StorageError(f"{uri}: {phrase}") from None
 
-    def list_files(self, prefix_uri: str) -> list[str]:
-        """Every object below ``prefix_uri`` whose key stays below it (see ``_within``)."""
+    def _objects(self, prefix_uri: str) -> Iterator[tuple[str, dict, bool]]:
+        """(URI, listing entry, whether its key stays below the prefix) of every object below ``prefix_uri``."""
         scheme, bucket, key = split_s3_uri(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        uris = []
         with self._errors(prefix_uri, bucket):
             # One page holds at most 1,000 keys; the paginator follows the continuation tokens.
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                uris.extend(
-                    f"{scheme}://{bucket}/{item['Key']}" for item in page.get("Contents", ())
-                    # Folder markers written by consoles are no files.
-                    if not item["Key"].endswith("/") and _within(item["Key"], prefix)
-                )
-        return sorted(uris)
+                for item in page.get("Contents", ()):
+                    if not item["Key"].endswith("/"):  # folder markers written by consoles are no files
+                        yield f"{scheme}://{bucket}/{item['Key']}", item, _within(item["Key"], prefix)
+
+    def list_files(self, prefix_uri: str) -> list[str]:
+        """Every object below ``prefix_uri`` whose key stays below it (see ``_within``)."""
+        return sorted(uri for uri, _, within in self._objects(prefix_uri) if within)
 
     def fingerprints(self, prefix_uri: str) -> dict[str, str]:
         """Every object below ``prefix_uri`` -> its ETag (which changes whenever its content does)."""
         return {uri: version.fingerprint for uri, version in self.versions(prefix_uri).items()}
 
     def versions(self, prefix_uri: str) -> dict[str, FileVersion]:
-        scheme, bucket, key = split_s3_uri(prefix_uri)
-        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        found = {}
-        with self._errors(prefix_uri, bucket):
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", ()):
-                    if item["Key"].endswith("/"):
-                        continue
-                    version = FileVersion(item["ETag"].strip('"'), int(item["Size"]))
-                    if not _within(item["Key"], prefix):
-                        version = FileVersion(version.fingerprint, version.size, refused=KEY_OUTSIDE_PREFIX)
-                    found[f"{scheme}://{bucket}/{item['Key']}"] = version
-        return found
+        return {
+            uri: FileVersion(item["ETag"].strip('"'), int(item["Size"]), refused="" if within else KEY_OUTSIDE_PREFIX)
+            for uri, item, within in self._objects(prefix_uri)
+        }
 
     def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         _, bucket, key = split_s3_uri(uri)
@@ -323,17 +314,7 @@ class S3Store:
             self._client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def list_objects(self, prefix_uri: str) -> list[tuple[str, float]]:
-        scheme, bucket, key = split_s3_uri(prefix_uri)
-        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        objects = []
-        with self._errors(prefix_uri, bucket):
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                objects.extend(
-                    (f"{scheme}://{bucket}/{item['Key']}", item["LastModified"].timestamp())
-                    for item in page.get("Contents", ())
-                    if not item["Key"].endswith("/")
-                )
-        return sorted(objects)
+        return sorted((uri, item["LastModified"].timestamp()) for uri, item, _ in self._objects(prefix_uri))
 
     def delete_files(self, uris: list[str]) -> None:
         by_bucket: dict[str, list[str]] = {}

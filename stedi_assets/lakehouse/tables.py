@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from stedi_assets.lakehouse.catalog import CatalogError
-from stedi_assets.domain.schemas import TableSchema
-from stedi_assets.lakehouse.storage import join_uri
+from stedi_assets.domain.schemas import PUBLISHED, TableSchema
+from stedi_assets.lakehouse.storage import join_uri, normalize_uri
 
 COMMIT_ATTEMPTS = 5
 RUN_ID = "stedi.run_id"
@@ -353,6 +353,12 @@ def snapshot_at(iceberg_table, timestamp_ms: int) -> int | None:
         if entry.timestamp_ms <= timestamp_ms and iceberg_table.metadata.snapshot_by_id(entry.snapshot_id):
             found = entry.snapshot_id
     return found
+
+
+def table_location(lakehouse_uri: str, asset_path: Sequence[str]) -> str:
+    """Where a table is stored: ``{lakehouse}/{zone}/{asset key}``. The whole asset key goes into the
+    path, so two tables never share a folder."""
+    return join_uri(normalize_uri(lakehouse_uri), PUBLISHED[asset_path[-1]].zone, *asset_path)
 
 
 def write_folder(iceberg_table, run_id: str) -> str:

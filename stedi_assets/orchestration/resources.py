@@ -26,6 +26,7 @@ from stedi_assets.lakehouse.catalog import (
 from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
 from stedi_assets.orchestration.io_manager import lakehouse_io_manager
 from stedi_assets.lakehouse.tables import (
+    table_location,
     write_folder,
     Commit,
     TableUpdate,
@@ -203,9 +204,7 @@ class StediLakehouse(ConfigurableResource):
         return self.catalog_settings().identifier(table)
 
     def table_location(self, asset_path: list[str]) -> str:
-        # The whole asset key goes into the path, so two tables never share a folder.
-        table = PUBLISHED[asset_path[-1]]
-        return join_uri(normalize_uri(self.lakehouse_uri), table.zone, *asset_path)
+        return table_location(self.lakehouse_uri, asset_path)
 
     def load_table(self, table: str, create: bool = False):
         """The Iceberg table of ``table``: created with its declared schema if ``create``.
