@@ -32,7 +32,9 @@ def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] 
 
     from stedi_assets.orchestration import checks
     from stedi_assets.definitions import zone_assets
-    from stedi_assets.orchestration.resources import StediLakehouse, lakehouse_io_manager
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
+    from stedi_assets.orchestration.resources import StediLakehouse
+    from stedi_assets.orchestration.resources import lakehouse_io_manager
 
     check_seconds: dict[str, float] = collections.defaultdict(float)
     check_jobs: dict[str, int] = collections.defaultdict(int)
@@ -49,13 +51,13 @@ def profile_once(landing: pathlib.Path, engine: str, spark_conf: dict[str, str] 
     checks.Check.run = timed_run
     try:
         with tempfile.TemporaryDirectory(prefix="stedi-profile-") as lakehouse_dir:
-            lakehouse = StediLakehouse(
+            lakehouse = Lakehouse(
                 landing_uri=str(landing), lakehouse_uri=lakehouse_dir, engine=engine, spark_conf=spark_conf or {}
             )
             start, jobs = time.perf_counter(), spark_jobs(engine)
             result = materialize(
                 zone_assets,
-                resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},
+                resources={"lakehouse": StediLakehouse.configured_as(lakehouse), "io_manager": lakehouse_io_manager},
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
             wall, jobs = time.perf_counter() - start, spark_jobs(engine) - jobs

@@ -278,7 +278,7 @@ def _configure(args: argparse.Namespace):
 
     from stedi_assets.orchestration.resources import resources_for
 
-    return settings, _resolved(resources_for(settings)["lakehouse"])
+    return settings, _resolved(resources_for(settings)["lakehouse"]).library()
 
 
 def _resolved(resource):

@@ -14,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from stedi_assets.definitions import zone_assets
 from stedi_assets.orchestration.io_manager import lakehouse_io_manager
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.orchestration.resources import StediLakehouse
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -45,19 +46,20 @@ def place_landing_file(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def resources_for(lakehouse: StediLakehouse) -> dict[str, object]:
-    return {"lakehouse": lakehouse, "io_manager": lakehouse_io_manager}
+def resources_for(lakehouse: Lakehouse) -> dict[str, object]:
+    """The resources of a run on ``lakehouse``'s settings."""
+    return {"lakehouse": StediLakehouse.configured_as(lakehouse), "io_manager": lakehouse_io_manager}
 
 
-def materialize_all(lakehouse: StediLakehouse, selection: str | list[str] | None = None) -> ExecuteInProcessResult:
+def materialize_all(lakehouse: Lakehouse, selection: str | list[str] | None = None) -> ExecuteInProcessResult:
     return materialize(zone_assets, resources=resources_for(lakehouse), selection=selection, raise_on_error=False)
 
 
 @pytest.fixture
-def make_lakehouse(tmp_path: Path) -> Callable[..., StediLakehouse]:
-    def make(landing: Path | str, **settings: str) -> StediLakehouse:
+def make_lakehouse(tmp_path: Path) -> Callable[..., Lakehouse]:
+    def make(landing: Path | str, **settings: str) -> Lakehouse:
         settings.setdefault("lakehouse_uri", str(tmp_path / "lakehouse"))
-        return StediLakehouse(landing_uri=str(landing), **settings)
+        return Lakehouse(landing_uri=str(landing), **settings)
 
     return make
 

@@ -16,7 +16,8 @@ from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets.definitions import build_definitions, defs, zone_assets
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
-from stedi_assets.orchestration.resources import DEFAULT_LAKEHOUSE_URI, build_resources
+from stedi_assets.orchestration.resources import build_resources
+from stedi_assets.settings import DEFAULT_LAKEHOUSE_URI
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.lakehouse.storage import normalize_uri
 from stedi_assets_tests.conftest import stored_table

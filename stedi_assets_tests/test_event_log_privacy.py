@@ -17,7 +17,7 @@ from dagster._serdes import serialize_value
 
 from stedi_assets.definitions import zone_assets
 from stedi_assets.orchestration.masking import mask_emails, mask_metadata, masking_errors
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.simulate import simulate_landing
 from stedi_assets_tests.conftest import resources_for
 
@@ -59,7 +59,7 @@ def test_an_unknown_field_named_like_an_email_never_reaches_the_event_log(tmp_pa
     (landing / "customer" / "extra.json").write_text(json.dumps({**first, ADDRESS: "a field no column declares"}) + "\n")
 
     instance = DagsterInstance.ephemeral()
-    lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(landing), lakehouse_uri=str(tmp_path / "lakehouse"))
     result = materialize(zone_assets, resources=resources_for(lakehouse), instance=instance, raise_on_error=False)
     assert result.success
 
@@ -109,7 +109,7 @@ def test_uris_holding_an_address_are_masked_in_metadata_and_step_errors(tmp_path
 
     published = materialize(
         zone_assets, instance=instance, raise_on_error=False,
-        resources=resources_for(StediLakehouse(landing_uri=str(landing), lakehouse_uri=str(root / "lakehouse"))),
+        resources=resources_for(Lakehouse(landing_uri=str(landing), lakehouse_uri=str(root / "lakehouse"))),
     )
     assert published.success
     uris = [e.materialization.metadata["uri"].text for e in published.get_asset_materialization_events()]
@@ -119,7 +119,7 @@ def test_uris_holding_an_address_are_masked_in_metadata_and_step_errors(tmp_path
     # A landing zone with no files: every landing step fails, naming the (masked) URI.
     failed = materialize(
         zone_assets, instance=instance, raise_on_error=False,
-        resources=resources_for(StediLakehouse(landing_uri=str(root / "empty"), lakehouse_uri=str(root / "lakehouse"))),
+        resources=resources_for(Lakehouse(landing_uri=str(root / "empty"), lakehouse_uri=str(root / "lakehouse"))),
     )
     assert not failed.success
     errors = [e.event_specific_data.error for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]

@@ -9,6 +9,7 @@ cover parsing cases one by one (test_landing_quarantine.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -236,13 +237,13 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from pyiceberg.catalog.sql import SqlCatalog
-    from stedi_assets.orchestration import resources
+    from stedi_assets.lakehouse import lakehouse as lakehouse_module
     from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
-    from stedi_assets.orchestration.resources import StediLakehouse
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
     from stedi_assets_tests.conftest import materialize_all
 
     landing, lakehouse_root, moment, ready = sys.argv[1:5]
-    lakehouse = StediLakehouse(landing_uri=landing, lakehouse_uri=lakehouse_root)
+    lakehouse = Lakehouse(landing_uri=landing, lakehouse_uri=lakehouse_root)
 
     def stop_here():
         open(ready, "w").close()
@@ -260,7 +261,7 @@ _CHILD = textwrap.dedent(
         def stop_before_commit(identifier, files):
             if identifier.endswith(".customer_landing"):
                 stop_here()
-        resources.before_commit = stop_before_commit
+        lakehouse_module.before_commit = stop_before_commit
     else:  # the new metadata file is written, the catalog not yet updated
         write_metadata = SqlCatalog._write_metadata
         def write_metadata_then_stop(metadata, io, metadata_path):
@@ -319,7 +320,7 @@ def test_a_process_killed_while_writing_leaves_the_published_table_whole(tmp_pat
     report = maintain_table(lakehouse, "customer_landing")
     assert report.files_deleted == 0 and report.unreferenced_files_too_young == len(leftovers)
     # ... and removes them once they are older.
-    report = maintain_table(lakehouse.model_copy(update={"orphan_min_age_hours": 0}), "customer_landing")
+    report = maintain_table(dataclasses.replace(lakehouse, orphan_min_age_hours=0), "customer_landing")
     assert report.files_deleted == len(leftovers)
     assert {p for p in table_folder.rglob("*") if p.is_file()} == files_before
     assert stored(root, "customer_landing").equals(before_rows)

@@ -28,16 +28,16 @@ from polars.testing import assert_frame_equal
 from stedi_assets import cli
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import QueryError, connect, published_datasets, query
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.tables import data_file_paths
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
 @pytest.fixture(scope="module")
-def lakehouse(stedi_landing, tmp_path_factory) -> StediLakehouse:
+def lakehouse(stedi_landing, tmp_path_factory) -> Lakehouse:
     """Every table of the real data set, published once for the module."""
-    lakehouse = StediLakehouse(
+    lakehouse = Lakehouse(
         landing_uri=str(stedi_landing), lakehouse_uri=str(tmp_path_factory.mktemp("query") / "lakehouse")
     )
     assert materialize_all(lakehouse).success
@@ -57,12 +57,12 @@ def stedi(lakehouse, monkeypatch, capsys):
     return run
 
 
-def stored(lakehouse: StediLakehouse, table: str) -> pl.DataFrame:
+def stored(lakehouse: Lakehouse, table: str) -> pl.DataFrame:
     """The published table read by an independent pyiceberg client, without the query layer."""
     return stored_table(Path(lakehouse.lakehouse_uri), table)
 
 
-def lakehouse_fingerprint(lakehouse: StediLakehouse) -> dict[str, str]:
+def lakehouse_fingerprint(lakehouse: Lakehouse) -> dict[str, str]:
     root = Path(lakehouse.lakehouse_uri)
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
@@ -223,7 +223,7 @@ def test_the_engine_cannot_write_even_past_the_check(lakehouse, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def stored_file(lakehouse: StediLakehouse) -> str:
+def stored_file(lakehouse: Lakehouse) -> str:
     return data_file_paths(lakehouse.load_table("customer_trusted"))[0]
 
 
@@ -262,7 +262,7 @@ def test_only_the_tables_a_statement_names_are_read(lakehouse):
 
 
 def test_an_unpublished_table_says_so(tmp_path):
-    empty = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+    empty = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
 
     with pytest.raises(QueryError, match="customer_trusted has not been published yet"):
         query("SELECT COUNT(*) FROM customer_trusted", empty)
@@ -372,7 +372,7 @@ def test_a_query_over_the_memory_limit_is_one_line_naming_the_setting(stedi, mon
 
 
 def test_the_connection_has_the_memory_limit_and_spills_nothing(tmp_path):
-    connection = connect(StediLakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path)), "100MB")
+    connection = connect(Lakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path)), "100MB")
     limit, temp_directory = connection.execute(
         "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
     ).fetchone()

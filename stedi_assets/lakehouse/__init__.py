@@ -1,7 +1,7 @@
 """The lakehouse library: stores, Iceberg tables, engines, the ingestion plan, the ledger, SQL, maintenance.
 
-No Dagster here: the Dagster layer (``stedi_assets.orchestration``) builds the objects
-this library works with and calls it.
+No Dagster here: the Dagster layer (``stedi_assets.orchestration``) builds a
+``Lakehouse`` from the settings for each run and calls the library with it.
 
 * ``storage.py``, ``storage_s3.py``: a local folder or an S3 bucket behind one
   interface, including the landing listing and its fingerprints;
@@ -14,10 +14,10 @@ this library works with and calls it.
   ``planning.py``: which tables are out of date;
 * ``query.py``: read-only SQL over the tables; ``maintenance.py``: snapshot
   expiry and unreferenced files;
-* ``protocol.py``: what the library asks of the object holding a lakehouse's
-  settings and clients.
+* ``lakehouse.py``: :class:`Lakehouse`, the one object of the library: a
+  lakehouse's settings and the clients built from them (engine, stores,
+  catalog), with the table reads and writes every other module uses.
 
 It may import ``stedi_assets.domain`` and ``stedi_assets.settings``, never
-``stedi_assets.orchestration`` (``pyproject.toml``'s import contracts; one exception is
-listed there with its reason).
+``stedi_assets.orchestration`` (``pyproject.toml``'s import contracts).
 """

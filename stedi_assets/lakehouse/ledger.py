@@ -41,7 +41,7 @@ from stedi_assets.domain.schemas import DELIVERY_LEDGER
 from stedi_assets.lakehouse.storage import join_uri
 
 if TYPE_CHECKING:
-    from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 CURRENT, REPLACED, REMOVED, REJECTED, REFUSED = "current", "replaced", "removed", "rejected", "refused"
 LIVE = (CURRENT, REJECTED, REFUSED)
@@ -90,7 +90,7 @@ def empty_ledger() -> pl.DataFrame:
     return pl.DataFrame(schema=DELIVERY_LEDGER.polars_schema)
 
 
-def read_ledger(lakehouse: StediLakehouse) -> tuple[pl.DataFrame, int | None]:
+def read_ledger(lakehouse: Lakehouse) -> tuple[pl.DataFrame, int | None]:
     """Every row of the ledger and the snapshot read (None: no ledger yet)."""
     try:
         table = lakehouse.load_table(DELIVERY_LEDGER.name)
@@ -126,7 +126,7 @@ def feed_deliveries(ledger: pl.DataFrame, feed: str) -> FeedDeliveries:
 
 
 def record_deliveries(
-    lakehouse: StediLakehouse,
+    lakehouse: Lakehouse,
     feed: str,
     delivered: Sequence[Delivery],
     retired: Mapping[str, str],
@@ -178,7 +178,7 @@ def record_deliveries(
     raise AssertionError("unreachable")
 
 
-def _replace_ledger(lakehouse: StediLakehouse, contents: pl.DataFrame, base: int | None, run_id: str) -> int:
+def _replace_ledger(lakehouse: Lakehouse, contents: pl.DataFrame, base: int | None, run_id: str) -> int:
     from stedi_assets.lakehouse.catalog import catalog_errors
     from stedi_assets.lakehouse.tables import RUN_ID
 

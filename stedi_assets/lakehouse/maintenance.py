@@ -28,7 +28,7 @@ from stedi_assets.lakehouse.catalog import TableNotPublishedError
 from stedi_assets.domain.schemas import PUBLISHED
 
 if TYPE_CHECKING:
-    from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _plain(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def current_records_folders(lakehouse: StediLakehouse, table: str) -> set[str]:
+def current_records_folders(lakehouse: Lakehouse, table: str) -> set[str]:
     """The delivery-record folders the ledger's current versions of ``table``'s feed refer to."""
     from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
 
@@ -81,7 +81,7 @@ def current_records_folders(lakehouse: StediLakehouse, table: str) -> set[str]:
     return {row["records_uri"] for row in current.values() if row["records_uri"]}
 
 
-def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = None) -> TableMaintenance:
+def maintain_table(lakehouse: Lakehouse, table: str, now: float | None = None) -> TableMaintenance:
     now = time.time() if now is None else now
     if lakehouse.snapshots_min_kept < 1:
         raise ValueError(f"snapshots_min_kept={lakehouse.snapshots_min_kept}: at least the current snapshot is kept (>= 1)")
@@ -114,7 +114,7 @@ def maintain_table(lakehouse: StediLakehouse, table: str, now: float | None = No
     )
 
 
-def maintain_lakehouse(lakehouse: StediLakehouse, now: float | None = None) -> list[TableMaintenance]:
+def maintain_lakehouse(lakehouse: Lakehouse, now: float | None = None) -> list[TableMaintenance]:
     """Maintain every table that exists; a table not yet created is skipped."""
     reports = []
     for table in PUBLISHED:

@@ -45,7 +45,7 @@ import pyarrow.fs as pafs
 
 from stedi_assets.lakehouse.tables import data_file_paths, snapshot_at
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import PUBLISHED, TableSchema
 from stedi_assets.settings import DEFAULT_QUERY_MEMORY_LIMIT
 from stedi_assets.lakehouse.storage import Store, is_s3_uri
@@ -186,7 +186,7 @@ def mentioned_tables(sql: str | None) -> list[str]:
     return named or list(PUBLISHED)
 
 
-def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | None) -> tuple[dict, dict[str, str]]:
+def _table_snapshots(lakehouse: Lakehouse, names: list[str], as_of: AsOf | None) -> tuple[dict, dict[str, str]]:
     """(table -> (iceberg table, snapshot id)) to read, and table -> why it is not there."""
     loaded = {}
     missing: dict[str, str] = {}
@@ -235,7 +235,7 @@ def _table_snapshots(lakehouse: StediLakehouse, names: list[str], as_of: AsOf | 
 
 
 def published_datasets(
-    lakehouse: StediLakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
+    lakehouse: Lakehouse, sql: str | None = None, as_of: AsOf | None = None, missing: dict[str, str] | None = None
 ) -> dict[str, ds.Dataset]:
     """A pyarrow dataset over the snapshot of each table ``sql`` names (every table without ``sql``).
 
@@ -267,7 +267,7 @@ BATCH_ROWS = 10_000
 
 
 def connect(
-    lakehouse: StediLakehouse,
+    lakehouse: Lakehouse,
     memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
     sql: str | None = None,
     as_of: AsOf | None = None,
@@ -308,13 +308,13 @@ def connect(
 
 def query(
     sql: str,
-    lakehouse: StediLakehouse | str,
+    lakehouse: Lakehouse | str,
     memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
     as_of: AsOf | str | None = None,
 ) -> pl.DataFrame:
     """Run one read-only SQL statement over the published tables of ``lakehouse``; every row.
 
-    ``lakehouse`` is the configured resource, or just the URI of a local
+    ``lakehouse`` is a :class:`Lakehouse`, or just the URI of a local
     lakehouse. Table names are the asset names; column names are
     case-insensitive, as in Athena. ``as_of`` (a snapshot id or a time, see
     :func:`parse_as_of`) runs it against an earlier state. Raises
@@ -327,7 +327,7 @@ def query(
 
 def query_batches(
     sql: str,
-    lakehouse: StediLakehouse | str,
+    lakehouse: Lakehouse | str,
     memory_limit: str = DEFAULT_QUERY_MEMORY_LIMIT,
     batch_rows: int = BATCH_ROWS,
     as_of: AsOf | str | None = None,
@@ -340,10 +340,8 @@ def query_batches(
     """
     check_read_only(sql)
     if isinstance(lakehouse, str):
-        # A local lakehouse by its URI alone: its resource with every other setting at its default.
-        from stedi_assets.orchestration.resources import StediLakehouse as Resource
-
-        lakehouse = Resource(landing_uri=lakehouse, lakehouse_uri=lakehouse)
+        # A local lakehouse by its URI alone, every other setting at its default.
+        lakehouse = Lakehouse(landing_uri=lakehouse, lakehouse_uri=lakehouse)
     if isinstance(as_of, str):
         as_of = parse_as_of(as_of)
     missing: dict[str, str] = {}

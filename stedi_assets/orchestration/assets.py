@@ -15,11 +15,14 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetOut,
+    AssetSpec,
     Config,
+    MaterializeResult,
     MetadataValue,
     Output,
+    ResourceParam,
     TableColumn,
+    TableSchemaMetadataValue,
     asset,
     multi_asset,
 )
@@ -32,22 +35,23 @@ from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.orchestration.landing import landing_metadata
-from stedi_assets.orchestration.masking import mask_emails, masked, masks_errors
+from stedi_assets.orchestration.io_manager import commit_metadata, snapshot_properties
+from stedi_assets.orchestration.masking import mask_emails, mask_metadata, masked, masks_errors
 from stedi_assets.domain.profiles import expected_rows
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets.lakehouse.storage import FileVersion
 
 
-def column_schema(table: str) -> DagsterTableSchema:
-    return DagsterTableSchema(
+def column_schema(table: str) -> TableSchemaMetadataValue:
+    return MetadataValue.table_schema(DagsterTableSchema(
         columns=[TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
-    )
+    ))
 
 
 def _materialize(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     table: str,
     frame: nw.LazyFrame,
     inputs: Mapping[str, nw.LazyFrame],
@@ -55,7 +59,6 @@ def _materialize(
     quarantine: nw.LazyFrame | None = None,
     quarantined: int = 0,
     extra_metadata: Mapping[str, Any] | None = None,
-    output_name: str = "result",
     update: TableUpdate | None = None,
     refused: Mapping[str, str] | None = None,
 ) -> Iterator[Output | AssetCheckResult]:
@@ -99,8 +102,11 @@ def _materialize(
             }
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
-            # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-            yield masked(Output(held if update is None else update, output_name=output_name, metadata=metadata))
+            if update is None:
+                # Everything emitted goes to the event log: no email address in it, whatever a value holds.
+                yield masked(Output(held, metadata=metadata))
+            else:
+                yield commit_planned(context, lakehouse, table, update, metadata)
         for _, result in results:
             yield masked(result)
     finally:
@@ -108,7 +114,7 @@ def _materialize(
             engine.release(held)
 
 
-def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
+def quarantined_customers(lakehouse: ResourceParam[Lakehouse], customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:
     """Whose each quarantined customer record is, as a frame of the engine in use.
 
     The customer feed is small and its quarantine smaller: the raw texts are
@@ -121,7 +127,7 @@ def quarantined_customers(lakehouse: StediLakehouse, customer_quarantine: nw.Laz
 @masks_errors
 def _derive(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     table: str,
     rule: Callable[..., nw.LazyFrame],
     **inputs: nw.LazyFrame,
@@ -141,7 +147,7 @@ class LandingConfig(Config):
 
 
 @masks_errors
-def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, full_refresh: bool) -> Iterator:
+def _landing(context: AssetExecutionContext, lakehouse: ResourceParam[Lakehouse], feed: str, full_refresh: bool) -> Iterator:
     # A missing or empty landing zone fails here, before anything is written.
     listed = lakehouse.landing_versions(feed)
     lakehouse.catalog(create=True)
@@ -150,7 +156,7 @@ def _landing(context: AssetExecutionContext, lakehouse: StediLakehouse, feed: st
 
 
 def _ingest(
-    context: AssetExecutionContext, lakehouse: StediLakehouse, feed: str, listed: Mapping[str, FileVersion],
+    context: AssetExecutionContext, lakehouse: ResourceParam[Lakehouse], feed: str, listed: Mapping[str, FileVersion],
     full_refresh: bool,
 ) -> Iterator:
     known = feed_deliveries(read_ledger(lakehouse)[0], feed)
@@ -170,23 +176,19 @@ def _ingest(
         )
         # The quarantine is published even when the landing table is not:
         # it is where one finds out why.
-        yield Output(
-            quarantine_update,
-            output_name=f"{feed}_quarantine",
-            metadata={
-                "dagster/row_count": MetadataValue.int(quarantined),
-                "dagster/column_schema": column_schema(f"{feed}_quarantine"),
-                "records_read": MetadataValue.int(update.records_read),
-            },
-        )
+        yield commit_planned(context, lakehouse, f"{feed}_quarantine", quarantine_update, {
+            "dagster/row_count": MetadataValue.int(quarantined),
+            "dagster/column_schema": column_schema(f"{feed}_quarantine"),
+            "records_read": MetadataValue.int(update.records_read),
+        })
         published, held_back = False, []
         for event in _materialize(
             context, lakehouse, f"{feed}_landing", update.landing_frame, {},
             records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
-            extra_metadata={"unknown_fields": dict(update.unknown_fields)}, output_name=f"{feed}_landing",
+            extra_metadata={"unknown_fields": dict(update.unknown_fields)},
             update=update.landing, refused={uri: v.refused for uri, v in listed.items() if v.refused},
         ):
-            published = published or isinstance(event, Output)
+            published = published or isinstance(event, MaterializeResult)
             if isinstance(event, AssetCheckResult) and _holds_back(event, f"{feed}_landing"):
                 held_back.append(event)
             yield event
@@ -213,6 +215,16 @@ def _ingest(
             engine.release(update.landing_frame)
 
 
+def commit_planned(
+    context: AssetExecutionContext, lakehouse: Lakehouse, table: str, update: TableUpdate, metadata: Mapping[str, Any]
+) -> MaterializeResult:
+    """Commit a landing step's planned ``update`` of ``table`` onto the snapshot it was planned from, and say so."""
+    commit = lakehouse.apply_update([table], update, snapshot_properties(lakehouse, context.run.run_id), context.run.run_id)
+    metadata = {**metadata, "update": update.kind, **commit_metadata(lakehouse, [table], commit)}
+    # Everything emitted goes to the event log: no email address in it, whatever a value holds.
+    return MaterializeResult(asset_key=table, metadata=mask_metadata(metadata))
+
+
 def _holds_back(result: AssetCheckResult, table: str) -> bool:
     return not result.passed and result.severity == AssetCheckSeverity.ERROR and any(
         check.name == result.check_name and check.blocking for check in CHECKS[table]
@@ -235,33 +247,36 @@ POOL = "stedi_lakehouse"
 _ASSET_OPTIONS = dict(output_required=False, kinds={"iceberg"}, pool=POOL)
 
 
-def _landing_outs(feed: str) -> dict[str, AssetOut]:
-    return {
-        f"{feed}_landing": AssetOut(
+def _landing_specs(feed: str) -> list[AssetSpec]:
+    # Skippable: a landing table held back by a blocking check is not materialized, its quarantine is.
+    return [
+        AssetSpec(
+            f"{feed}_landing",
             description=f"One row per distinct {feed.replace('_', '-')} record delivered to the landing zone.",
-            is_required=False, kinds={"iceberg"},
+            skippable=True, kinds={"iceberg"},
         ),
-        f"{feed}_quarantine": AssetOut(
+        AssetSpec(
+            f"{feed}_quarantine",
             description=f"One row per {feed.replace('_', '-')} landing record that could not be kept, with why.",
-            is_required=False, kinds={"iceberg"},
+            skippable=True, kinds={"iceberg"},
         ),
-    }
+    ]
 
 
-@multi_asset(outs=_landing_outs("customer"), check_specs=check_specs("customer_landing"), pool=POOL)
-def customer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+@multi_asset(specs=_landing_specs("customer"), check_specs=check_specs("customer_landing"), pool=POOL)
+def customer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: ResourceParam[Lakehouse]):
     """One row per distinct customer record delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "customer", config.full_refresh)
 
 
-@multi_asset(outs=_landing_outs("accelerometer"), check_specs=check_specs("accelerometer_landing"), pool=POOL)
-def accelerometer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+@multi_asset(specs=_landing_specs("accelerometer"), check_specs=check_specs("accelerometer_landing"), pool=POOL)
+def accelerometer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: ResourceParam[Lakehouse]):
     """One row per distinct accelerometer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "accelerometer", config.full_refresh)
 
 
-@multi_asset(outs=_landing_outs("step_trainer"), check_specs=check_specs("step_trainer_landing"), pool=POOL)
-def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: StediLakehouse):
+@multi_asset(specs=_landing_specs("step_trainer"), check_specs=check_specs("step_trainer_landing"), pool=POOL)
+def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, lakehouse: ResourceParam[Lakehouse]):
     """One row per distinct step-trainer reading delivered, and one per record quarantined."""
     yield from _landing(context, lakehouse, "step_trainer", config.full_refresh)
 
@@ -269,7 +284,7 @@ def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, 
 @asset(check_specs=check_specs("customer_trusted"), **_ASSET_OPTIONS)
 def customer_trusted(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     customer_landing: nw.LazyFrame,
     customer_quarantine: nw.LazyFrame,
 ):
@@ -283,7 +298,7 @@ def customer_trusted(
 @asset(check_specs=check_specs("accelerometer_trusted"), **_ASSET_OPTIONS)
 def accelerometer_trusted(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     accelerometer_landing: nw.LazyFrame,
     customer_trusted: nw.LazyFrame,
 ):
@@ -298,7 +313,7 @@ def accelerometer_trusted(
 @asset(check_specs=check_specs("customer_curated"), **_ASSET_OPTIONS)
 def customer_curated(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     customer_trusted: nw.LazyFrame,
     accelerometer_trusted: nw.LazyFrame,
 ):
@@ -312,7 +327,7 @@ def customer_curated(
 @asset(check_specs=check_specs("step_trainer_trusted"), **_ASSET_OPTIONS)
 def step_trainer_trusted(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     step_trainer_landing: nw.LazyFrame,
     customer_curated: nw.LazyFrame,
     customer_landing: nw.LazyFrame,
@@ -330,7 +345,7 @@ def step_trainer_trusted(
 @asset(check_specs=check_specs("machine_learning_curated"), **_ASSET_OPTIONS)
 def machine_learning_curated(
     context: AssetExecutionContext,
-    lakehouse: StediLakehouse,
+    lakehouse: ResourceParam[Lakehouse],
     step_trainer_trusted: nw.LazyFrame,
     accelerometer_trusted: nw.LazyFrame,
     customer_curated: nw.LazyFrame,

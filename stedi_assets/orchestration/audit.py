@@ -17,14 +17,15 @@ be proven, so privacy wins).
 from __future__ import annotations
 
 import narwhals as nw
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, ResourceParam, asset_check
 
 from stedi_assets.domain import invariants, rules
 from stedi_assets.orchestration.assets import quarantined_customers
 from stedi_assets.orchestration.checks import row_count
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.masking import masked
-from stedi_assets.orchestration.resources import StediLakehouse, TableNotPublishedError
+from stedi_assets.lakehouse.catalog import TableNotPublishedError
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 _SAMPLE_SIZE = 5
 
@@ -32,7 +33,7 @@ _SAMPLE_SIZE = 5
 class _Published:
     """The published tables, each read once per check, through the lakehouse resource."""
 
-    def __init__(self, lakehouse: StediLakehouse):
+    def __init__(self, lakehouse: ResourceParam[Lakehouse]):
         self.lakehouse = lakehouse
         self._frames: dict[str, nw.LazyFrame] = {}
 
@@ -68,11 +69,11 @@ def _audit(
         description=f"Audit of the published table: {description}",
         blocking=False,
     )
-    def audit(lakehouse: StediLakehouse) -> AssetCheckResult:
+    def audit(lakehouse: ResourceParam[Lakehouse]) -> AssetCheckResult:
         # Samples are masked already; an error's text could still quote an address.
         return masked(_evaluate(lakehouse))
 
-    def _evaluate(lakehouse: StediLakehouse) -> AssetCheckResult:
+    def _evaluate(lakehouse: ResourceParam[Lakehouse]) -> AssetCheckResult:
         published = _Published(lakehouse)
         try:
             published[table]
@@ -133,7 +134,7 @@ _AUDIT_NAMES = {
 }
 
 
-def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
+def _no_identifier_columns(lakehouse: ResourceParam[Lakehouse]) -> AssetCheckResult:
     try:
         frame = lakehouse.read_table(["machine_learning_curated"])
         # Reading one row makes the storage compare the files with the declared columns.
@@ -155,7 +156,7 @@ def _no_identifier_columns(lakehouse: StediLakehouse) -> AssetCheckResult:
     description="Audit of the published table: no column identifies a person (name, email, phone, birthday, user).",
     blocking=False,
 )
-def audit_no_personal_identifiers(lakehouse: StediLakehouse) -> AssetCheckResult:
+def audit_no_personal_identifiers(lakehouse: ResourceParam[Lakehouse]) -> AssetCheckResult:
     return masked(_no_identifier_columns(lakehouse))
 
 

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import narwhals as nw
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
-from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, TableUpdate
+from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, Commit
 from stedi_assets.orchestration.masking import mask_metadata
 
 if TYPE_CHECKING:
-    from stedi_assets.lakehouse.protocol import Lakehouse as StediLakehouse
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 
 @dataclass(frozen=True)
@@ -66,35 +66,41 @@ def mismatches(reads: dict[str, InputRead]) -> list[str]:
     return found
 
 
-class LakehouseIOManager(IOManager):
-    """Stores each zone table as an Iceberg table and hands it downstream as a lazy frame."""
+def snapshot_properties(lakehouse: Lakehouse, run_id: str) -> dict[str, str]:
+    """What every snapshot a run commits records: the run, and the rule settings it computed with."""
+    return {RUN_ID: run_id, **lakehouse.rule_properties()}
 
-    def __init__(self, lakehouse: StediLakehouse):
+
+def commit_metadata(lakehouse: Lakehouse, asset_path: list[str], commit: Commit) -> dict[str, Any]:
+    """The materialization metadata of a commit: the table, its snapshot and where it is stored."""
+    metadata: dict[str, Any] = {
+        "dagster/table_name": commit.identifier,
+        "iceberg/snapshot_id": MetadataValue.text(str(commit.snapshot_id)),
+        "iceberg/metadata_location": MetadataValue.text(commit.metadata_location),
+        "iceberg/catalog": lakehouse.catalog_settings().describe(),
+        "uri": lakehouse.table_location(asset_path),
+    }
+    if commit.attempts > 1:
+        metadata["iceberg/commit_attempts"] = commit.attempts
+    return metadata
+
+
+class LakehouseIOManager(IOManager):
+    """Stores a derived table's frame as the Iceberg table's new contents and hands each table
+    downstream as a lazy frame. (The landing steps commit their planned updates themselves.)"""
+
+    def __init__(self, lakehouse: Lakehouse):
         self.lakehouse = lakehouse
         # (run id, op) -> the snapshot each input of that step was read at.
         self._reads: dict[tuple[str, str], dict[str, InputRead]] = {}
 
-    def handle_output(self, context: OutputContext, obj: nw.LazyFrame | TableUpdate) -> None:
+    def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
         asset_path = list(context.asset_key.path)
-        reads = self._reads.get((context.run_id, context.op_def.name), {})
-        properties = {RUN_ID: context.run_id, **self.lakehouse.rule_properties()}
+        reads = self._reads.pop((context.run_id, context.op_def.name), {})
+        properties = {**snapshot_properties(self.lakehouse, context.run_id)}
         properties.update({f"{UPSTREAM}{name}": str(read.snapshot_id) for name, read in reads.items()})
-        metadata: dict[str, Any] = {}
-        if isinstance(obj, TableUpdate):
-            # A landing table: planned against one snapshot, committed onto it alone.
-            commit = self.lakehouse.apply_update(asset_path, obj, properties, context.run_id)
-            metadata["update"] = obj.kind
-        else:
-            commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
-        metadata.update({
-            "dagster/table_name": commit.identifier,
-            "iceberg/snapshot_id": MetadataValue.text(str(commit.snapshot_id)),
-            "iceberg/metadata_location": MetadataValue.text(commit.metadata_location),
-            "iceberg/catalog": self.lakehouse.catalog_settings().describe(),
-            "uri": self.lakehouse.table_location(asset_path),
-        })
-        if commit.attempts > 1:
-            metadata["iceberg/commit_attempts"] = commit.attempts
+        commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
+        metadata = commit_metadata(self.lakehouse, asset_path, commit)
         if reads:
             metadata["upstream_snapshots"] = MetadataValue.json(
                 {name: str(read.snapshot_id) for name, read in sorted(reads.items())}

@@ -1,14 +1,14 @@
 """The ``lakehouse_maintenance`` job and its daily schedule (off until switched on in the UI)."""
 
-from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ScheduleDefinition, job, op
+from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ResourceParam, ScheduleDefinition, job, op
 
 from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
 from stedi_assets.orchestration.tags import TRIGGER_TAG
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 
 @op(description="Expire old snapshots of every table and delete the files no kept snapshot needs.")
-def maintain_tables(context: OpExecutionContext, lakehouse: StediLakehouse) -> Output[None]:
+def maintain_tables(context: OpExecutionContext, lakehouse: ResourceParam[Lakehouse]) -> Output[None]:
     reports = maintain_lakehouse(lakehouse)
     for report in reports:
         context.log.info(describe(report))

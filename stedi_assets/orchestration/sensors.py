@@ -44,6 +44,7 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
+    ResourceParam,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -64,7 +65,7 @@ from stedi_assets.orchestration.dagster_internals import (
     UnresolvedAssetJobDefinition,
 )
 from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
-from stedi_assets.orchestration.resources import StediLakehouse, _is_feed_file
+from stedi_assets.lakehouse.lakehouse import Lakehouse, is_feed_file
 
 __all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
 
@@ -84,7 +85,7 @@ IN_PROGRESS_RUN_STATUSES = (
 # -- landing sensor ------------------------------------------------------------------
 
 
-def landing_fingerprints(lakehouse: StediLakehouse) -> dict[str, dict[str, str]]:
+def landing_fingerprints(lakehouse: ResourceParam[Lakehouse]) -> dict[str, dict[str, str]]:
     """``{feed: {file name relative to the feed: fingerprint}}`` for the feed files of every feed."""
     found = {}
     for feed in FEEDS:
@@ -93,7 +94,7 @@ def landing_fingerprints(lakehouse: StediLakehouse) -> dict[str, dict[str, str]]
         found[feed] = {
             uri[len(prefix):] if uri.startswith(prefix) else uri: fingerprint
             for uri, fingerprint in lakehouse.store_for(feed_uri).fingerprints(feed_uri).items()
-            if _is_feed_file(uri)
+            if is_feed_file(uri)
         }
     return found
 
@@ -140,7 +141,7 @@ def build_landing_sensor(
             "and every table downstream."
         ),
     )
-    def landing_sensor(context: SensorEvaluationContext, lakehouse: StediLakehouse):
+    def landing_sensor(context: SensorEvaluationContext, lakehouse: ResourceParam[Lakehouse]):
         previous = json.loads(context.cursor) if context.cursor else None
         current = landing_fingerprints(lakehouse)
         if previous is None:

@@ -13,7 +13,7 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from stedi_assets.lakehouse.engines import EngineError
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 
@@ -36,7 +36,7 @@ def spark() -> Iterator[object]:
 class Run:
     """One materialization of tables into a lakehouse, and the snapshot it committed of each table."""
 
-    lakehouse: StediLakehouse
+    lakehouse: Lakehouse
     result: ExecuteInProcessResult
     snapshots: dict[str, int]
 
@@ -54,7 +54,7 @@ def _snapshots(result: ExecuteInProcessResult) -> dict[str, int]:
 
 
 def _run(landing: Path, lakehouse_uri: Path, **settings: str) -> Run:
-    lakehouse = StediLakehouse(
+    lakehouse = Lakehouse(
         landing_uri=str(landing), lakehouse_uri=str(lakehouse_uri), profile="stedi-reference", **settings
     )
     result = materialize_all(lakehouse)
@@ -67,7 +67,7 @@ def _same_customer(run: Run, engine: str) -> Run:
     Only the one table whose rule changes is recomputed, in the same
     lakehouse: a new snapshot of it. ``run`` keeps reading its own snapshot.
     """
-    lakehouse = StediLakehouse(
+    lakehouse = Lakehouse(
         landing_uri=run.lakehouse.landing_uri, lakehouse_uri=run.lakehouse.lakehouse_uri, profile="stedi-reference",
         engine=engine, ml_join="same_customer",
     )
@@ -103,7 +103,7 @@ def _from_consent_date(run: Run, engine: str) -> Run:
     fixtures below order it after the same_customer one, whose
     machine_learning_curated it does not read.
     """
-    lakehouse = StediLakehouse(
+    lakehouse = Lakehouse(
         landing_uri=run.lakehouse.landing_uri, lakehouse_uri=run.lakehouse.lakehouse_uri, profile="stedi-reference",
         engine=engine, consent_scope="from_consent_date",
     )

@@ -37,7 +37,7 @@ from stedi_assets.definitions import zone_assets
 from stedi_assets.lakehouse.engines import RecordsFolder, slice_of_file
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.lakehouse.ledger import current_deliveries, read_ledger
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import FEED_SCHEMAS
 from stedi_assets.lakehouse.storage import LocalStore
 from stedi_assets.domain.validation import reference_read
@@ -84,7 +84,7 @@ def apply(landing: Path, step: tuple[str, str, bytes | None]) -> None:
         path.unlink()
 
 
-def ingest(lakehouse: StediLakehouse, full_refresh: bool = False):
+def ingest(lakehouse: Lakehouse, full_refresh: bool = False):
     config = {"ops": {"accelerometer_landing": {"config": {"full_refresh": full_refresh}}}}
     return materialize(
         zone_assets, resources=resources_for(lakehouse), selection=LANDING, run_config=config, raise_on_error=False
@@ -113,8 +113,8 @@ def assert_incremental_equals_rebuild(engine: str, first: bytes, steps: list) ->
         (landing / "accelerometer").mkdir(parents=True)
         (landing / "accelerometer" / NAMES[0]).write_bytes(first)
 
-        def lakehouse(name: str) -> StediLakehouse:
-            return StediLakehouse(
+        def lakehouse(name: str) -> Lakehouse:
+            return Lakehouse(
                 landing_uri=str(landing), lakehouse_uri=str(base / name), engine=engine, quarantine_max_share=1.0
             )
 
@@ -168,7 +168,7 @@ def test_each_file_version_is_read_once(tmp_path, monkeypatch):
     (landing / "accelerometer").mkdir(parents=True)
     for i in range(3):
         (landing / "accelerometer" / NAMES[i]).write_text(json.dumps({"user": "a@test.com", "timestamp": T0 + i}) + "\n")
-    lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(landing), lakehouse_uri=str(tmp_path / "lakehouse"))
     reads: list[str] = []
     original = LocalStore.read_bytes
     monkeypatch.setattr(
@@ -288,7 +288,7 @@ def test_stored_records_of_any_layout_are_read_a_slice_at_a_time(tmp_path):
     sliced_path = tmp_path / f"part-00000-slice-{T0 % rules.LANDING_SLICES}.parquet"
     sliced.write_parquet(sliced_path)
     one_file.write_parquet(tmp_path / "part-00000.parquet")
-    lakehouse = StediLakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path / "lakehouse"))
 
     slices = _records_by_slice(lakehouse, "accelerometer", [str(sliced_path), str(tmp_path / "part-00000.parquet")])
     kept = _records_by_slice(lakehouse, "accelerometer", [str(sliced_path), str(tmp_path / "part-00000.parquet")], keep=("b.json",))

@@ -26,7 +26,9 @@ from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from stedi_assets.domain import rules
 from stedi_assets.orchestration.checks import CheckInput, check_consenting_readings, check_unique_customers
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
-from stedi_assets.orchestration.resources import TableNotPublishedError, build_resources, parse_spark_conf
+from stedi_assets.lakehouse.catalog import TableNotPublishedError
+from stedi_assets.orchestration.resources import build_resources
+from stedi_assets.settings import parse_spark_conf
 from stedi_assets.domain.schemas import FEED_SCHEMAS, TABLES
 from stedi_assets.lakehouse.storage import LocalStore
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
@@ -266,6 +268,43 @@ def test_session_is_shared_and_quiet(spark):
     assert conf.get("spark.ui.enabled") == "false"
     assert conf.get("spark.sql.shuffle.partitions") == str(2 * os.cpu_count())
     assert "spark-log4j2.properties" in conf.get("spark.driver.extraJavaOptions")
+
+
+_RUN_THEN_LOOK = """
+import sys
+from dagster import materialize
+from pyspark.sql import SparkSession
+from stedi_assets.definitions import zone_assets
+from stedi_assets.lakehouse.engines import spark_engine
+from stedi_assets.orchestration.resources import StediLakehouse, lakehouse_io_manager
+
+def run():
+    lakehouse = StediLakehouse(landing_uri=sys.argv[1], lakehouse_uri=sys.argv[2], engine="spark", spark_master="local[1]")
+    result = materialize(
+        zone_assets, resources={"lakehouse": lakehouse, "io_manager": lakehouse_io_manager},
+        selection=["customer_landing", "customer_quarantine"],
+    )
+    return result.success
+
+if sys.argv[3] == "already-running":
+    running = spark_engine.spark_session("local[1]")
+    print(run(), SparkSession.getActiveSession() is running)
+else:
+    print(run(), SparkSession.getActiveSession() is None and spark_engine.dead_jvm_message() is None)
+"""
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("before", ["none", "already-running"])
+def test_a_run_stops_the_spark_session_it_started_and_only_that(small_landing, tmp_path, before):
+    """The lakehouse resource's teardown closes the engine: the session the run started is stopped
+    (cleanly, its JVM not killed); a session the process had started before is left running."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _RUN_THEN_LOOK, str(small_landing), str(tmp_path / f"lakehouse-{before}"), before],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, cwd=tmp_path, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split() == ["True", "True"], completed.stderr[-2000:]
 
 
 @pytest.mark.spark

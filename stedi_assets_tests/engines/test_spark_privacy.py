@@ -186,12 +186,12 @@ def stored_tables(lakehouse) -> dict[str, pl.DataFrame | None]:
 
 
 def test_privacy_rules_in_a_spark_run_match_polars(spark, tmp_path):
-    from stedi_assets.orchestration.resources import StediLakehouse
+    from stedi_assets.lakehouse.lakehouse import Lakehouse
 
     landing = write_privacy_landing(tmp_path / "landing")
     runs = {}
     for engine in ("spark", "polars"):
-        lakehouse = StediLakehouse(
+        lakehouse = Lakehouse(
             landing_uri=str(landing), lakehouse_uri=str(tmp_path / engine), engine=engine,
             consent_scope="from_consent_date", quarantine_max_share=0.5,
         )

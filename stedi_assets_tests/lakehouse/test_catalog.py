@@ -20,14 +20,14 @@ from stedi_assets import cli
 from stedi_assets.lakehouse.catalog import CatalogError
 from stedi_assets.lakehouse.tables import replace_contents
 from stedi_assets.lakehouse.query import QueryError, query
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all, published_rows, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
 
 
 @pytest.fixture
-def published(tmp_path, make_lakehouse) -> StediLakehouse:
+def published(tmp_path, make_lakehouse) -> Lakehouse:
     lakehouse = make_lakehouse(write_landing(tmp_path / "landing"))
     assert materialize_all(lakehouse).success
     return lakehouse
@@ -124,7 +124,7 @@ def test_a_moved_lakehouse_fails_naming_both_places(published, capsys, tmp_path)
     assert code == 2 and err.count("\n") == 1
     assert f"is stored at {published.lakehouse_uri}/trusted/customer_trusted, outside this lakehouse {moved}" in err
     # Writing into the copy is refused the same way, rather than writing into the original.
-    result = materialize_all(StediLakehouse(landing_uri=published.landing_uri, lakehouse_uri=str(moved)))
+    result = materialize_all(Lakehouse(landing_uri=published.landing_uri, lakehouse_uri=str(moved)))
     assert not result.success
     failures = [cli._failure_message(e) for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures and all("outside this lakehouse" in message for message in failures), failures

@@ -20,7 +20,7 @@ from stedi_assets.lakehouse.ledger import (
     record_deliveries,
 )
 from stedi_assets.lakehouse.tables import iceberg_schema, table_properties
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import DELIVERY_LEDGER, TableSchema
 from stedi_assets_tests.conftest import stored_table
 
@@ -29,13 +29,13 @@ def delivery(uri: str, status: str = CURRENT, reason: str | None = None, fingerp
     return Delivery(uri, 10, fingerprint, 2, 2, 0, "records/" + uri, status, reason)
 
 
-def statuses(lakehouse: StediLakehouse) -> list[tuple[str, str]]:
+def statuses(lakehouse: Lakehouse) -> list[tuple[str, str]]:
     ledger = read_ledger(lakehouse)[0].sort("uri", "ingested_at", "status")
     return list(zip(ledger["uri"], ledger["status"]))
 
 
 def test_a_rejected_version_never_retires_the_current_one(tmp_path):
-    lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
     record_deliveries(lakehouse, "step_trainer", [delivery("a.json")], {}, "run-1")
     record_deliveries(
         lakehouse, "step_trainer",
@@ -64,7 +64,7 @@ def test_a_rejected_version_never_retires_the_current_one(tmp_path):
 
 
 def test_a_ledger_without_the_reason_column_gains_it(tmp_path):
-    lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
     # The ledger as it was before `reason` was declared, with one row written then.
     older = TableSchema(
         DELIVERY_LEDGER.name, DELIVERY_LEDGER.zone, DELIVERY_LEDGER.grain,

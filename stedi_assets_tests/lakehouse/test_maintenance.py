@@ -9,6 +9,7 @@ the kill tests (test_quarantine_assets.py); S3 with test_lakehouse.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def four_runs(tmp_path, make_lakehouse):
 
 
 def test_snapshots_beyond_the_retention_are_expired_and_their_files_deleted(four_runs):
-    lakehouse = four_runs.model_copy(update={"snapshot_max_age_hours": 0, "snapshots_min_kept": 2, "orphan_min_age_hours": 0})
+    lakehouse = dataclasses.replace(four_runs, snapshot_max_age_hours=0, snapshots_min_kept=2, orphan_min_age_hours=0)
     root = Path(lakehouse.lakehouse_uri)
     snapshots = [i.snapshot_id for i in history(lakehouse.load_table("accelerometer_landing"))]
     rows = {s: stored_table(root, "accelerometer_landing", s) for s in snapshots}
@@ -91,13 +92,13 @@ def test_files_younger_than_the_safety_age_are_kept(four_runs):
     in_flight.parent.mkdir(parents=True)
     in_flight.write_bytes(b"PAR1")
 
-    report = maintain_table(four_runs.model_copy(update={"snapshot_max_age_hours": 0, "snapshots_min_kept": 1}),
+    report = maintain_table(dataclasses.replace(four_runs, snapshot_max_age_hours=0, snapshots_min_kept=1),
                             "accelerometer_landing")
 
     assert in_flight.exists() and report.unreferenced_files_too_young >= 1
     # Snapshots were expired, but their files are young too: kept until they are older than the safety age.
     assert report.snapshots_expired == 3 and report.files_deleted == 0
-    report = maintain_table(four_runs.model_copy(update={"orphan_min_age_hours": 0}), "accelerometer_landing")
+    report = maintain_table(dataclasses.replace(four_runs, orphan_min_age_hours=0), "accelerometer_landing")
     # Now the stray file and the expired snapshots' data files, manifests and manifest lists go.
     assert not in_flight.exists() and report.files_deleted >= 4
     iceberg_table = four_runs.load_table("accelerometer_landing")

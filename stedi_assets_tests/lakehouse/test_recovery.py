@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets_tests.conftest import independent_catalog, materialize_all, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
 
@@ -24,7 +24,7 @@ RECOVERY = "run `stedi recover-catalog` to register the tables again from their 
 
 
 @pytest.fixture
-def published(tmp_path, make_lakehouse, monkeypatch) -> StediLakehouse:
+def published(tmp_path, make_lakehouse, monkeypatch) -> Lakehouse:
     """A lakehouse materialized twice: every derived table has an earlier snapshot to travel to."""
     for variable in ("STEDI_LANDING_URI", "STEDI_LAKEHOUSE_URI", "STEDI_PROFILE", "STEDI_CATALOG_URI", "STEDI_NAMESPACE"):
         monkeypatch.delenv(variable, raising=False)
@@ -40,7 +40,7 @@ def stedi(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def run(lakehouse: StediLakehouse, capsys) -> tuple[int, str, str]:
+def run(lakehouse: Lakehouse, capsys) -> tuple[int, str, str]:
     return stedi(capsys, "run", "--landing", lakehouse.landing_uri, "--lakehouse", lakehouse.lakehouse_uri)
 
 
@@ -48,7 +48,7 @@ def files_under(root: str) -> set[Path]:
     return {p for p in Path(root).rglob("*") if p.is_file() and p.name != "catalog.db"}
 
 
-def lose_catalog(lakehouse: StediLakehouse, how: str) -> None:
+def lose_catalog(lakehouse: Lakehouse, how: str) -> None:
     catalog = Path(lakehouse.lakehouse_uri) / "catalog.db"
     catalog.unlink()
     if how == "empty":
@@ -80,7 +80,7 @@ def test_a_lost_catalog_stops_the_dagster_assets_too(published):
     before = files_under(published.lakehouse_uri)
     lose_catalog(published, "missing")
 
-    result = materialize_all(StediLakehouse(landing_uri=published.landing_uri, lakehouse_uri=published.lakehouse_uri))
+    result = materialize_all(Lakehouse(landing_uri=published.landing_uri, lakehouse_uri=published.lakehouse_uri))
 
     assert not result.success
     failures = [cli._failure_message(e) for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

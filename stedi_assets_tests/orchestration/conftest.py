@@ -21,7 +21,7 @@ from dagster import AssetsDefinition, DagsterInstance, asset, build_sensor_conte
 
 from stedi_assets.orchestration.alerts import StediAlerts
 from stedi_assets.orchestration.sensors import build_run_alert_sensors
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import materialize_all, resources_for
@@ -37,17 +37,17 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
 
 
 @pytest.fixture(scope="module")
-def published_lakehouse(tmp_path_factory) -> StediLakehouse:
+def published_lakehouse(tmp_path_factory) -> Lakehouse:
     """Every table published from the simulated landing zone, once per module; do not modify it."""
     root = tmp_path_factory.mktemp("published")
     write_landing(root / "landing", simulate_landing())
-    lakehouse = StediLakehouse(landing_uri=str(root / "landing"), lakehouse_uri=str(root / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(root / "landing"), lakehouse_uri=str(root / "lakehouse"))
     assert materialize_all(lakehouse).success
     return lakehouse
 
 
 @pytest.fixture(scope="module")
-def published_frames(published_lakehouse: StediLakehouse) -> dict[str, nw.LazyFrame]:
+def published_frames(published_lakehouse: Lakehouse) -> dict[str, nw.LazyFrame]:
     """Every table of the published lakehouse (zone and quarantine tables), held in memory."""
     return {table: published_lakehouse.read_table([table]).collect().lazy() for table in TABLES}
 
@@ -62,18 +62,18 @@ def stand_in(table: str, frame: nw.LazyFrame) -> AssetsDefinition:
     return published
 
 
-def publish_tables(lakehouse: StediLakehouse, frames: dict[str, nw.LazyFrame]) -> None:
+def publish_tables(lakehouse: Lakehouse, frames: dict[str, nw.LazyFrame]) -> None:
     """Publish ``frames`` as the tables of ``lakehouse`` through its IO manager, whatever they contain."""
     result = materialize([stand_in(t, f) for t, f in frames.items()], resources=resources_for(lakehouse))
     assert result.success
 
 
 @pytest.fixture
-def publish(published_frames, tmp_path: Path) -> Callable[..., StediLakehouse]:
+def publish(published_frames, tmp_path: Path) -> Callable[..., Lakehouse]:
     """A new lakehouse with the published tables, some replaced: ``publish(customer_trusted=frame)``."""
 
-    def make(**replaced: nw.LazyFrame | None) -> StediLakehouse:
-        lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+    def make(**replaced: nw.LazyFrame | None) -> Lakehouse:
+        lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
         frames = {**published_frames, **replaced}
         publish_tables(lakehouse, {t: f for t, f in frames.items() if f is not None})
         return lakehouse

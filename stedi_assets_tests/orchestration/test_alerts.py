@@ -23,7 +23,8 @@ from stedi_assets.orchestration.alerts import Alert, StediAlerts, parse_smtp_url
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
 from stedi_assets.orchestration.sensors import build_run_alert_sensors
 from stedi_assets.orchestration.tags import run_origin
-from stedi_assets.orchestration.resources import StediLakehouse, build_resources
+from stedi_assets.lakehouse.lakehouse import Lakehouse
+from stedi_assets.orchestration.resources import build_resources
 from stedi_assets.settings import SettingsError
 from stedi_assets_tests.conftest import resources_for
 from stedi_assets_tests.orchestration.conftest import SMTP_PASSWORD, CheckAlerts, free_port, publish_tables
@@ -243,7 +244,7 @@ def test_email_to_without_an_smtp_url_on_the_resource_is_refused():
 # -- alert sensors on real runs ------------------------------------------------------------------
 
 
-def run_job(lakehouse: StediLakehouse, job, instance: DagsterInstance):
+def run_job(lakehouse: Lakehouse, job, instance: DagsterInstance):
     defs = Definitions(assets=zone_assets, asset_checks=AUDIT_CHECKS, jobs=[job], resources=resources_for(lakehouse))
     return defs.resolve_job_def(job.name).execute_in_process(instance=instance, raise_on_error=False)
 
@@ -328,7 +329,7 @@ def test_a_failed_warn_check_alerts_once_unless_the_minimum_is_error(tmp_path, m
     from stedi_assets.domain.simulate import simulate_landing, write_landing
 
     write_landing(tmp_path / "landing", simulate_landing())
-    lakehouse = StediLakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lake"))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lake"))
     with DagsterInstance.ephemeral() as instance:
         sensor = CheckAlerts(instance, quick(webhook_url=webhook.url, min_severity=minimum))
         for _ in range(2):
@@ -344,7 +345,7 @@ def test_a_failed_warn_check_alerts_once_unless_the_minimum_is_error(tmp_path, m
 
 def test_a_failed_run_alerts_with_its_failed_step(tmp_path, webhook, mailbox):
     # No landing files: the landing steps fail with the reader's error.
-    lakehouse = StediLakehouse(landing_uri=str(tmp_path / "empty"), lakehouse_uri=str(tmp_path / "lake"))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path / "empty"), lakehouse_uri=str(tmp_path / "lake"))
     alerts = quick(webhook_url=webhook.url, email_to="ops@example.org", smtp_url=mailbox.url)
     with DagsterInstance.ephemeral() as instance:
         result = run_job(lakehouse, stedi_job, instance)

@@ -18,7 +18,7 @@ from stedi_assets.domain import rules
 from stedi_assets.orchestration.assets import quarantined_customers
 from stedi_assets.definitions import defs, stedi_audit_job, zone_assets
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
 from stedi_assets_tests.conftest import resources_for
 from stedi_assets_tests.orchestration.conftest import publish_tables
@@ -26,7 +26,7 @@ from stedi_assets_tests.orchestration.conftest import publish_tables
 AUDITS = {(c.asset_key.path[-1], c.name) for check in AUDIT_CHECKS for c in check.check_keys}
 
 
-def run_audit(lakehouse: StediLakehouse):
+def run_audit(lakehouse: Lakehouse):
     definitions = Definitions(
         assets=zone_assets, asset_checks=AUDIT_CHECKS, jobs=[stedi_audit_job], resources=resources_for(lakehouse)
     )
@@ -54,7 +54,7 @@ def test_the_republished_tables_pass_too(publish):
 
 
 def test_nothing_published_yet_passes(tmp_path):
-    _, outcomes = run_audit(StediLakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path / "lake")))
+    _, outcomes = run_audit(Lakehouse(landing_uri=str(tmp_path), lakehouse_uri=str(tmp_path / "lake")))
     assert all(passed and metadata == {"published": False} for passed, metadata in outcomes.values())
 
 

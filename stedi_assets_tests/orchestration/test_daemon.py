@@ -27,7 +27,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
 from stedi_assets.orchestration.sensors import CHANGES_TAG, TRIGGER_TAG
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import REPOSITORY
@@ -42,7 +42,7 @@ DEADLINE_SECONDS = 240
 @dataclass
 class Deployment:
     landing: Path
-    lakehouse: StediLakehouse
+    lakehouse: Lakehouse
     home: Path
     log: Path
     webhook: WebhookReceiver
@@ -115,7 +115,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
         )
         try:
             wait_until_serving(f"http://127.0.0.1:{port}", process)
-            lakehouse = StediLakehouse(landing_uri=str(landing), lakehouse_uri=str(root / "lakehouse"))
+            lakehouse = Lakehouse(landing_uri=str(landing), lakehouse_uri=str(root / "lakehouse"))
             deployment = Deployment(landing, lakehouse, home, log, webhook)
             # The sensor's first tick brings in every feed already delivered.
             first = deployment.wait_for_sensor_run(

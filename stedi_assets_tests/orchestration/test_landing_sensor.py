@@ -28,7 +28,7 @@ from dagster import (
 from stedi_assets.definitions import build_definitions
 from stedi_assets.orchestration.alerts import StediAlerts
 from stedi_assets.orchestration.sensors import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.orchestration.conftest import CheckAlerts
@@ -201,7 +201,7 @@ def test_a_withdrawal_in_a_new_customer_file_leaves_every_trusted_and_curated_ta
 ):
     harness = SensorHarness(instance)
     assert harness.execute(harness.tick()).success
-    lakehouse = StediLakehouse(landing_uri=str(local_landing), lakehouse_uri=str(tmp_path / "lakehouse"))
+    lakehouse = Lakehouse(landing_uri=str(local_landing), lakehouse_uri=str(tmp_path / "lakehouse"))
     ml_devices = lakehouse.read_table(["machine_learning_curated"]).select("serialNumber")
     # A customer with readings on both devices, so every table holds their data.
     customer = (

@@ -27,7 +27,7 @@ from stedi_assets.orchestration.checks import CHECKS
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import query
-from stedi_assets.orchestration.resources import StediLakehouse
+from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
 from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files
@@ -50,9 +50,9 @@ def database_of(bucket) -> str:
     return bucket.name.replace("-", "_")
 
 
-def s3_lakehouse(bucket, **settings) -> StediLakehouse:
+def s3_lakehouse(bucket, **settings) -> Lakehouse:
     settings.setdefault("glue_database", database_of(bucket))
-    return StediLakehouse(
+    return Lakehouse(
         landing_uri=bucket.uri("landing"), lakehouse_uri=bucket.uri("lakehouse"), profile="stedi-reference", **settings
     )
 
@@ -328,7 +328,7 @@ def test_recover_catalog_with_glue(s3_server, s3_bucket, tmp_path, monkeypatch, 
 
     s3_bucket.upload(write_landing(tmp_path / "landing"), "landing")
     database = database_of(s3_bucket)
-    lakehouse = StediLakehouse(
+    lakehouse = Lakehouse(
         landing_uri=s3_bucket.uri("landing"), lakehouse_uri=s3_bucket.uri("lakehouse"), glue_database=database
     )
     assert materialize_all(lakehouse).success

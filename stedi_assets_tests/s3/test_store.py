@@ -17,7 +17,8 @@ import pytest
 from dagster import EnvVar
 from polars.testing import assert_frame_equal
 
-from stedi_assets.orchestration.resources import DEFAULT_S3_MAX_ATTEMPTS, build_resources
+from stedi_assets.orchestration.resources import build_resources
+from stedi_assets.settings import DEFAULT_S3_MAX_ATTEMPTS
 from stedi_assets.lakehouse.storage import FileTooLarge, StorageError
 from stedi_assets.lakehouse.storage_s3 import S3Store, describe_object_store_error, object_store_errors
 from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY

@@ -112,3 +112,6 @@ class Engine(Protocol):
 
     def errors(self) -> AbstractContextManager[None]:
         """Where the engine's errors are raised as one line that says what to do (e.g. memory to raise)."""
+
+    def close(self) -> None:
+        """Release what the engine started (a Spark session); the engine starts it again if used afterwards."""

@@ -29,6 +29,9 @@ class PolarsEngine:
     def __init__(self, max_file_mb: int = DEFAULT_MAX_FILE_MB) -> None:
         self.max_file_mb = max_file_mb
 
+    def close(self) -> None:
+        """Nothing to release: Polars runs in this process."""
+
     def read_landing(
         self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
         sizes: Mapping[str, int] | None = None,

@@ -36,7 +36,6 @@ from stedi_assets.lakehouse.storage import Store, is_s3_uri, local_path
 from stedi_assets.domain.validation import LINE, MIB, REASON, SOURCE, file_too_large
 
 try:
-    from dagster_pyspark import LazyPySparkResource
     from pyspark import StorageLevel
     from pyspark.errors import PySparkException
     from pyspark.sql import DataFrame, SparkSession
@@ -191,9 +190,8 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
                 return _session
         java_executable()
         settings = session_settings(master, conf or {})
-        resource = LazyPySparkResource(spark_config=settings)
         try:
-            session = resource.spark_session
+            session = SparkSession.builder.config(map=settings).getOrCreate()
         except PySparkException as error:
             raise EngineError(f"Spark did not start with master {master!r}: {_first_line(error)}") from None
         session.sparkContext.setLogLevel("WARN")
@@ -484,10 +482,20 @@ class SparkEngine:
         self.max_file_mb = max_file_mb
         self._landing_records: list[DataFrame] = []
         self._held_already: list[DataFrame] = []
+        self._started_session = False
 
     @property
     def session(self) -> SparkSession:
+        if _session is None:
+            # This engine starts the process's session: closing the engine stops it.
+            self._started_session = True
         return spark_session(self.master, self.conf)
+
+    def close(self) -> None:
+        """Stop the Spark session if this engine started it; one that was running before is left running."""
+        if self._started_session:
+            stop_spark_session()
+            self._started_session = False
 
     def read_landing(
         self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
