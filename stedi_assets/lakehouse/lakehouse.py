@@ -59,6 +59,7 @@ class S3Connection:
     use_ssl: bool = True
     verify: bool | str | None = None
     max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+    use_unsigned_session: bool = False
 
 
 @dataclass

@@ -45,6 +45,7 @@ class S3Settings(Protocol):
     use_ssl: bool
     verify: bool | str | None
     max_attempts: int
+    use_unsigned_session: bool
 
 # An unreachable endpoint should fail in seconds, not minutes.
 CONNECT_TIMEOUT_SECONDS = 5

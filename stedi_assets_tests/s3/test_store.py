@@ -227,3 +227,18 @@ def test_a_missing_profile_is_one_line(s3_bucket, monkeypatch):
         f"{s3_bucket.uri('landing/customer')}: cannot set up the S3 client "
         "(The config profile (no-such-profile) could not be found)"
     )
+
+
+def test_the_library_s3_connection_has_every_setting_a_store_reads():
+    """A lakehouse built without Dagster (the stedi command, query by URI) connects with S3Connection;
+    a run with dagster-aws's S3Resource. Both carry every field S3Store reads."""
+    from typing import get_type_hints
+
+    from dagster_aws.s3 import S3Resource
+
+    from stedi_assets.lakehouse.lakehouse import S3Connection
+    from stedi_assets.lakehouse.storage_s3 import S3Settings
+
+    fields = set(get_type_hints(S3Settings))
+    assert fields <= set(S3Connection.__dataclass_fields__)
+    assert fields <= set(S3Resource.model_fields)
