@@ -103,7 +103,7 @@ def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, 
 def run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-    from stedi_assets.orchestration.assets import ZONE_ASSETS
+    from stedi_assets.orchestration.assets import ZONE_UPSTREAM
     from stedi_assets.orchestration.masking import mask_emails
     from stedi_assets.lakehouse.planning import out_of_date
     from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
@@ -123,11 +123,7 @@ def run(args: argparse.Namespace) -> int:
         if not lakehouse.profile:
             overrides["profile"] = ProfileName.SIMULATED.value
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    upstream = {
-        key.path[-1]: frozenset(d.path[-1] for d in deps)
-        for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
-    }
-    stale = out_of_date(lakehouse, upstream, full_refresh=args.full_refresh)
+    stale = out_of_date(lakehouse, ZONE_UPSTREAM, full_refresh=args.full_refresh)
     summaries = {name: TableSummary() for name in TABLES}
     for name in TABLES:
         if name not in stale.tables:

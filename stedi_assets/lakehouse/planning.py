@@ -10,15 +10,22 @@ never published, when an input table has a newer snapshot than the one it
 was computed from (its ``stedi.upstream.<table>`` properties), or when it
 was computed under other rule settings (``stedi.rules.<setting>``). Every
 table downstream of an out-of-date table is out of date too.
+
+This is the one answer to "what changed": ``stedi run`` materializes what it
+names, the landing sensor requests a run of the same tables, and each landing
+step reads the files its own ``plan_deliveries`` names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stedi_assets.lakehouse.ingestion import plan_deliveries
 from stedi_assets.lakehouse.ledger import feed_deliveries, read_ledger
+from stedi_assets.lakehouse.storage import LandingError
 from stedi_assets.lakehouse.tables import UPSTREAM
 from stedi_assets.domain.schemas import FEEDS
 
@@ -31,18 +38,32 @@ class Staleness:
     reasons: Mapping[str, str]
     rows: Mapping[str, int]
     """Rows of each published table's current snapshot."""
+    landing: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Each feed's landing entries as listed: URI -> fingerprint (and why it is refused, if it is)."""
+
+    @property
+    def feeds(self) -> list[str]:
+        """The feeds whose landing step has something to do."""
+        return [feed for feed in FEEDS if f"{feed}_landing" in self.tables]
+
+    def digest(self) -> str:
+        """Names this state: the tables out of date and the landing zone they are out of date with."""
+        state = {"tables": sorted(self.tables), "landing": self.landing}
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _landing_reason(plan, known) -> str:
-    text = f"{len(plan.new)} new, {len(plan.changed)} changed, {len(plan.removed)} removed landing file(s)"
+    counts = {"new": len(plan.new), "changed": len(plan.changed), "removed": len(plan.removed)}
+    files = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+    parts = [f"{files} landing file(s)"] if files else []
     again = sum(uri in known.rejected for uri in plan.new + plan.changed)
     if again:
-        text += f", {again} of them rejected before and read again"
+        parts.append(f"{again} of them rejected before and read again")
     if plan.dropped_rejected:
-        text += f", {len(plan.dropped_rejected)} rejected file(s) gone"
+        parts.append(f"{len(plan.dropped_rejected)} rejected file(s) gone")
     if plan.refused or plan.refused_gone:
-        text += f", {len(plan.refused) + len(plan.refused_gone)} refused entry(ies) to record"
-    return text
+        parts.append(f"{len(plan.refused) + len(plan.refused_gone)} refused entry(ies) to record")
+    return ", ".join(parts)
 
 
 def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh: bool = False) -> Staleness:
@@ -62,18 +83,24 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
             continue
         if snapshot is not None:
             snapshots[table] = snapshot
+    landing_zone: dict[str, dict[str, str]] = {}
     for feed in FEEDS:
         landing, quarantine = f"{feed}_landing", f"{feed}_quarantine"
+        try:
+            listed = lakehouse.landing_versions(feed)
+        except LandingError:
+            listed = {}  # no file left: each one it had is removed (and its step says so, in one line)
+        except Exception:  # noqa: BLE001
+            listed = None
+        if listed is not None:
+            landing_zone[feed] = {uri: v.fingerprint + (f" refused: {v.refused}" if v.refused else "") for uri, v in listed.items()}
         if full_refresh:
             reasons[landing] = "full refresh"
         elif landing not in snapshots or quarantine not in snapshots or ledger is None:
             reasons[landing] = "not published yet"
+        elif listed is None:
+            reasons[landing] = "its landing files cannot be listed"
         else:
-            try:
-                listed = lakehouse.landing_versions(feed)
-            except Exception:  # noqa: BLE001
-                reasons[landing] = "its landing files cannot be listed"
-                continue
             known = feed_deliveries(ledger, feed)
             plan = plan_deliveries(listed, known, published=True, full_refresh=False)
             if plan.has_changes:
@@ -103,4 +130,4 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         tables |= downstream
         grew = bool(downstream)
     rows = {t: int(s.summary.get("total-records", 0)) if s.summary else 0 for t, s in snapshots.items()}
-    return Staleness(frozenset(tables), reasons, rows)
+    return Staleness(frozenset(tables), reasons, rows, landing_zone)

@@ -369,3 +369,8 @@ ZONE_ASSETS = [
     step_trainer_trusted,
     machine_learning_curated,
 ]
+
+ZONE_UPSTREAM: dict[str, frozenset[str]] = {
+    key.path[-1]: frozenset(dep.path[-1] for dep in deps) for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
+}
+"""Each zone table -> the tables it is computed from (none for a landing or quarantine table)."""

@@ -3,14 +3,15 @@
 All of them run by default (``default_status=RUNNING``) under ``dagster dev``
 or a deployed daemon.
 
-* ``landing_sensor`` fingerprints every landing file (local: name, size and
-  mtime in nanoseconds; S3: key and ETag) and compares them with its cursor.
-  When a feed's files were added, changed or removed it requests one run of
-  that feed's landing table and everything downstream of it, so a delivery
-  reaches ``machine_learning_curated`` in one run (and a consent withdrawn in a
-  new customer file leaves every trusted and curated table in that same run).
-  Its runs are runs of ``stedi_job`` (a subset of it), tagged with the feeds
-  and the changes that started them.
+* ``landing_sensor`` asks the lakehouse each tick which tables are out of
+  date with the landing zone (``planning.out_of_date``, what ``stedi run``
+  would run: files new, changed or removed since the delivery ledger recorded
+  them, tables computed from older inputs) and requests one run of them, so a
+  delivery reaches ``machine_learning_curated`` in one run (and a consent
+  withdrawn in a new customer file leaves every trusted and curated table in
+  that same run). It requests each state of the landing zone once. Its runs
+  are runs of ``stedi_job`` (a subset of it), tagged with the feeds and the
+  changes that started them.
 * ``check_failure_alert_sensor`` reads the check evaluations of every run that
   finished (successful, failed or canceled): a failed check that does not
   block leaves the run green, so run failures alone would miss it. It alerts
@@ -28,10 +29,7 @@ Dagster's anonymous ``__ASSET_JOB``.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import operator
 import time
 from collections.abc import Iterator, Sequence
 
@@ -65,7 +63,10 @@ from stedi_assets.orchestration.dagster_internals import (
     UnresolvedAssetJobDefinition,
 )
 from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
-from stedi_assets.lakehouse.lakehouse import Lakehouse, is_feed_file
+from stedi_assets.lakehouse.lakehouse import Lakehouse
+from stedi_assets.lakehouse.planning import out_of_date
+from stedi_assets.orchestration.assets import ZONE_UPSTREAM
+from stedi_assets.orchestration.masking import mask_emails
 
 __all__ = ["CHANGES_TAG", "FEEDS_TAG", "TRIGGER_TAG"]
 
@@ -85,32 +86,6 @@ IN_PROGRESS_RUN_STATUSES = (
 # -- landing sensor ------------------------------------------------------------------
 
 
-def landing_fingerprints(lakehouse: ResourceParam[Lakehouse]) -> dict[str, dict[str, str]]:
-    """``{feed: {file name relative to the feed: fingerprint}}`` for the feed files of every feed."""
-    found = {}
-    for feed in FEEDS:
-        feed_uri = lakehouse.feed_uri(feed)
-        prefix = feed_uri.rstrip("/") + "/"
-        found[feed] = {
-            uri[len(prefix):] if uri.startswith(prefix) else uri: fingerprint
-            for uri, fingerprint in lakehouse.store_for(feed_uri).fingerprints(feed_uri).items()
-            if is_feed_file(uri)
-        }
-    return found
-
-
-def _changes(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
-    return {
-        "added": len(after.keys() - before.keys()),
-        "changed": sum(1 for name in after.keys() & before.keys() if after[name] != before[name]),
-        "removed": len(before.keys() - after.keys()),
-    }
-
-
-def _digest(fingerprints: dict[str, dict[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def build_landing_sensor(
     landing_assets: dict[str, AssetsDefinition],
     excluded_checks: AssetSelection,
@@ -118,46 +93,43 @@ def build_landing_sensor(
     job: UnresolvedAssetJobDefinition,
     read_only_jobs: frozenset[str] = frozenset(),
 ) -> SensorDefinition:
-    """The sensor that runs a feed's landing table and everything downstream when its files change.
+    """The sensor that keeps the tables up to date with the landing zone (``landing_assets``: each feed's
+    landing multi-asset, for the definitions to name what it watches).
 
-    ``landing_assets`` maps each feed to its landing multi-asset; checks in
-    ``excluded_checks`` (the audit checks) are left out of the runs it requests.
-    Its runs are subsets of ``job`` (which must select all of that), so they
-    are listed on the job's page under its name. It waits while a run of any
-    other job than ``read_only_jobs`` is in progress.
+    Each tick asks the lakehouse which tables are out of date
+    (``planning.out_of_date``: the answer ``stedi run`` acts on, from the
+    delivery ledger and the tables' snapshots) and requests one run of them,
+    once for each state of the landing zone: a run that leaves them out of
+    date (a rejected delivery, a held-back table) is not requested again until
+    the landing zone changes. Checks in ``excluded_checks`` (the audit checks)
+    are left out. Its runs are subsets of ``job`` (which must select all of
+    that), so they are listed on the job's page under its name. It waits while
+    a run of any other job than ``read_only_jobs`` is in progress.
     """
-    selections = {
-        feed: AssetSelection.assets(*asset.keys).downstream() - excluded_checks
-        for feed, asset in landing_assets.items()
-    }
-
     @sensor(
         name="landing_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=RUNNING,
         job=job,
         description=(
-            "Watches the landing feeds; new, changed or removed files run the feed's landing table "
-            "and every table downstream."
+            "Watches the landing feeds; runs the tables that are out of date with them (as `stedi run` "
+            "would): a feed's landing table and every table downstream after new, changed or removed files."
         ),
     )
     def landing_sensor(context: SensorEvaluationContext, lakehouse: ResourceParam[Lakehouse]):
-        previous = json.loads(context.cursor) if context.cursor else None
-        current = landing_fingerprints(lakehouse)
-        if previous is None:
-            # First tick: nothing is known about the tables, so bring every delivered feed in.
-            changes = {feed: _changes({}, files) for feed, files in current.items() if files}
-        else:
-            changes = {
-                feed: _changes(previous["feeds"].get(feed, {}), files)
-                for feed, files in current.items()
-                if files != previous["feeds"].get(feed, {})
-            }
-        generation = previous["generation"] if previous else 0
-        if not changes:
-            if previous is None:
-                context.update_cursor(json.dumps({"generation": 0, "feeds": current}))
-            return SkipReason("no landing file added, changed or removed")
+        previous = json.loads(context.cursor) if context.cursor else {}
+        generation = previous.get("generation", 0)
+        stale = out_of_date(lakehouse, ZONE_UPSTREAM)
+        if not stale.tables:
+            if previous.get("requested"):
+                context.update_cursor(json.dumps({"generation": generation, "requested": None}))
+            return SkipReason("every table is up to date with the landing zone")
+        state = stale.digest()
+        if state == previous.get("requested"):
+            return SkipReason(
+                "the out-of-date tables were run for this state of the landing zone already; "
+                "waiting for a landing file to be added, changed or removed"
+            )
 
         # One update at a time: a run still reading older files (this sensor's,
         # or a "Materialize all") must not publish after a newer one. The
@@ -171,20 +143,20 @@ def build_landing_sensor(
             return SkipReason(f"waiting for run {in_progress[0].run_id} to finish")
 
         asset_graph = context.repository_def.asset_graph
-        selection = functools.reduce(operator.or_, (selections[feed] for feed in changes))
+        selection = AssetSelection.assets(*sorted(stale.tables)) - excluded_checks
         summary = "; ".join(
-            f"{feed}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) for feed, counts in changes.items()
-        )
-        context.log.info(f"landing changed ({summary}); requesting a run")
-        context.update_cursor(json.dumps({"generation": generation + 1, "feeds": current}))
-        # The run key names this state of the landing zone and its place in the
-        # sequence: a tick retried after a crash never runs it twice, and a later
-        # return to an earlier state still runs.
+            f"{feed}: {stale.reasons[f'{feed}_landing']}" for feed in stale.feeds if f"{feed}_landing" in stale.reasons
+        ) or "; ".join(f"{table}: {reason}" for table, reason in sorted(stale.reasons.items()))
+        context.log.info(mask_emails(f"out of date ({summary}); requesting a run"))
+        context.update_cursor(json.dumps({"generation": generation + 1, "requested": state}))
+        # The run key names this state and its place in the sequence: a tick
+        # retried after a crash never runs it twice, and a later return to an
+        # earlier state still runs.
         return RunRequest(
-            run_key=f"landing-{generation + 1}-{_digest(current)}",
+            run_key=f"landing-{generation + 1}-{state}",
             asset_selection=sorted(selection.resolve(asset_graph), key=lambda k: k.to_string()),
             asset_check_keys=sorted(selection.resolve_checks(asset_graph), key=lambda k: k.to_user_string()),
-            tags={TRIGGER_TAG: "landing_sensor", FEEDS_TAG: ",".join(changes), CHANGES_TAG: summary},
+            tags={TRIGGER_TAG: "landing_sensor", FEEDS_TAG: ",".join(stale.feeds), CHANGES_TAG: mask_emails(summary)},
         )
 
     return landing_sensor

@@ -119,7 +119,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
             deployment = Deployment(landing, lakehouse, home, log, webhook)
             # The sensor's first tick brings in every feed already delivered.
             first = deployment.wait_for_sensor_run(
-                "customer: 1 added; accelerometer: 3 added; step_trainer: 1 added"
+                "customer: not published yet; accelerometer: not published yet; step_trainer: not published yet"
             )
             assert first.status == DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
             yield deployment
@@ -161,7 +161,7 @@ def test_a_dropped_withdrawal_reaches_machine_learning_curated_with_no_click(dep
     dropped = time.monotonic()
     (deployment.landing / "customer" / "customer-withdrawal.json").write_text(json.dumps(withdrawal) + "\n")
 
-    run = deployment.wait_for_sensor_run("customer: 1 added", earlier)
+    run = deployment.wait_for_sensor_run("customer: 1 new landing file(s)", earlier)
     assert run.status == DagsterRunStatus.SUCCESS, deployment.log.read_text()[-3000:]
     after = deployment.ml_rows()
     assert after < before
@@ -177,7 +177,7 @@ def test_a_delivery_that_fails_a_check_alerts_once_through_the_webhook(deploymen
     earlier = {r.run_id for r in deployment.sensor_runs()}
     (deployment.landing / "accelerometer" / "accelerometer-broken.json").write_text(good + "\n{not json\n")
 
-    run = deployment.wait_for_sensor_run("accelerometer: 1 added", earlier)
+    run = deployment.wait_for_sensor_run("accelerometer: 1 new landing file(s)", earlier)
     assert run.status == DagsterRunStatus.SUCCESS, deployment.log.read_text()[-3000:]
     subject = "[STEDI] check failed: accelerometer_landing quarantined_records (WARN)"
     text = deployment.wait_for(

@@ -31,7 +31,9 @@ from stedi_assets.orchestration.sensors import CHANGES_TAG, FEEDS_TAG, TRIGGER_T
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.domain.simulate import simulate_landing, write_landing
-from stedi_assets_tests.orchestration.conftest import CheckAlerts
+from stedi_assets.lakehouse.planning import out_of_date
+from stedi_assets.orchestration.assets import ZONE_UPSTREAM
+from stedi_assets_tests.orchestration.conftest import CheckAlerts, publish_tables
 
 LANDING_OUTPUTS = {
     "customer": {"customer_landing", "customer_quarantine"},
@@ -95,7 +97,9 @@ def test_first_tick_runs_every_delivered_feed_and_an_unchanged_zone_runs_nothing
     assert not [name for _, name in checks if name.startswith("audit_")]
     assert request.tags[TRIGGER_TAG] == "landing_sensor"
     assert request.tags[FEEDS_TAG] == "customer,accelerometer,step_trainer"
-    assert request.tags[CHANGES_TAG] == "customer: 1 added; accelerometer: 3 added; step_trainer: 1 added"
+    assert request.tags[CHANGES_TAG] == (
+        "customer: not published yet; accelerometer: not published yet; step_trainer: not published yet"
+    )
     # A run of stedi_job, listed on its page, not of Dagster's anonymous __ASSET_JOB.
     assert harness.sensor.job_name == "stedi_job"
     result = harness.execute(request)
@@ -121,34 +125,85 @@ def test_a_new_file_runs_its_feed_and_everything_downstream_only(local_landing, 
     assert names(request.asset_selection) == LANDING_OUTPUTS["accelerometer"] | {
         "accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated",
     }
-    assert request.tags["stedi/landing_changes"] == "accelerometer: 1 added"
+    assert request.tags["stedi/landing_changes"] == "accelerometer: 1 new landing file(s)"
     assert harness.execute(request).success
+    assert isinstance(harness.tick(), SkipReason)
 
 
 def test_a_changed_and_a_removed_file_each_trigger_a_run(local_landing, instance):
     harness = SensorHarness(instance)
-    harness.tick()
+    assert harness.execute(harness.tick()).success
     customer = next((local_landing / "customer").iterdir())
     content = customer.read_bytes()
     # Same size, rewritten at once: only the nanosecond mtime tells them apart.
     customer.write_bytes(content.replace(b"@", b"@", 1))
     os.utime(customer, ns=(time.time_ns(), customer.stat().st_mtime_ns + 1))
     changed = harness.tick()
-    assert isinstance(changed, RunRequest) and changed.tags["stedi/landing_changes"] == "customer: 1 changed"
+    assert isinstance(changed, RunRequest) and changed.tags["stedi/landing_changes"] == "customer: 1 changed landing file(s)"
+    assert harness.execute(changed).success
 
     removed_file = sorted((local_landing / "accelerometer").iterdir())[0]
     removed_file.unlink()
     removed = harness.tick()
-    assert isinstance(removed, RunRequest) and removed.tags["stedi/landing_changes"] == "accelerometer: 1 removed"
+    assert isinstance(removed, RunRequest) and removed.tags["stedi/landing_changes"] == "accelerometer: 1 removed landing file(s)"
     assert "customer_landing" not in names(removed.asset_selection)
 
 
 def test_files_that_are_not_feed_files_are_ignored(local_landing, instance):
     harness = SensorHarness(instance)
-    harness.tick()
+    assert harness.execute(harness.tick()).success
     (local_landing / "customer" / ".customer-new.json.tmp").write_text("{}\n")
     (local_landing / "customer" / "_SUCCESS").write_text("")
     (local_landing / "customer" / "notes.txt").write_text("")
+    assert isinstance(harness.tick(), SkipReason)
+
+
+def test_the_sensor_runs_exactly_what_stedi_run_would(local_landing, instance, tmp_path):
+    """One answer to "what changed": the sensor's selection is the tables planning.out_of_date names,
+    which `stedi run` materializes, whatever changed (a landing file, a table published from elsewhere)."""
+    harness = SensorHarness(instance)
+    assert harness.execute(harness.tick()).success
+    lakehouse = Lakehouse(landing_uri=str(local_landing), lakehouse_uri=str(tmp_path / "lakehouse"))
+    assert not out_of_date(lakehouse, ZONE_UPSTREAM).tables
+    source = next((local_landing / "step_trainer").iterdir())
+    (local_landing / "step_trainer" / "step_trainer-extra.json").write_bytes(source.read_bytes()[:3000].rsplit(b"\n", 1)[0] + b"\n")
+    # customer_curated published again from elsewhere: the tables computed from it are out of date too.
+    frame = lakehouse.read_table(["customer_curated"]).collect().lazy()
+    publish_tables(lakehouse, {"customer_curated": frame})
+
+    stale = out_of_date(lakehouse, ZONE_UPSTREAM)
+    request = harness.tick()
+    assert names(request.asset_selection) == set(stale.tables)
+    assert set(stale.tables) == LANDING_OUTPUTS["step_trainer"] | {
+        "customer_curated", "step_trainer_trusted", "machine_learning_curated",
+    }
+    assert harness.execute(request).success
+    assert not out_of_date(lakehouse, ZONE_UPSTREAM).tables
+    assert isinstance(harness.tick(), SkipReason)
+
+
+def test_a_rejected_delivery_is_run_once_and_its_removal_runs_again(local_landing, instance, tmp_path):
+    """A delivery the landing step rejects leaves its feed out of date; the sensor does not request the
+    same run every tick, and removing the file runs the feed again, which then recovers."""
+    harness = SensorHarness(instance)
+    assert harness.execute(harness.tick()).success
+    bad = local_landing / "step_trainer" / "step_trainer-bad.json"
+    bad.write_text("".join(f"not a reading {n}\n" for n in range(400)))
+    rejected = harness.tick()
+    assert isinstance(rejected, RunRequest)
+    result = harness.execute(rejected)
+    assert "step_trainer_landing" not in names(e.asset_key for e in result.get_asset_materialization_events())
+    lakehouse = Lakehouse(landing_uri=str(local_landing), lakehouse_uri=str(tmp_path / "lakehouse"))
+    assert "step_trainer_landing" in out_of_date(lakehouse, ZONE_UPSTREAM).tables
+    for _ in range(2):
+        waiting = harness.tick()
+        assert isinstance(waiting, SkipReason) and "already" in waiting.skip_message
+
+    bad.unlink()
+    recovery = harness.tick()
+    assert isinstance(recovery, RunRequest) and "1 rejected file(s) gone" in recovery.tags[CHANGES_TAG]
+    assert harness.execute(recovery).success
+    assert not out_of_date(lakehouse, ZONE_UPSTREAM).tables
     assert isinstance(harness.tick(), SkipReason)
 
 
@@ -248,16 +303,21 @@ def test_s3_new_changed_and_removed_objects(moto_server, monkeypatch, instance):
         s3.put_object(Bucket="sensor-landing", Key=f"landing/{relative}", Body=content)
 
     harness = SensorHarness(instance)
-    assert names(harness.tick().asset_selection) >= set().union(*LANDING_OUTPUTS.values())
+    first = harness.tick()
+    assert names(first.asset_selection) >= set().union(*LANDING_OUTPUTS.values())
+    assert isinstance(harness.tick(), SkipReason)
+    assert harness.execute(first).success
     assert isinstance(harness.tick(), SkipReason)
     # Two writes of one key within the same second: the ETag tells them apart where a timestamp would not.
     key = f"landing/{next(r for r in files if r.startswith('customer/'))}"
     s3.put_object(Bucket="sensor-landing", Key=key, Body=b'{"email": "a"}\n')
-    assert harness.tick().tags["stedi/landing_changes"] == "customer: 1 changed"
+    assert harness.tick().tags["stedi/landing_changes"] == "customer: 1 changed landing file(s)"
     s3.put_object(Bucket="sensor-landing", Key=key, Body=b'{"email": "b"}\n')
-    assert harness.tick().tags["stedi/landing_changes"] == "customer: 1 changed"
+    assert harness.tick().tags["stedi/landing_changes"] == "customer: 1 changed landing file(s)"
     s3.put_object(Bucket="sensor-landing", Key="landing/step_trainer/new.json", Body=b"{}\n")
     s3.delete_object(Bucket="sensor-landing", Key=key)
     request = harness.tick()
-    assert request.tags["stedi/landing_changes"] == "customer: 1 removed; step_trainer: 1 added"
-    assert json.loads(harness.cursor)["feeds"]["step_trainer"]["new.json"]
+    assert request.tags["stedi/landing_changes"] == (
+        "customer: 1 removed landing file(s); step_trainer: 1 new landing file(s)"
+    )
+    assert request.run_key.endswith(json.loads(harness.cursor)["requested"])
