@@ -86,9 +86,9 @@ def stedi_job(build: str, tables: Sequence[str] = (), overrides: dict[str, str] 
 @functools.lru_cache(maxsize=4)
 def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, str], ...]):
     # Dagster asks for the job several times during a run: it is built once per build.
-    from dagster import AssetCheckKey, AssetKey
+    from dagster import AssetKey
 
-    from stedi_assets.orchestration.checks import CHECKS
+    from stedi_assets.orchestration.checks import check_specs
     from stedi_assets.definitions import build_definitions
 
     job = build_definitions(dict(overrides)).resolve_job_def("stedi_job")
@@ -96,7 +96,7 @@ def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, 
         return job
     return job.get_subset(
         asset_selection={AssetKey(name) for name in tables},
-        asset_check_selection={AssetCheckKey(AssetKey(name), c.name) for name in tables for c in CHECKS.get(name, ())},
+        asset_check_selection={spec.key for name in tables for spec in check_specs(name)},
     )
 
 
@@ -393,9 +393,14 @@ def history(args: argparse.Namespace) -> int:
 
 
 def maintain(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.history import describe as describe_forgotten
+    from stedi_assets.lakehouse.history import forget_withdrawn_everywhere
     from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
 
     _, lakehouse = _configure(args)
+    for forgotten in forget_withdrawn_everywhere(lakehouse):
+        if forgotten.snapshots_expired:
+            print(describe_forgotten(forgotten))
     reports = maintain_lakehouse(lakehouse)
     for report in reports:
         print(describe(report))

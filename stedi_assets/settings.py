@@ -209,6 +209,7 @@ def _hours(example: str) -> Callable[[str | int], int]:
 
 parse_snapshot_max_age_hours = _hours("168")
 parse_orphan_min_age_hours = _hours("24")
+parse_withdrawal_retention_hours = _hours("0")
 
 
 _CATALOG_URI_ACCEPTED = (
@@ -539,6 +540,13 @@ class Settings(BaseModel):
     ] = Field(
         DEFAULT_ORPHAN_MIN_AGE_HOURS,
         description="Maintenance: unreferenced files younger than this (a write in flight) are never deleted.",
+    )
+    withdrawal_retention_hours: Annotated[
+        int, Setting("STEDI_WITHDRAWAL_RETENTION_HOURS", parse_withdrawal_retention_hours, resource=_LAKEHOUSE)
+    ] = Field(
+        0,
+        description="How long a trusted or curated table's earlier snapshots that hold a person who has since "
+        "withdrawn stay readable after the withdrawal is published (0: the run that publishes it expires them).",
     )
     spark_master: Annotated[str, Setting("STEDI_SPARK_MASTER", parse_spark_master, resource=_LAKEHOUSE)] = Field(
         "local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, EnvVar
 
-from stedi_assets.orchestration.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS, HISTORY_CHECKS
 from stedi_assets.definitions import build_definitions, defs, zone_assets
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
 from stedi_assets.orchestration.resources import build_resources
@@ -70,7 +70,7 @@ def test_catalog_and_maintenance_settings_come_from_the_environment():
 def test_every_check_is_declared_on_its_asset():
     graph = defs.resolve_asset_graph()
     declared = {(key.asset_key.path[-1], key.name) for key in graph.asset_check_keys}
-    in_step = {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    in_step = {(table, check.name) for table, checks in (*CHECKS.items(), *HISTORY_CHECKS.items()) for check in checks}
     audits = {(key.asset_key.path[-1], key.name) for check in AUDIT_CHECKS for key in check.check_keys}
     assert declared == in_step | audits
     assert all(name.startswith("audit_") for _, name in audits)

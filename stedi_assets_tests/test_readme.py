@@ -9,7 +9,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource, EnvVar
 
 from stedi_assets.orchestration import resources
-from stedi_assets.orchestration.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS, HISTORY_CHECKS
 from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.settings import SETTINGS, VARIABLES
 from stedi_assets_tests.conftest import REPOSITORY
@@ -26,7 +26,7 @@ def test_every_table_and_column_is_documented():
 
 
 def test_every_check_is_documented():
-    for checks in CHECKS.values():
+    for checks in (*CHECKS.values(), *HISTORY_CHECKS.values()):
         for check in checks:
             assert f"`{check.name}`" in README, check.name
 

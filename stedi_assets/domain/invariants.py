@@ -261,3 +261,20 @@ def cross_customer_rows(rows: nw.LazyFrame, references: Mapping[str, nw.LazyFram
         (nw.col(_COPIES) - nw.col(_BY_OWNERS)).sum()
     )
     return int(total.collect().item() or 0)
+
+
+# -- history ---------------------------------------------------------------------------
+
+_KEY = "__key"
+
+
+def rows_of_withdrawn(rows: nw.LazyFrame, column: str, kind: str, customer_landing: nw.LazyFrame) -> nw.LazyFrame:
+    """Rows of ``rows`` that belong to a customer whose latest record withdraws consent: by ``column``,
+    their email (``kind`` ``people``) or a device named in any record of theirs (``devices``)."""
+    gone = withdrawn(customer_landing)
+    if kind == "people":
+        keyed = rows.with_columns(identity(column).alias(_KEY))
+        return keyed.join(gone.select(nw.col("email").alias(_KEY)), on=_KEY, how="semi").drop(_KEY)
+    records = customer_landing.with_columns(identity("email"))
+    devices = records.join(gone, on="email", how="semi").select("serialNumber")
+    return _keyed(rows, column, devices, "serialNumber", present=True)

@@ -78,6 +78,7 @@ class Lakehouse:
     snapshot_max_age_hours: int = _default("snapshot_max_age_hours")
     snapshots_min_kept: int = _default("snapshots_min_kept")
     orphan_min_age_hours: int = _default("orphan_min_age_hours")
+    withdrawal_retention_hours: int = _default("withdrawal_retention_hours")
     quarantine_max_share: float = _default("quarantine_max_share")
     max_file_mb: int = _default("max_file_mb")
     spark_master: str = _default("spark_master")
@@ -249,14 +250,21 @@ class Lakehouse:
             )
         return iceberg_table
 
-    def read_table(self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None) -> nw.LazyFrame:
-        """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame of the engine."""
+    def read_table(
+        self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None, in_process: bool = False
+    ) -> nw.LazyFrame:
+        """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame of the engine, or of
+        Polars in this process (``in_process``: for a few columns read to judge, never to compute a table)."""
         table = asset_path[-1]
         iceberg_table = iceberg_table or self.load_table(table)
         settings = self.catalog_settings()
         with catalog_errors(settings, table):
             files = data_file_paths(iceberg_table, snapshot_id)
         store = self.store_for(self.table_location(asset_path))
+        if in_process:
+            from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
+
+            return PolarsEngine(max_file_mb=self.max_file_mb).scan(files, TABLES[table], store)
         return self.get_engine().scan(files, TABLES[table], store)
 
     def write_table(

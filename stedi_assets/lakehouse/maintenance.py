@@ -63,10 +63,11 @@ def referenced_files(iceberg_table) -> set[str]:
                 files.add(entry.data_file.file_path)
     if stats := getattr(metadata, "statistics", None):
         files.update(s.statistics_path for s in stats)
-    return {_plain(f) for f in files}
+    return {plain_uri(f) for f in files}
 
 
-def _plain(uri: str) -> str:
+def plain_uri(uri: str) -> str:
+    """A file's URI as the stores list it."""
     # Local files are referred to as paths or file:// URIs; the store lists paths.
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
@@ -100,9 +101,9 @@ def maintain_table(lakehouse: Lakehouse, table: str, now: float | None = None) -
     referenced = referenced_files(iceberg_table)
     # A landing table's delivery records (see stedi_assets.lakehouse.ingestion) are referenced by the ledger's current rows.
     delivery_folders = {folder.rstrip("/") + "/" for folder in current_records_folders(lakehouse, table)}
-    referenced.update(uri for uri, _ in listed if any(_plain(uri).startswith(_plain(f)) for f in delivery_folders))
+    referenced.update(uri for uri, _ in listed if any(plain_uri(uri).startswith(plain_uri(f)) for f in delivery_folders))
     safety_cutoff = now - lakehouse.orphan_min_age_hours * 3600
-    unreferenced = [(uri, modified) for uri, modified in listed if _plain(uri) not in referenced]
+    unreferenced = [(uri, modified) for uri, modified in listed if plain_uri(uri) not in referenced]
     old_enough = [uri for uri, modified in unreferenced if modified <= safety_cutoff]
     store.delete_files(old_enough)
     return TableMaintenance(

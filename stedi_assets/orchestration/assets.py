@@ -6,6 +6,7 @@ to its Iceberg table, only if no blocking check failed: a table that breaks a pr
 never published, and Dagster skips everything downstream of it.
 """
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
@@ -30,7 +31,16 @@ from dagster import TableSchema as DagsterTableSchema
 from pydantic import Field
 
 from stedi_assets.domain import rules
-from stedi_assets.orchestration.checks import CHECKS, CheckInput, check_specs, row_count
+from stedi_assets.orchestration.checks import (
+    CHECKS,
+    HISTORY_CHECKS,
+    CheckInput,
+    check_specs,
+    check_withdrawn_out_of_history,
+    row_count,
+)
+from stedi_assets.lakehouse.history import describe as describe_forgotten
+from stedi_assets.lakehouse.history import forget_withdrawn, withdrawn_customers
 from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
@@ -109,9 +119,34 @@ def _materialize(
                 yield commit_planned(context, lakehouse, table, update, metadata)
         for _, result in results:
             yield masked(result)
+        if table in HISTORY_CHECKS:
+            # After the commit (Dagster stores an output before the step goes on), whether or not it was published.
+            yield from _history(context, lakehouse, table)
     finally:
         if hold:
             engine.release(held)
+
+
+def _history(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> Iterator[AssetCheckResult]:
+    """Expire the table's earlier snapshots that hold a customer who has withdrawn since, then judge its history."""
+    customer_landing = lakehouse.read_table(["customer_landing"], in_process=True)
+    forgotten = forget_withdrawn(lakehouse, table, withdrawn_customers(customer_landing))
+    if forgotten.snapshots_expired:
+        context.log.info(describe_forgotten(forgotten))
+    iceberg_table = lakehouse.load_table(table)
+    current = iceberg_table.metadata.current_snapshot_id
+    ordered = sorted(iceberg_table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+    successors = {s.snapshot_id: nxt.timestamp_ms for s, nxt in zip(ordered, ordered[1:])}
+    snapshots = [
+        (
+            s.snapshot_id, successors.get(s.snapshot_id), s.snapshot_id == current,
+            lakehouse.read_table([table], s.snapshot_id, iceberg_table, in_process=True),
+        )
+        for s in ordered
+    ]
+    yield masked(check_withdrawn_out_of_history(
+        table, snapshots, customer_landing, lakehouse.withdrawal_retention_hours, int(time.time() * 1000)
+    ))
 
 
 def quarantined_customers(lakehouse: ResourceParam[Lakehouse], customer_quarantine: nw.LazyFrame) -> nw.LazyFrame:

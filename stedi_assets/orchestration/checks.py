@@ -18,6 +18,7 @@ from stedi_assets.domain import invariants, rules
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
 from stedi_assets.domain.schemas import TABLES
+from stedi_assets.lakehouse.history import HISTORY_KEYS
 
 ERROR = AssetCheckSeverity.ERROR
 WARN = AssetCheckSeverity.WARN
@@ -350,6 +351,10 @@ CONSENT_SCOPE = Check(
     blocking=True,
 )
 
+# The tables whose history is judged, and the column that says whose a row is: the contract the history
+# purge (lakehouse.history) is written against, as rules.identity is the rules' and the invariants'.
+HISTORY_TABLES = tuple(HISTORY_KEYS)
+
 CHECKS: dict[str, tuple[Check, ...]] = {
     "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
     "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
@@ -439,5 +444,57 @@ CHECKS: dict[str, tuple[Check, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class HistoryCheck:
+    """A check judged on a table's kept snapshots after the step published it, not on the computed frame."""
+
+    name: str
+    description: str
+
+    def spec(self, table: str) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=table, description=self.description)
+
+
+WITHDRAWN_OUT_OF_HISTORY = HistoryCheck(
+    "withdrawn_out_of_history",
+    "Privacy over time: no earlier snapshot of this table, superseded longer ago than "
+    "STEDI_WITHDRAWAL_RETENTION_HOURS, holds a customer whose latest record withdraws consent (or a device of "
+    "theirs); the step expires such snapshots once the table is published, and judges its history afterwards.",
+)
+
+HISTORY_CHECKS: dict[str, tuple[HistoryCheck, ...]] = {table: (WITHDRAWN_OUT_OF_HISTORY,) for table in HISTORY_TABLES}
+
+
 def check_specs(table: str) -> list[AssetCheckSpec]:
-    return [check.spec(table) for check in CHECKS[table]]
+    """Every check of ``table``'s step: those on the computed frame, then those on its history."""
+    return [check.spec(table) for check in (*CHECKS.get(table, ()), *HISTORY_CHECKS.get(table, ()))]
+
+
+def check_withdrawn_out_of_history(
+    table: str, snapshots: list[tuple[int, int, bool, nw.LazyFrame]], customer_landing: nw.LazyFrame,
+    retention_hours: int, now_ms: int,
+) -> AssetCheckResult:
+    """``snapshots``: (snapshot id, commit time of the next snapshot or None, whether it is current, its rows)
+    for each snapshot kept; a snapshot superseded longer ago than the retention must hold no withdrawn customer."""
+    column, kind = HISTORY_KEYS[table]
+    cutoff = now_ms - retention_hours * 3_600_000
+    found = {}
+    for snapshot_id, superseded_at, current, rows in snapshots:
+        if current or superseded_at is None or superseded_at > cutoff:
+            continue
+        count = row_count(invariants.rows_of_withdrawn(rows, column, kind, customer_landing))
+        if count:
+            found[str(snapshot_id)] = count
+    metadata = {
+        "snapshots_judged": sum(1 for _, at, current, _ in snapshots if not current and at is not None and at <= cutoff),
+        "retention_hours": retention_hours,
+    }
+    if found:
+        metadata["snapshots_holding_withdrawn"] = MetadataValue.json(found)
+        metadata["problem"] = (
+            f"{len(found)} earlier snapshot(s) of {table} still hold rows of customers who withdrew "
+            f"({sum(found.values())} rows): time travel returns them"
+        )
+    return AssetCheckResult(
+        asset_key=table, check_name=WITHDRAWN_OUT_OF_HISTORY.name, passed=not found, severity=ERROR, metadata=metadata
+    )

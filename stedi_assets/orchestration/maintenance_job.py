@@ -2,13 +2,22 @@
 
 from dagster import DefaultScheduleStatus, MetadataValue, OpExecutionContext, Output, ResourceParam, ScheduleDefinition, job, op
 
+from stedi_assets.lakehouse.history import describe as describe_forgotten
+from stedi_assets.lakehouse.history import forget_withdrawn_everywhere
 from stedi_assets.lakehouse.maintenance import describe, maintain_lakehouse
 from stedi_assets.orchestration.tags import TRIGGER_TAG
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 
-@op(description="Expire old snapshots of every table and delete the files no kept snapshot needs.")
+@op(
+    description="Expire the snapshots that hold customers who withdrew (past their retention) and old snapshots "
+    "of every table, and delete the files no kept snapshot needs."
+)
 def maintain_tables(context: OpExecutionContext, lakehouse: ResourceParam[Lakehouse]) -> Output[None]:
+    # First the snapshots that hold customers who withdrew, once past STEDI_WITHDRAWAL_RETENTION_HOURS.
+    forgotten = [f for f in forget_withdrawn_everywhere(lakehouse) if f.snapshots_expired]
+    for item in forgotten:
+        context.log.info(describe_forgotten(item))
     reports = maintain_lakehouse(lakehouse)
     for report in reports:
         context.log.info(describe(report))
@@ -17,6 +26,7 @@ def maintain_tables(context: OpExecutionContext, lakehouse: ResourceParam[Lakeho
         metadata={
             "tables": len(reports),
             "snapshots_expired": sum(r.snapshots_expired for r in reports),
+            "snapshots_expired_after_withdrawals": sum(len(f.snapshots_expired) for f in forgotten),
             "files_deleted": sum(r.files_deleted for r in reports),
             "report": MetadataValue.md("\n".join(f"- {describe(r)}" for r in reports) or "no tables yet"),
         },

@@ -55,6 +55,7 @@ class StediLakehouse(ConfigurableResource):
         default=None,
         description="S3 credentials, region and endpoint for s3:// URIs; unset fields resolve as in every AWS tool.",
     )
+    withdrawal_retention_hours: int = resource_field("withdrawal_retention_hours")
     quarantine_max_share: float = resource_field("quarantine_max_share", ge=0.0, le=1.0)
     max_file_mb: int = resource_field("max_file_mb")
     spark_master: str = resource_field("spark_master")
