@@ -97,10 +97,9 @@ def superseded_snapshots(iceberg_table, retention_hours: float, now_ms: int) -> 
     ]
 
 
-def holds_any(frame: nw.LazyFrame, column: str, values: Iterable[str], kind: str) -> bool:
-    """Whether a row of ``frame`` belongs to one of ``values`` (people by email identity, devices by serial)."""
-    key = identity(column) if kind == PEOPLE else nw.col(column)
-    return int(frame.filter(key.is_in(sorted(values))).select(nw.len()).collect().item()) > 0
+def holds_any(frame: nw.LazyFrame, match: nw.Expr) -> bool:
+    """Whether a row of ``frame`` is matched (see :func:`match_withdrawn`)."""
+    return int(frame.filter(match).select(nw.len()).collect().item()) > 0
 
 
 def snapshot_files(iceberg_table, snapshot_ids: Iterable[int]) -> set[str]:
@@ -118,16 +117,15 @@ def snapshot_files(iceberg_table, snapshot_ids: Iterable[int]) -> set[str]:
 
 def forget_withdrawn(lakehouse: Lakehouse, table: str, withdrawn: Withdrawn, now: float | None = None) -> Forgotten:
     """Expire ``table``'s earlier snapshots that hold a withdrawn person, past the retention; delete their files."""
-    column, values = withdrawn.values_for(table)
-    if not values:
+    match = match_withdrawn(table, withdrawn)
+    if match is None:
         return Forgotten(table)
     now_ms = int((time.time() if now is None else now) * 1000)
     iceberg_table = lakehouse.load_table(table)
-    kind = HISTORY_KEYS[table][1]
     holding = [
         snapshot_id
         for snapshot_id in superseded_snapshots(iceberg_table, lakehouse.withdrawal_retention_hours, now_ms)
-        if holds_any(lakehouse.read_table([table], snapshot_id, iceberg_table, in_process=True), column, values, kind)
+        if holds_any(lakehouse.read_table([table], snapshot_id, iceberg_table, in_process=True), match)
     ]
     if not holding:
         return Forgotten(table)
@@ -163,3 +161,54 @@ def describe(forgotten: Forgotten) -> str:
         f"{forgotten.table}: {len(forgotten.snapshots_expired)} earlier snapshot(s) holding customers who withdrew "
         f"expired, {forgotten.files_deleted} file(s) only they referenced deleted"
     )
+
+
+REMOVALS_ONLY = "stedi.removals_only"
+"""Snapshot property: ``true`` on a snapshot that only removed withdrawn customers from the one before."""
+
+
+def match_withdrawn(table: str, withdrawn: Withdrawn) -> nw.Expr | None:
+    """True on the rows of ``table`` that belong to a withdrawn customer (None when no one has withdrawn)."""
+    column, values = withdrawn.values_for(table)
+    if not values:
+        return None
+    key = identity(column) if HISTORY_KEYS[table][1] == PEOPLE else nw.col(column)
+    return key.is_in(sorted(values))
+
+
+def publish_removals(
+    lakehouse: Lakehouse, tables: Iterable[str], withdrawn: Withdrawn, properties: dict[str, str], run_id: str
+) -> dict[str, int]:
+    """Remove the rows of withdrawn customers from each published table of ``tables`` and add nothing:
+    one commit per table that held some, its other rows as they were. Returns the rows removed per table.
+
+    For a run that holds a table back: the removals it knows of are published all the same.
+    """
+    from stedi_assets.lakehouse.catalog import TableNotPublishedError
+    from stedi_assets.lakehouse.tables import UPSTREAM
+
+    removed: dict[str, int] = {}
+    for table in tables:
+        match = match_withdrawn(table, withdrawn)
+        try:
+            iceberg_table = lakehouse.load_table(table)
+        except TableNotPublishedError:
+            continue
+        snapshot = iceberg_table.metadata.current_snapshot()
+        if match is None or snapshot is None:
+            continue
+        frame = lakehouse.get_engine().hold(lakehouse.read_table([table], iceberg_table=iceberg_table))
+        try:
+            rows = int(frame.filter(match).select(nw.len()).collect().item())
+            if not rows:
+                continue
+            recorded = snapshot.summary.additional_properties if snapshot.summary else {}
+            # Still computed from the same inputs, less the removed rows: the next ordinary run recomputes it.
+            upstream = {k: v for k, v in recorded.items() if k.startswith(UPSTREAM)}
+            lakehouse.write_table(
+                [table], frame.filter(~match), {**upstream, **properties, REMOVALS_ONLY: "true"}, run_id
+            )
+            removed[table] = rows
+        finally:
+            lakehouse.get_engine().release(frame)
+    return removed

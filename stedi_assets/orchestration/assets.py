@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetMaterialization,
     AssetSpec,
     Config,
     MaterializeResult,
@@ -40,7 +41,7 @@ from stedi_assets.orchestration.checks import (
     row_count,
 )
 from stedi_assets.lakehouse.history import describe as describe_forgotten
-from stedi_assets.lakehouse.history import forget_withdrawn, withdrawn_customers
+from stedi_assets.lakehouse.history import forget_withdrawn, publish_removals, withdrawn_customers
 from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
@@ -104,6 +105,10 @@ def _materialize(
         ]
         if blocked:
             context.log.error(mask_emails(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}"))
+            if table in HISTORY_CHECKS:
+                removed = _publish_removals(context, lakehouse, table)
+                note = {"removals_published": MetadataValue.json(removed)} if removed else {}
+                results = [(c, r.with_metadata({**r.metadata, **note}) if c.name in blocked else r) for c, r in results]
         else:
             metadata = {
                 "dagster/row_count": MetadataValue.int(check_input.rows),
@@ -125,6 +130,26 @@ def _materialize(
     finally:
         if hold:
             engine.release(held)
+
+
+def _publish_removals(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> dict[str, int]:
+    """A held-back table: remove the customers who withdrew from it and every table downstream, add nothing."""
+    tables = [table, *(t for t in ZONE_ORDER if t in downstream_of(table))]
+    withdrawn = withdrawn_customers(lakehouse.read_table(["customer_landing"], in_process=True))
+    properties = snapshot_properties(lakehouse, context.run.run_id)
+    removed = publish_removals(lakehouse, tables, withdrawn, properties, context.run.run_id)
+    for name, rows in removed.items():
+        context.log.warning(
+            f"{name}: {rows} row(s) of customers who withdrew removed, nothing added, while {table} is held back"
+        )
+        # The tables downstream are not materialized by this run (their steps are skipped): recorded here.
+        context.log_event(AssetMaterialization(
+            asset_key=name, metadata={"removals_only": True, "rows_removed": rows, "held_back": table},
+        ))
+        forgotten = forget_withdrawn(lakehouse, name, withdrawn)
+        if forgotten.snapshots_expired:
+            context.log.info(describe_forgotten(forgotten))
+    return removed
 
 
 def _history(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> Iterator[AssetCheckResult]:
@@ -409,3 +434,16 @@ ZONE_UPSTREAM: dict[str, frozenset[str]] = {
     key.path[-1]: frozenset(dep.path[-1] for dep in deps) for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
 }
 """Each zone table -> the tables it is computed from (none for a landing or quarantine table)."""
+
+ZONE_ORDER = [key.path[-1] for asset in ZONE_ASSETS for key in asset.keys]
+"""Every zone table, each after the tables it is computed from."""
+
+
+def downstream_of(table: str) -> set[str]:
+    """The tables computed, directly or not, from ``table``."""
+    found: set[str] = set()
+    grew = {table}
+    while grew:
+        grew = {t for t, inputs in ZONE_UPSTREAM.items() if inputs & (grew | found) and t not in found}
+        found |= grew
+    return found - {table}

@@ -154,3 +154,44 @@ def test_the_history_invariant_finds_the_rows_of_a_withdrawn_customer(kind):
         rows = nw.from_native(pl.DataFrame({"serialNumber": ["old-device", "device-g", "device-s"]}).lazy())
         found = rows_of_withdrawn(rows, "serialNumber", kind, landing).collect().to_native()["serialNumber"].to_list()
         assert sorted(found) == ["device-g", "old-device"]
+
+
+def test_a_table_held_back_for_an_unattributable_line_still_publishes_the_withdrawal(tmp_path):
+    """A delivery with a valid withdrawal and one customer line whose email cannot be read: customer_trusted is
+    held back (its check fails and says why), yet the customer who withdrew leaves it and every table downstream,
+    and no row is added to any of them."""
+    landing, root = tmp_path / "landing", tmp_path / "lakehouse"
+    write_landing(landing, simulate_landing())
+    lakehouse = Lakehouse(landing_uri=str(landing), lakehouse_uri=str(root))
+    assert materialize_all(lakehouse).success
+    before = {t: pl.from_arrow(independent_catalog(root).load_table(f"stedi.{t}").scan().to_arrow()) for t in HISTORY_KEYS}
+    ml_devices = lakehouse.read_table(["machine_learning_curated"]).select("serialNumber").unique()
+    customer = (
+        lakehouse.read_table(["customer_curated"]).join(ml_devices, on="serialNumber", how="semi")
+        .head(1).collect().to_native().to_dicts()[0]
+    )
+    withdrawal = {**customer, RESEARCH_CONSENT: None, "lastUpdateDate": customer["lastUpdateDate"] + 1}
+    (landing / "customer" / "customer-withdrawal.json").write_text(
+        json.dumps(withdrawal) + "\n" + '{"customerName": "Someone", "phone": \n'
+    )
+    result = materialize_all(lakehouse)
+
+    assert not result.success
+    outcomes = check_outcomes(result)
+    assert outcomes[("customer_trusted", "quarantined_records_attributed")] is False
+    [held] = [e for e in result.get_asset_check_evaluations() if e.check_name == "quarantined_records_attributed"]
+    removed = held.metadata["removals_published"].value
+    assert set(removed) == set(HISTORY_KEYS) and all(rows > 0 for rows in removed.values())
+    for table, earlier in before.items():
+        after = pl.from_arrow(independent_catalog(root).load_table(f"stedi.{table}").scan().to_arrow())
+        column, kind = HISTORY_KEYS[table]
+        gone = (
+            pl.col(column).str.to_lowercase() == customer["email"].lower() if kind == "people"
+            else pl.col(column) == customer["serialNumber"]
+        )
+        # Exactly the rows of the customer who withdrew are gone; nothing else changed, nothing was added.
+        assert after.sort(after.columns).equals(earlier.filter(~gone).sort(earlier.columns)), table
+        assert earlier.filter(gone).height == removed[table], table
+        # Their earlier snapshot is expired as well (retention 0).
+        assert _rows_of(root, table, independent_catalog(root).load_table(f"stedi.{table}").snapshots()[0].snapshot_id,
+                        customer["email"], {customer["serialNumber"]}) == 0, table
