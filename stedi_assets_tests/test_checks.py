@@ -337,7 +337,7 @@ def test_failed_row_count_does_not_block(stedi_landing, make_lakehouse):
 
 def _oldest_records(customers: nw.LazyFrame) -> nw.LazyFrame:
     """current_customer_records gone wrong: each customer's oldest record."""
-    ranked = customers.with_columns(rules.identity("email"))
+    ranked = rules.with_identity(customers, "email")
     return ranked.unique(subset=["email"], keep="first", order_by=["lastUpdateDate"]).select(
         TABLES["customer_landing"].column_names
     )

@@ -2,11 +2,15 @@
 
 Covers each rule of rules.py and the cases that broke the reference system:
 consent only to public or friends, consent absent vs null, a customer
-delivered twice, readings without a customer, and two customers sharing a
-timestamp. Storage, checks and Dagster are not involved.
+delivered twice, readings without a customer, two customers sharing a
+timestamp, and emails and serial numbers spelled differently (Unicode spaces,
+invisible characters, full-width and decomposed letters, letter case). Storage,
+checks and Dagster are not involved.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 import narwhals as nw
 import polars as pl
@@ -229,10 +233,49 @@ def test_landing_records_made_distinct_a_slice_at_a_time():
 # -- identity: one person, one email ------------------------------------------------------
 
 
-def test_identity_trims_and_lower_cases():
-    frame = customers({"email": " \tAnn.Example@X.com \n", "serialNumber": "s"})
-    assert collect(frame.select(rules.identity("email")))["email"].to_list() == ["ann.example@x.com"]
-    assert rules.identity_of(" \tAnn.Example@X.com \n") == "ann.example@x.com"
+SPELLINGS = [
+    # (as delivered, identity)
+    (" \tAnn.Example@X.com \n", "ann.example@x.com"),  # ASCII whitespace and letter case
+    ("\u00a0ann@x.com\u00a0", "ann@x.com"),  # no-break spaces
+    ("\u200bann@x.com\u200b", "ann@x.com"),  # zero-width spaces
+    ("\ufeff\u2003ann@x.com\u200d\u3000", "ann@x.com"),  # byte order mark, em space, zero-width joiner, ideographic space
+    ("\u202aann@x.com\u202c", "ann@x.com"),  # direction embedding around
+    ("ａｎｎ@ｘ.ｃｏｍ", "ann@x.com"),  # full-width letters (NFKC)
+    ("ANN@X.COM", "ann@x.com"),
+    ("Anna.Müller@Test.com", "anna.müller@test.com"),  # precomposed ü
+    ("ANNA.MU\u0308LLER@TEST.COM", "anna.müller@test.com"),  # u and a combining diaeresis (NFKC composes them)
+    ("José.García@Correo.ES", "josé.garcía@correo.es"),
+    ("ΟΔΥΣΣΕΥΣ@ΠΑΡΑΔΕΙΓΜΑ.ΕΛ", "οδυσσευσ@παραδειγμα.ελ"),  # final sigma folded: "ς" and "σ" are one letter
+    ("\u212aim@x.com", "kim@x.com"),  # the Kelvin sign is a K
+    ("\ufb01on@x.com", "fion@x.com"),  # the "fi" ligature
+    ("STRAẞE@x.de", "straße@x.de"),  # lower case, not case folding: ß stays ß (and straße is not strasse)
+]
+
+
+@pytest.mark.parametrize(("delivered", "identity"), SPELLINGS)
+def test_identity_normalizes_trims_and_lower_cases(delivered, identity):
+    frame = customers({"email": delivered, "serialNumber": "s"})
+    assert collect(rules.with_identity(frame, "email"))["email"].to_list() == [identity]
+    assert rules.identity_of(delivered) == identity
+    # The identity is its own key: applied again it changes nothing.
+    assert collect(rules.with_identity(rules.with_identity(frame, "email"), "email"))["email"].to_list() == [identity]
+    assert rules.identity_of(identity) == identity
+
+
+def test_identity_in_python_is_the_frames_for_every_assigned_code_point():
+    # Between letters, with a final sigma, and inside a no-break and a zero-width space: normalization,
+    # lower case and trimming all look at what stands around a character. Python's unicodedata knows
+    # Unicode 14; characters assigned since may differ.
+    assigned = [chr(c) for c in range(0x80, 0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    delivered = [f"\u00a0A{c}ΑΣ@X\u200b" for c in assigned] + [f"{c}\u3000" for c in assigned]
+    frame = nw.from_native(pl.LazyFrame({"email": delivered}))
+    in_frame = collect(rules.with_identity(frame, "email"))["email"].to_list()
+    assert [(d, f) for d, f in zip(delivered, in_frame) if rules.identity_of(d) != f] == []
+
+
+def test_identity_keeps_null_and_leaves_inner_characters():
+    frame = customers({"email": "ann\u00a0@x.com", "serialNumber": "s"}, {"email": None, "serialNumber": "s"})
+    assert collect(rules.with_identity(frame, "email"))["email"].to_list() == ["ann @x.com", None]
 
 
 @pytest.mark.parametrize(
@@ -241,6 +284,11 @@ def test_identity_trims_and_lower_cases():
         "Ann@x.com",  # another letter case
         " ann@x.com ",  # spaces around
         "ANN@X.COM\t",  # both
+        "ann@x.com\u00a0",  # a no-break space
+        "\u200bann@x.com",  # a zero-width space
+        "\u2060ANN@X.COM\ufeff",  # word joiner, byte order mark and another letter case
+        "ａｎｎ@ｘ.ｃｏｍ",  # full-width
+        "ＡＮＮ@Ｘ.ＣＯＭ",  # full-width capitals
     ],
 )
 def test_a_withdrawal_spelled_differently_is_the_same_customer(newer_email):
@@ -252,6 +300,32 @@ def test_a_withdrawal_spelled_differently_is_the_same_customer(newer_email):
     assert collect(rules.current_customer_records(frame))["email"].to_list() == ["ann@x.com"]
 
 
+@pytest.mark.parametrize(
+    ("consenting_email", "withdrawn_email"),
+    [
+        ("Anna.Müller@Test.com", "\u00a0ANNA.MÜLLER@TEST.COM"),  # another case of a non-ASCII letter
+        ("Anna.Müller@Test.com", "anna.mu\u0308ller@test.com\u200b"),  # the ü decomposed
+        ("josé.garcía@correo.es", "JOSÉ.GARCÍA@CORREO.ES"),
+        ("ΟΔΥΣΣΕΥΣ@x.gr", "οδυσσευς@x.gr"),  # the final sigma as a capital and as a small letter
+    ],
+)
+def test_a_withdrawal_in_another_unicode_form_withdraws_the_person(consenting_email, withdrawn_email):
+    frame = customers(
+        {"email": consenting_email, "serialNumber": "s", "lastUpdateDate": T0, "shareWithResearchAsOfDate": T0},
+        {"email": withdrawn_email, "serialNumber": "s", "lastUpdateDate": T0 + 1},
+    )
+    assert emails(rules.customer_trusted(frame)) == []
+    # Readings in yet another spelling belong to nobody trusted.
+    assert collect(rules.accelerometer_trusted(readings((withdrawn_email, T0), (consenting_email, T0)), rules.customer_trusted(frame))).height == 0
+
+
+def test_an_unreadable_record_in_another_unicode_form_holds_the_person_back():
+    landing = customers({"email": "Anna.Müller@Test.com", "serialNumber": "s", "shareWithResearchAsOfDate": T0})
+    recovered = rules.recover_identity('{"email": "\\u00a0ANNA.MU\\u0308LLER@TEST.COM\\u200b", "lastUpdateDate": 1')
+    assert recovered == ("anna.müller@test.com", None)
+    assert emails(rules.customer_trusted(landing, quarantined(recovered))) == []
+
+
 def test_trusted_tables_store_the_normalized_email_and_match_readings_by_identity():
     trusted = rules.customer_trusted(
         customers({"email": " Ann@X.com", "serialNumber": "s", "shareWithResearchAsOfDate": T0})
@@ -260,7 +334,7 @@ def test_trusted_tables_store_the_normalized_email_and_match_readings_by_identit
     landing = readings(("ANN@X.COM", T0), ("ann@x.com ", T0 + 1), ("bob@x.com", T0))
     accelerometer = rules.accelerometer_trusted(landing, trusted)
     assert collect(accelerometer)["user"].to_list() == ["ann@x.com", "ann@x.com"]
-    assert emails(rules.customer_curated(trusted, readings(("Ann@x.com", T0)).with_columns(rules.identity("user")))) == [
+    assert emails(rules.customer_curated(trusted, rules.with_identity(readings(("Ann@x.com", T0)), "user"))) == [
         "ann@x.com"
     ]
     assert collect(rules.device_owners(trusted)).rows() == [("s", "ann@x.com")]
@@ -363,6 +437,45 @@ def test_device_shared_by_two_consenting_customers_stays():
     trusted = rules.customer_trusted(landing)
     result = collect(rules.step_trainer_trusted(steps(("shared", T0), ("shared", T0 + 1)), trusted, landing, trusted))
     assert result.height == 2  # each reading once, not once per owner
+
+
+@pytest.mark.parametrize(
+    ("on_the_record", "in_the_readings"),
+    [
+        ("shared", "SHARED"),  # upper case in the readings
+        ("SHARED", "shared"),  # upper case on the customer record
+        (" shared", "shared"),  # a leading space on the record
+        ("shared", "\u00a0Shared\u200b"),  # a no-break space, another case, a zero-width space
+        ("5D2A-FF", "5d2a-ff "),
+    ],
+)
+def test_a_serial_number_spelled_differently_is_the_same_device(on_the_record, in_the_readings):
+    landing = customers(
+        {"email": "ann@x.com", "serialNumber": "own", "shareWithResearchAsOfDate": T0},
+        {"email": "bob@x.com", "serialNumber": on_the_record.lower().strip(), "shareWithResearchAsOfDate": T0},
+        {"email": "cat@x.com", "serialNumber": on_the_record},  # no consent: the device is not attributable
+    )
+    trusted = rules.customer_trusted(landing)
+    step_readings = steps((in_the_readings, T0), ("OWN", T0 + 1))
+    result = collect(rules.step_trainer_trusted(step_readings, trusted, landing, trusted))
+    # The non-consenting owner's device is excluded however it is spelled; the stored serial number is the device.
+    assert result["serialNumber"].to_list() == ["own"]
+    assert collect(rules.non_consenting_devices(landing, trusted))["serialNumber"].to_list() == [
+        on_the_record.strip().lower()
+    ]
+
+
+@pytest.mark.parametrize("spelling", ["S-A", " s-a", "s-a\t", "\u00a0S-A\u200b"])
+def test_a_consenting_owner_s_device_spelled_differently_is_theirs(spelling):
+    landing = customers({"email": "ann@x.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0})
+    trusted = rules.customer_trusted(landing)
+    result = collect(rules.step_trainer_trusted(steps((spelling, T0)), trusted, landing, trusted))
+    assert result["serialNumber"].to_list() == ["s-a"]
+    pairs = rules.machine_learning_curated(
+        rules.step_trainer_trusted(steps((spelling, T0)), trusted, landing, trusted),
+        rules.accelerometer_trusted(readings(("ann@x.com", T0)), trusted), trusted, same_customer=True,
+    )
+    assert collect(pairs).height == 1
 
 
 def test_device_of_a_held_back_customer_is_excluded():

@@ -14,7 +14,9 @@ helpers of ``rules.py`` that built the table (``current_customer_records``,
 rule is not repeated by the check that guards it. What the rules and the
 invariants share is the contract both are written against, and nothing else:
 
-- who a person is: ``rules.identity`` (an email trimmed and lower-cased);
+- who a person is: ``rules.with_identity`` (an email in NFKC, trimmed of
+  Unicode spaces and invisible characters, lower-cased), and which device is
+  which: ``rules.device`` (a serial number trimmed and lower-cased);
 - what a quarantined customer record says: the frame of quarantined customer
   records (``schemas.QUARANTINED_CUSTOMERS``: the email identity and
   lastUpdateDate recovered from each, null if unreadable), read from the raw
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from stedi_assets.domain.rules import identity
+from stedi_assets.domain.rules import device, with_identity
 from stedi_assets.domain.schemas import RESEARCH_CONSENT, TABLES
 
 
@@ -61,13 +63,14 @@ def _keyed(frame: nw.LazyFrame, key: str, keys: nw.LazyFrame, keys_column: str, 
 
 def _latest_update(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
     """(email, latest lastUpdateDate) per email identity of the valid customer records."""
-    customers = customer_landing.select(identity("email"), "lastUpdateDate")
+    customers = with_identity(customer_landing.select("email", "lastUpdateDate"), "email")
     return customers.group_by("email").agg(nw.col("lastUpdateDate").max().alias(_LATEST))
 
 
 def latest_records(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
-    """Each identity's valid records with its latest lastUpdateDate (more than one on a tie), email as identity."""
-    records = customer_landing.with_columns(identity("email"))
+    """Each identity's valid records with its latest lastUpdateDate (more than one on a tie), email as identity,
+    serialNumber as device."""
+    records = with_identity(customer_landing, "email").with_columns(device("serialNumber"))
     # One row per email on the right: the join never multiplies records.
     joined = records.join(_latest_update(customer_landing), on="email", how="inner")
     return joined.filter(nw.col("lastUpdateDate") == nw.col(_LATEST)).drop(_LATEST)
@@ -87,7 +90,7 @@ def held_back(customer_landing: nw.LazyFrame, quarantined_customers: nw.LazyFram
     Not provably older: its lastUpdateDate is unreadable, or not before the
     latest valid record's, or the customer has no valid record.
     """
-    records = quarantined_customers.filter(~nw.col("email").is_null()).select(identity("email"), "lastUpdateDate")
+    records = with_identity(quarantined_customers.filter(~nw.col("email").is_null()), "email").select("email", "lastUpdateDate")
     dated = records.join(_latest_update(customer_landing), on="email", how="left")
     undecided = dated.filter(
         nw.col(_LATEST).is_null() | nw.col("lastUpdateDate").is_null() | (nw.col("lastUpdateDate") >= nw.col(_LATEST))
@@ -121,7 +124,7 @@ def devices_outside_consent(references: Mapping[str, nw.LazyFrame]) -> nw.LazyFr
     if "quarantined_customers" in references:
         outside.append(_keyed(latest, "email", held_back(landing, references["quarantined_customers"]), "email", present=True))
     if "customer_trusted" in references:
-        trusted = references["customer_trusted"].select(identity("email"))
+        trusted = with_identity(references["customer_trusted"].select("email"), "email")
         outside.append(_keyed(latest, "email", trusted, "email", present=False))
     return nw.concat([frame.select("serialNumber") for frame in outside])
 
@@ -132,7 +135,7 @@ def devices_outside_consent(references: Mapping[str, nw.LazyFrame]) -> nw.LazyFr
 def consenting_customers(customers: nw.LazyFrame, references: Mapping[str, nw.LazyFrame]) -> dict[str, Violation]:
     """Every customer has research consent, also on their identity's latest landing record, is that record,
     is not held back, and (when given) is in customer_trusted."""
-    customers = customers.with_columns(identity("email"))
+    customers = with_identity(customers, "email")
     found = {"rows_without_consent": Violation(customers.filter(nw.col(RESEARCH_CONSENT).is_null()), "email", True)}
     landing = references.get("customer_landing")
     if landing is not None:
@@ -153,7 +156,7 @@ def consenting_customers(customers: nw.LazyFrame, references: Mapping[str, nw.La
                 _keyed(customers, "email", not_consenting(references), "email", present=True), "email", True
             )
     if "customer_trusted" in references:
-        trusted = references["customer_trusted"].select(identity("email"))
+        trusted = with_identity(references["customer_trusted"].select("email"), "email")
         found["rows_not_in_customer_trusted"] = Violation(
             _keyed(customers, "email", trusted, "email", present=False), "email", True
         )
@@ -162,8 +165,8 @@ def consenting_customers(customers: nw.LazyFrame, references: Mapping[str, nw.La
 
 def consenting_readings(readings: nw.LazyFrame, references: Mapping[str, nw.LazyFrame]) -> dict[str, Violation]:
     """Every reading's user is in customer_trusted and, when the landing data is given, consents now."""
-    readings = readings.with_columns(identity("user"))
-    trusted = references["customer_trusted"].select(identity("email"))
+    readings = with_identity(readings, "user")
+    trusted = with_identity(references["customer_trusted"].select("email"), "email")
     found = {
         "readings_of_non_consenting_users": Violation(
             _keyed(readings, "user", trusted, "email", present=False), "user", True
@@ -177,9 +180,11 @@ def consenting_readings(readings: nw.LazyFrame, references: Mapping[str, nw.Lazy
 
 
 def _device_violations(frame: nw.LazyFrame, references: Mapping[str, nw.LazyFrame], uncurated: str, shared: str) -> dict:
+    frame = frame.with_columns(device("serialNumber"))
+    curated = references["customer_curated"].select(device("serialNumber"))
     found = {
         uncurated: Violation(
-            _keyed(frame, "serialNumber", references["customer_curated"], "serialNumber", present=False),
+            _keyed(frame, "serialNumber", curated, "serialNumber", present=False),
             "serialNumber", False,
         )
     }
@@ -245,14 +250,15 @@ def cross_customer_rows(rows: nw.LazyFrame, references: Mapping[str, nw.LazyFram
     have readings with those values in accelerometer_trusted; the others pair
     the device with someone else's reading.
     """
-    owners = references["customer_curated"].select("serialNumber", identity("email").alias("user")).unique()
+    curated = with_identity(references["customer_curated"], "email")
+    owners = curated.select(device("serialNumber"), nw.col("email").alias("user")).unique()
     by_owners = (
-        references["accelerometer_trusted"]
-        .select(*_ACCELEROMETER, identity("user"))
+        with_identity(references["accelerometer_trusted"].select(*_ACCELEROMETER, "user"), "user")
         .join(owners, on="user", how="inner")
         .group_by("serialNumber", *_ACCELEROMETER)
         .agg(nw.len().alias(_BY_OWNERS))
     )
+    rows = rows.with_columns(device("serialNumber"))
     copies = rows.group_by(*rows.collect_schema().names()).agg(nw.len().alias(_COPIES))
     crossed = copies.join(by_owners, on=["serialNumber", *_ACCELEROMETER], how="left").with_columns(
         nw.col(_BY_OWNERS).fill_null(0)
@@ -272,9 +278,10 @@ def rows_of_withdrawn(rows: nw.LazyFrame, column: str, kind: str, customer_landi
     """Rows of ``rows`` that belong to a customer whose latest record withdraws consent: by ``column``,
     their email (``kind`` ``people``) or a device named in any record of theirs (``devices``)."""
     gone = withdrawn(customer_landing)
+    keyed = rows.with_columns(nw.col(column).alias(_KEY))
     if kind == "people":
-        keyed = rows.with_columns(identity(column).alias(_KEY))
+        keyed = with_identity(keyed, _KEY)
         return keyed.join(gone.select(nw.col("email").alias(_KEY)), on=_KEY, how="semi").drop(_KEY)
-    records = customer_landing.with_columns(identity("email"))
-    devices = records.join(gone, on="email", how="semi").select("serialNumber")
-    return _keyed(rows, column, devices, "serialNumber", present=True)
+    records = with_identity(customer_landing, "email")
+    devices = records.join(gone, on="email", how="semi").select(device("serialNumber").alias(_KEY))
+    return keyed.with_columns(device(_KEY)).join(devices, on=_KEY, how="semi").drop(_KEY)

@@ -8,11 +8,13 @@ rows.
 
 The privacy rules, in one place:
 
-- Identity: a customer is their email trimmed of ASCII whitespace and
-  lower-cased (``identity``). Every match uses that form: the current record
-  per customer, the accelerometer's ``user``, the device owners, every check.
-  Landing tables keep emails as delivered; trusted and curated tables store
-  the normalized form.
+- Identity: a customer is their email in Unicode's compatibility form (NFKC),
+  trimmed of every Unicode space and invisible character at both ends, and
+  lower-cased (``with_identity``); a device is its serial number trimmed the
+  same way and lower-cased (``device``). Every match uses those forms: the
+  current record per customer, the accelerometer's ``user``, the device
+  owners, every check. Landing tables keep emails and serial numbers as
+  delivered; trusted and curated tables store the normalized forms.
 - Fail safe: a customer with a quarantined record that is not provably older
   than their current valid record is held back, treated as not consenting
   (``held_back_customers``).
@@ -28,16 +30,13 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import narwhals as nw
 
 from stedi_assets.domain.schemas import DELIVERED_FROM, EPOCH_MS_MAX, EPOCH_MS_MIN, RESEARCH_CONSENT, TABLES
-
-# Trimmed by the same explicit characters on every engine: Polars would strip
-# Unicode whitespace by default, Spark only these.
-_WHITESPACE = " \t\n\r\x0b\x0c"
 
 # Order in which the records of one email are ranked; the last one is current.
 # A tie on lastUpdateDate goes to the record *without* research consent: when
@@ -137,20 +136,113 @@ def records_not_in(new: nw.LazyFrame, existing: nw.LazyFrame, on: list[str]) -> 
     return marked.group_by(*names).agg(nw.col(_NEW).min()).filter(nw.col(_NEW) == 1).select(names)
 
 
-def identity(column: str) -> nw.Expr:
-    """The email in ``column`` as the key of a person: trimmed of whitespace and lower-cased."""
-    return nw.col(column).str.strip_chars(_WHITESPACE).str.to_lowercase().alias(column)
+# -- identity: who a person is, which device is which --------------------------------
+
+# Trimmed from both ends of an email or a serial number: Unicode's White_Space
+# and Default_Ignorable_Code_Point characters (no-break and other spaces,
+# zero-width spaces and joiners, direction marks, the byte order mark, the soft
+# hyphen, variation selectors, Hangul fillers, tags), as code point ranges.
+_INVISIBLE = (
+    (0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C),
+    (0x115F, 0x1160), (0x1680, 0x1680), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2000, 0x200F),
+    (0x2028, 0x202F), (0x205F, 0x206F), (0x3000, 0x3000), (0x3164, 0x3164), (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _at_both_ends(escape: str, start: str, end: str) -> str:
+    members = "".join(escape % first if first == last else f"{escape % first}-{escape % last}" for first, last in _INVISIBLE)
+    return rf"{start}[{members}]+|[{members}]+{end}"
+
+
+# The same pattern for both engines' regex dialects: Rust's (Polars) and
+# Java's (Spark) both read \x{...}, \A and \z; Python's ``re`` has its own escapes.
+_INVISIBLE_AT_ENDS = _at_both_ends(r"\x{%X}", r"\A", r"\z")
+_INVISIBLE_AT_ENDS_PYTHON = re.compile(_at_both_ends(r"\U%08X", r"\A", r"\Z"))
+_NON_ASCII = r"[^\x00-\x7F]"
+
+
+def _trimmed(text: nw.Expr) -> nw.Expr:
+    return text.str.replace_all(_INVISIBLE_AT_ENDS, "")
+
+
+def _case_folded(text: nw.Expr) -> nw.Expr:
+    # Lower case, with the final sigma folded to sigma as case folding does:
+    # lower-casing writes a word-final capital sigma as "ς", and the engines
+    # disagree on where a word ends.
+    return text.str.to_lowercase().str.replace_all("ς", "σ", literal=True)
+
+
+def _case_folded_text(text: str) -> str:
+    return text.lower().replace("ς", "σ")
+
+
+def _compatibility_normalized(frame: nw.LazyFrame, columns: Sequence[str]) -> nw.LazyFrame:
+    """``frame`` with the text of ``columns`` in Unicode normalization form NFKC.
+
+    narwhals has no Unicode normalization, so this one step is written for
+    each engine's frames: Polars' own ``str.normalize``; on Spark, which has no
+    such function, ICU4J's (the library Spark ships for its collations)
+    through the ``reflect`` SQL function, evaluated in the JVM. ASCII text is
+    already in NFKC, so only values with other characters are normalized.
+    Both follow Unicode's tables and give the same result for every code
+    point (tested in the engine tests).
+    """
+    if not columns:
+        return frame
+    native = frame.to_native()
+    implementation = frame.implementation
+    if implementation.is_polars():
+        import polars as pl
+
+        return nw.from_native(native.with_columns(
+            pl.when(pl.col(c).str.contains(_NON_ASCII)).then(pl.col(c).str.normalize("NFKC")).otherwise(pl.col(c)).alias(c)
+            for c in columns
+        ))
+    if implementation.is_pyspark() or implementation.is_pyspark_connect():
+        from pyspark.sql import functions as F
+
+        def nfkc(column: str) -> object:
+            # Normalizer.compose(text, true) is NFKC (compose(text, false) would be NFC).
+            composed = F.reflect(F.lit("com.ibm.icu.text.Normalizer"), F.lit("compose"), F.col(column), F.lit(True))
+            return F.when(F.col(column).rlike(_NON_ASCII), composed).otherwise(F.col(column))
+
+        return nw.from_native(native.withColumns({c: nfkc(c) for c in columns}))
+    raise NotImplementedError(f"no Unicode normalization for {implementation} frames")
+
+
+def with_identity(frame: nw.LazyFrame, *columns: str) -> nw.LazyFrame:
+    """``frame`` with the email in each of ``columns`` replaced by the key of its person.
+
+    The key: the email in NFKC (full-width letters, ligatures, the Kelvin
+    sign read as the letters they stand for), trimmed of every Unicode space
+    and invisible character at both ends (``_INVISIBLE``), and lower-cased in
+    Unicode. Lower case rather than full case folding, because Polars and
+    Spark offer no case folding: ``ß`` and ``ss`` stay two spellings, as
+    IDNA2008 keeps ``faß.de`` and ``fass.de`` two domains; only the final
+    sigma is folded. Python, Polars and Spark agree on every character Unicode
+    14 (Python 3.11's ``unicodedata``) assigns; the form is its own key:
+    applied again it changes nothing.
+    """
+    normalized = _compatibility_normalized(frame, columns)
+    return normalized.with_columns(_case_folded(_trimmed(nw.col(c))).alias(c) for c in columns)
 
 
 def identity_of(email: str) -> str:
-    """``identity`` in Python, for emails recovered outside a frame."""
-    return email.strip(_WHITESPACE).lower()
+    """``with_identity`` of one email in Python, for emails recovered outside a frame."""
+    return _case_folded_text(_INVISIBLE_AT_ENDS_PYTHON.sub("", unicodedata.normalize("NFKC", email)))
+
+
+def device(column: str) -> nw.Expr:
+    """The serial number in ``column`` as the key of a device: trimmed as emails are, and lower-cased."""
+    return _case_folded(_trimmed(nw.col(column))).alias(column)
 
 
 def current_customer_records(customers: nw.LazyFrame) -> nw.LazyFrame:
-    """One record per customer (email identity): the most recently updated one, email normalized."""
-    ranked = customers.with_columns(
-        identity("email"),
+    """One record per customer (email identity): the most recently updated one, email and serial number normalized."""
+    ranked = with_identity(customers, "email").with_columns(
+        device("serialNumber"),
         nw.col(RESEARCH_CONSENT).is_null().cast(nw.Int8).alias(_NO_CONSENT),
     )
     order_keys = []
@@ -254,7 +346,7 @@ def held_back_customers(customer_landing: nw.LazyFrame, quarantined_customers: n
     current = current_customer_records(customer_landing).select(
         "email", nw.col("lastUpdateDate").alias("__current_update")
     )
-    records = quarantined_customers.filter(~nw.col("email").is_null()).select(identity("email"), "lastUpdateDate")
+    records = with_identity(quarantined_customers.filter(~nw.col("email").is_null()), "email").select("email", "lastUpdateDate")
     # current has one row per email, so the left join keeps one row per quarantined record.
     undecided = records.join(current, on="email", how="left").filter(
         nw.col("__current_update").is_null()
@@ -320,7 +412,7 @@ def _from_consent_date(
 
 
 def non_consenting_devices(customer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame) -> nw.LazyFrame:
-    """serialNumbers on the current record of a customer not in customer_trusted, each once.
+    """serialNumbers (as devices) on the current record of a customer not in customer_trusted, each once.
 
     Such a customer did not consent (or is held back); readings of the device
     cannot be attributed to a consenting owner, even if one shares it.
@@ -341,7 +433,7 @@ def accelerometer_trusted(
     With ``from_consent_date`` only readings whose ``timestamp`` is at or after
     the user's ``shareWithResearchAsOfDate``.
     """
-    readings = accelerometer_landing.with_columns(identity("user"))
+    readings = with_identity(accelerometer_landing, "user")
     if from_consent_date:
         readings = _from_consent_date(readings, "timestamp", "user", customer_trusted, "email")
     else:
@@ -373,9 +465,11 @@ def step_trainer_trusted(
     A device on the current record of a customer outside customer_trusted is
     excluded whoever else owns it. With ``from_consent_date`` only readings
     whose ``sensorReadingTime`` is at or after the consent date of the device's
-    curated owner (the latest, if several).
+    curated owner (the latest, if several). serialNumber is matched and stored as a device (``device``).
     """
-    readings = rows_with_key_in(step_trainer_landing, "serialNumber", customer_curated, "serialNumber")
+    readings = step_trainer_landing.with_columns(device("serialNumber"))
+    customer_curated = customer_curated.with_columns(device("serialNumber"))
+    readings = rows_with_key_in(readings, "serialNumber", customer_curated, "serialNumber")
     readings = rows_with_key_not_in(
         readings, "serialNumber", non_consenting_devices(customer_landing, customer_trusted), "serialNumber"
     )
@@ -385,8 +479,11 @@ def step_trainer_trusted(
 
 
 def device_owners(customer_curated: nw.LazyFrame) -> nw.LazyFrame:
-    """Distinct (serialNumber, user) pairs: which customer (email identity) owns which device."""
-    return distinct(customer_curated.select("serialNumber", identity("email").alias("user")))
+    """Distinct (serialNumber, user) pairs: which customer (email identity) owns which device (``device``)."""
+    owners = with_identity(customer_curated, "email").select(device("serialNumber"), nw.col("email").alias("user"))
+    return distinct(owners)
+
+
 def simultaneous_readings(
     step_trainer_trusted: nw.LazyFrame, accelerometer_trusted: nw.LazyFrame
 ) -> nw.LazyFrame:

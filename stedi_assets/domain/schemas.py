@@ -159,14 +159,15 @@ TABLES: dict[str, TableSchema] = {
             "customer_trusted", "trusted", "one row per customer (email identity) who consented to research",
             CUSTOMER_COLUMNS,
             "Each customer's current record (latest lastUpdateDate) where shareWithResearchAsOfDate is set, unless "
-            "a quarantined record of theirs may be newer; email trimmed and lower-cased.",
+            "a quarantined record of theirs may be newer; email as its identity (NFKC, trimmed, lower-cased), "
+            "serialNumber as its device (trimmed, lower-cased).",
             key=("email",),
         ),
         TableSchema(
             "accelerometer_trusted", "trusted", "one row per accelerometer reading of a consenting customer",
             ACCELEROMETER_COLUMNS,
             "Accelerometer readings whose user is a customer in customer_trusted (within the consent scope); "
-            "user trimmed and lower-cased.",
+            "user as its identity (NFKC, trimmed, lower-cased).",
         ),
         TableSchema(
             "customer_curated", "curated", "one row per consenting customer with accelerometer readings",
@@ -178,7 +179,7 @@ TABLES: dict[str, TableSchema] = {
             "step_trainer_trusted", "trusted", "one row per step-trainer reading of a curated customer's device",
             STEP_TRAINER_COLUMNS,
             "Step-trainer readings whose serialNumber belongs to a customer in customer_curated and to no customer "
-            "outside customer_trusted (within the consent scope).",
+            "outside customer_trusted (within the consent scope); serialNumber trimmed and lower-cased.",
         ),
         TableSchema(
             "machine_learning_curated", "curated",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import narwhals as nw
 
-from stedi_assets.domain.rules import identity
+from stedi_assets.domain.rules import device, with_identity
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
 from stedi_assets.lakehouse.catalog import catalog_errors
 from stedi_assets.lakehouse.maintenance import plain_uri, referenced_files
@@ -62,7 +62,9 @@ class Withdrawn:
 
 def withdrawn_customers(customer_landing: nw.LazyFrame) -> Withdrawn:
     """Who has withdrawn, by the landing records: a latest record without research consent."""
-    records = customer_landing.select(identity("email"), "lastUpdateDate", RESEARCH_CONSENT, "serialNumber")
+    records = with_identity(customer_landing, "email").select(
+        "email", "lastUpdateDate", RESEARCH_CONSENT, device("serialNumber")
+    )
     rows = records.collect().rows()
     latest: dict[str, int] = {}
     for email, updated, _, _ in rows:
@@ -97,9 +99,9 @@ def superseded_snapshots(iceberg_table, retention_hours: float, now_ms: int) -> 
     ]
 
 
-def holds_any(frame: nw.LazyFrame, match: nw.Expr) -> bool:
-    """Whether a row of ``frame`` is matched (see :func:`match_withdrawn`)."""
-    return int(frame.filter(match).select(nw.len()).collect().item()) > 0
+def holds_any(frame: nw.LazyFrame, table: str, withdrawn: Withdrawn) -> bool:
+    """Whether a row of ``frame`` (rows of ``table``) belongs to a withdrawn customer."""
+    return int(_withdrawn_or_not(frame, table, withdrawn, True).select(nw.len()).collect().item()) > 0
 
 
 def snapshot_files(iceberg_table, snapshot_ids: Iterable[int]) -> set[str]:
@@ -117,15 +119,14 @@ def snapshot_files(iceberg_table, snapshot_ids: Iterable[int]) -> set[str]:
 
 def forget_withdrawn(lakehouse: Lakehouse, table: str, withdrawn: Withdrawn, now: float | None = None) -> Forgotten:
     """Expire ``table``'s earlier snapshots that hold a withdrawn person, past the retention; delete their files."""
-    match = match_withdrawn(table, withdrawn)
-    if match is None:
+    if not withdrawn.values_for(table)[1]:
         return Forgotten(table)
     now_ms = int((time.time() if now is None else now) * 1000)
     iceberg_table = lakehouse.load_table(table)
     holding = [
         snapshot_id
         for snapshot_id in superseded_snapshots(iceberg_table, lakehouse.withdrawal_retention_hours, now_ms)
-        if holds_any(lakehouse.read_table([table], snapshot_id, iceberg_table, in_process=True), match)
+        if holds_any(lakehouse.read_table([table], snapshot_id, iceberg_table, in_process=True), table, withdrawn)
     ]
     if not holding:
         return Forgotten(table)
@@ -167,13 +168,17 @@ REMOVALS_ONLY = "stedi.removals_only"
 """Snapshot property: ``true`` on a snapshot that only removed withdrawn customers from the one before."""
 
 
-def match_withdrawn(table: str, withdrawn: Withdrawn) -> nw.Expr | None:
-    """True on the rows of ``table`` that belong to a withdrawn customer (None when no one has withdrawn)."""
+_KEY = "__key"
+
+
+def _withdrawn_or_not(frame: nw.LazyFrame, table: str, withdrawn: Withdrawn, belong: bool) -> nw.LazyFrame:
+    """The rows of ``frame`` (rows of ``table``) that belong (or do not) to a withdrawn customer: by the person's
+    identity (``rules.with_identity``) or the device's (``rules.device``)."""
     column, values = withdrawn.values_for(table)
-    if not values:
-        return None
-    key = identity(column) if HISTORY_KEYS[table][1] == PEOPLE else nw.col(column)
-    return key.is_in(sorted(values))
+    keyed = frame.with_columns(nw.col(column).alias(_KEY))
+    keyed = with_identity(keyed, _KEY) if HISTORY_KEYS[table][1] == PEOPLE else keyed.with_columns(device(_KEY))
+    held = nw.col(_KEY).is_in(sorted(values))
+    return keyed.filter(held if belong else ~held).drop(_KEY)
 
 
 def publish_removals(
@@ -189,24 +194,24 @@ def publish_removals(
 
     removed: dict[str, int] = {}
     for table in tables:
-        match = match_withdrawn(table, withdrawn)
         try:
             iceberg_table = lakehouse.load_table(table)
         except TableNotPublishedError:
             continue
         snapshot = iceberg_table.metadata.current_snapshot()
-        if match is None or snapshot is None:
+        if not withdrawn.values_for(table)[1] or snapshot is None:
             continue
         frame = lakehouse.get_engine().hold(lakehouse.read_table([table], iceberg_table=iceberg_table))
         try:
-            rows = int(frame.filter(match).select(nw.len()).collect().item())
+            rows = int(_withdrawn_or_not(frame, table, withdrawn, True).select(nw.len()).collect().item())
             if not rows:
                 continue
             recorded = snapshot.summary.additional_properties if snapshot.summary else {}
             # Still computed from the same inputs, less the removed rows: the next ordinary run recomputes it.
             upstream = {k: v for k, v in recorded.items() if k.startswith(UPSTREAM)}
             lakehouse.write_table(
-                [table], frame.filter(~match), {**upstream, **properties, REMOVALS_ONLY: "true"}, run_id
+                [table], _withdrawn_or_not(frame, table, withdrawn, False),
+                {**upstream, **properties, REMOVALS_ONLY: "true"}, run_id,
             )
             removed[table] = rows
         finally:

@@ -118,7 +118,8 @@ def _upper_bound(ci: CheckInput) -> tuple[int | None, str]:
     if ci.table.endswith("_landing"):
         return ci.records_read, "records read from the landing files"
     if ci.table == "customer_trusted":
-        emails = inputs["customer_landing"].select(rules.identity("email").n_unique()).collect().item()
+        identities = rules.with_identity(inputs["customer_landing"].select("email"), "email")
+        emails = identities.select(nw.col("email").n_unique()).collect().item()
         return int(emails), "distinct email identities in customer_landing"
     if ci.table == "accelerometer_trusted":
         return row_count(inputs["accelerometer_landing"]), "rows of accelerometer_landing"
@@ -217,7 +218,7 @@ check_traceable = _invariant_check(invariants.traceable)
 
 
 def check_unique_customers(ci: CheckInput) -> Outcome:
-    duplicated = ci.frame.with_columns(rules.identity("email")).group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
+    duplicated = rules.with_identity(ci.frame, "email").group_by("email").agg(nw.len().alias("copies")).filter(nw.col("copies") > 1)
     emails = row_count(duplicated)
     metadata: dict[str, object] = {"customers_more_than_once": emails}
     if emails:
@@ -258,13 +259,13 @@ def check_quarantined_records_attributed(ci: CheckInput) -> Outcome:
 
 def _before_consent(ci: CheckInput) -> nw.LazyFrame:
     if ci.table == "accelerometer_trusted":
-        readings = ci.frame.with_columns(rules.identity("user"))
-        trusted = ci.inputs["customer_trusted"].with_columns(rules.identity("email"))
+        readings = rules.with_identity(ci.frame, "user")
+        trusted = rules.with_identity(ci.inputs["customer_trusted"], "email")
         return invariants.readings_before_consent(readings, "timestamp", "user", trusted, "email")
     # Step readings (also those of the ML table) go to a device's curated owners; the latest consent counts.
-    return invariants.readings_before_consent(
-        ci.frame, "sensorReadingTime", "serialNumber", ci.inputs["customer_curated"], "serialNumber"
-    )
+    readings = ci.frame.with_columns(rules.device("serialNumber"))
+    owners = ci.inputs["customer_curated"].with_columns(rules.device("serialNumber"))
+    return invariants.readings_before_consent(readings, "sensorReadingTime", "serialNumber", owners, "serialNumber")
 
 
 def check_consent_scope(ci: CheckInput) -> Outcome:
@@ -352,7 +353,7 @@ CONSENT_SCOPE = Check(
 )
 
 # The tables whose history is judged, and the column that says whose a row is: the contract the history
-# purge (lakehouse.history) is written against, as rules.identity is the rules' and the invariants'.
+# purge (lakehouse.history) is written against, as rules.with_identity is the rules' and the invariants'.
 HISTORY_TABLES = tuple(HISTORY_KEYS)
 
 CHECKS: dict[str, tuple[Check, ...]] = {

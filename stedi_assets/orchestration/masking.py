@@ -23,22 +23,60 @@ from dagster import (
     UrlMetadataValue,
 )
 
-# An address as it appears in running text. The masked form (``an***@...``)
-# does not match again, so masking twice changes nothing.
-EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# An address as it appears in running text, in any of the forms SMTP allows
+# (RFC 5321/5322, with RFC 6531's Unicode): a local part, then "@" and a
+# domain, a host name in any script, with or without dots (localhost), or an
+# address literal in brackets ([192.168.0.1], [IPv6:::1]).
+#
+# The local part is a quoted string ("john doe"), or a run of the characters
+# an unquoted one may hold: any but ASCII whitespace and controls and the
+# characters RFC 5322 keeps out of it; dots anywhere, so that a misplaced one
+# ("ann.@x.com") shields nothing. Unicode spaces and invisible characters count
+# as part of it, so that one written next to an address never shields it. "/"
+# and "=" separate the parts of paths, URIs and key=value text: they end the
+# local part only when something follows (an address with one inside its local
+# part is masked after the last one, "a/b@x.com" shows as "a/b***@x.com").
+#
+# The domain is only looked at (a lookahead), not consumed: an address written
+# right after another's domain is found too. It starts with a character a
+# local part may hold, or with the "[" of an address literal; not with "*",
+# which starts what is left of a masked local part, so that masking twice
+# changes nothing.
+_LOCAL_CHARACTER = r"[^\x00-\x20\x7f\"(),/:;<=>@\[\\\]]"
+_SEPARATOR = r"[/=]"
+_QUOTED = r'"(?:[^"\\\r\n]|\\.)*"'
+_DOMAIN_START = r"[^\x00-\x20\x7f\"(),./:;<=>@\\\]*]"
+EMAIL = re.compile(
+    rf"(?P<local>{_QUOTED}|{_LOCAL_CHARACTER}+{_SEPARATOR}*|{_SEPARATOR}+)@(?={_DOMAIN_START})"
+)
+
+
+def _masked_local(local: str) -> str:
+    # Stars ending the kept characters are not kept: a masked local part
+    # (``an***``, ``a***``) masks to itself, so masking twice changes nothing.
+    # A quoted one keeps its closing quote, so that the quotes in the text
+    # still pair up as they did.
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        return f'"{local[1:2].rstrip("*")}***"'
+    return f"{local[:2].rstrip('*')}***"
 
 
 def mask_email(value: str | None) -> str:
-    """``Ann.Example@example.com`` -> ``An***@example.com``: enough to find the record, not to read it."""
+    """``Ann.Example@example.com`` -> ``An***@example.com``: enough to find the record, not to read it.
+
+    At most the first two characters of the local part are kept (of a quoted
+    one, its opening quote and first character: ``"j***"@example.com``), and
+    the domain after the last "@".
+    """
     if value is None:
         return "<null>"
-    local, _, domain = value.partition("@")
-    return f"{local[:2]}***@{domain}" if domain else f"{value[:2]}***"
+    local, at, domain = value.rpartition("@")
+    return f"{_masked_local(local)}@{domain}" if at else _masked_local(value)
 
 
 def mask_emails(text: str) -> str:
-    """``text`` with every email address in it masked."""
-    return EMAIL.sub(lambda match: mask_email(match.group(0)), text)
+    """``text`` with the local part of every email address in it masked as ``mask_email`` does."""
+    return EMAIL.sub(lambda match: f"{_masked_local(match['local'])}@", text)
 
 
 def _masked_value(value: Any) -> Any:

@@ -1,7 +1,9 @@
 """The privacy rules and their checks on the Spark engine, against the Polars engine.
 
 Covers, on Spark frames and through a whole run on a small landing zone:
-emails matched as identities (trimmed, lower-cased), customers held back for
+emails matched as identities (NFKC, trimmed of Unicode spaces and invisible
+characters, lower-cased: the same key as on Polars for every code point),
+serial numbers matched as devices, customers held back for
 an unreadable customer record (recovered from the quarantine's raw text into
 a Spark frame), devices shared with a non-consenting customer, and
 consent_scope=from_consent_date; each new check failing on Spark-backed data.
@@ -111,6 +113,51 @@ def test_shared_devices_and_consent_scope_alike(spark):
     assert steps["sensorReadingTime"].to_list() == [T0 + i for i in range(5, 10)]
 
 
+def test_unicode_spellings_are_one_identity_and_one_device_alike(spark):
+    landing_rows = [
+        customer("anna.müller@test.com", 0, T0, serialNumber="dev-a"),
+        customer("\u00a0ANNA.MU\u0308LLER@TEST.COM\u200b", 5, None, serialNumber="dev-a"),  # withdrawn, decomposed ü
+        customer("josé@correo.es", 0, T0, serialNumber="dev-j"),
+        customer("ＪＯＳＥ\u0301@ＣＯＲＲＥＯ.ＥＳ", 0, T0, serialNumber="dev-j"),  # full-width, the same record
+        customer("οδυσσευς@x.gr", 0, T0, serialNumber="DEV-O"),
+        customer("kim@x.com", 0, T0, serialNumber="shared"),
+        customer("\ufeffLEE@x.com", 0, None, serialNumber=" SHARED\u00a0"),  # no consent: the device is not attributable
+    ]
+    results = [rules.customer_trusted(landing) for landing in both(spark, "customer_landing", landing_rows)]
+    trusted = same(*results)
+    assert sorted(trusted.select("email", "serialNumber").rows()) == [
+        ("josé@correo.es", "dev-j"), ("kim@x.com", "shared"), ("οδυσσευσ@x.gr", "dev-o")
+    ]
+
+    reading_rows = [{"user": u, "timestamp": T0} for u in ("JOSÉ@correo.es\u2060", "ΟΔΥΣΣΕΥΣ@X.GR", "kim@x.com")]
+    accelerometer = [rules.accelerometer_trusted(r, t) for r, t in zip(both(spark, "accelerometer_landing", reading_rows), results)]
+    curated = [rules.customer_curated(t, a) for t, a in zip(results, accelerometer)]
+    step_rows = [{"sensorReadingTime": T0, "serialNumber": s} for s in ("DEV-J", "\u200bdev-o ", "shared", "Shared")]
+    steps = same(*(
+        rules.step_trainer_trusted(s, c, landing, t)
+        for s, c, landing, t in zip(both(spark, "step_trainer_landing", step_rows), curated, both(spark, "customer_landing", landing_rows), results)
+    ))
+    assert steps["serialNumber"].to_list() == ["dev-j", "dev-o"]
+
+
+def test_identity_is_the_same_on_both_engines_for_every_code_point(spark, tmp_path):
+    # Each code point between letters, and alone: normalization and lower case
+    # depend on what stands around a character (composition, the final sigma).
+    code_points = [chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF]
+    emails = pl.DataFrame(
+        {"email": [f"A{c}Σ@X" for c in code_points] + code_points + [f"\u00a0{c}\u200b" for c in code_points]}
+    ).with_row_index("n")
+    path = str(tmp_path / "emails.parquet")
+    emails.write_parquet(path)
+
+    on_polars = as_polars(rules.with_identity(nw.from_native(pl.scan_parquet(path)), "email"))
+    on_spark = as_polars(rules.with_identity(nw.from_native(spark.read.parquet(path)), "email"))
+
+    compared = emails.join(on_polars, on="n", suffix="_polars").join(on_spark, on="n", suffix="_spark")
+    differing = compared.filter(pl.col("email_polars") != pl.col("email_spark"))
+    assert compared.height == emails.height and differing.height == 0, differing.head(10)
+
+
 # -- checks on violating Spark frames -----------------------------------------------------
 
 
@@ -151,14 +198,15 @@ def test_new_checks_fail_on_spark_frames(spark):
 
 
 def write_privacy_landing(root: Path) -> Path:
-    """Ann withdraws in a record that fails validation, Bob under another spelling; Cat consents late
-    and is read as CAT@X.COM; Gus shares a device with Fay, who does not consent."""
+    """Ann withdraws in a record that fails validation, Bob under another spelling (full-width, with a
+    no-break and a zero-width space); Cat consents late and is read as CAT@X.COM; Gus shares a device with
+    Fay, who does not consent and writes it in upper case with a leading space."""
     ann, bob = customer("ann@x.com", 0, T0), customer("bob@x.com", 0, T0)
     write_lines(root / "customer" / "customer-1.json", [
         ann, {**ann, "lastUpdateDate": T0 + 10, "shareWithResearchAsOfDate": ""},
-        bob, customer(" BOB@x.com", 10, None, serialNumber=bob["serialNumber"]),
+        bob, customer("\u00a0ＢＯＢ@x.com\u200b", 10, None, serialNumber=bob["serialNumber"]),
         customer("cat@x.com", 0, T0 + 5),
-        customer("gus@x.com", 0, T0, serialNumber="shared"), customer("fay@x.com", 0, None, serialNumber="shared"),
+        customer("gus@x.com", 0, T0, serialNumber="shared"), customer("fay@x.com", 0, None, serialNumber=" SHARED"),
     ])
     users = {"ann@x.com": "ann@x.com", "bob@x.com": "bob@x.com", "cat@x.com": "CAT@X.COM", "gus@x.com": "gus@x.com"}
     write_lines(root / "accelerometer" / "accelerometer-1.json", [

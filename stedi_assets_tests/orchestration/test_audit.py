@@ -60,7 +60,7 @@ def test_nothing_published_yet_passes(tmp_path):
 
 def without_consent(frames: dict[str, nw.LazyFrame]) -> nw.LazyFrame:
     """Landing records without consent of customers who are not in customer_trusted at all."""
-    landing = frames["customer_landing"].filter(nw.col(RESEARCH_CONSENT).is_null()).with_columns(rules.identity("email"))
+    landing = rules.with_identity(frames["customer_landing"].filter(nw.col(RESEARCH_CONSENT).is_null()), "email")
     return rules.rows_with_key_not_in(landing, "email", frames["customer_trusted"], "email")
 
 
@@ -209,7 +209,7 @@ def test_every_audit_check_can_run_on_its_own(check):
 
 def _oldest_records(customers: nw.LazyFrame) -> nw.LazyFrame:
     """current_customer_records gone wrong: each customer's oldest record."""
-    ranked = customers.with_columns(rules.identity("email"))
+    ranked = rules.with_identity(customers, "email")
     return ranked.unique(subset=["email"], keep="first", order_by=["lastUpdateDate"]).select(
         TABLES["customer_landing"].column_names
     )
