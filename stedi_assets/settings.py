@@ -6,7 +6,7 @@ variable, its parser, the command-line option and the resource field it
 sets. The choices (engine, ML join, consent scope, profile, alert severity)
 are the enums below, which the engines, the profiles and the alerts use too.
 The resources' fields, their ``EnvVar`` wiring (``defs.resources``), the
-command's options and the README's settings table follow from it.
+command's options and the settings table of docs/settings.md follow from it.
 
 :func:`read_settings` reads the environment once (and takes the command's
 options as overrides) and returns a :class:`Settings`, or raises

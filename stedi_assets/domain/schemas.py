@@ -1,7 +1,7 @@
 """The schema of every feed and table, declared once.
 
-Parsing, the column-schema metadata, the schema checks, the README's table of
-columns and the catalog DDL are all derived from these declarations.
+Parsing, the column-schema metadata, the schema checks, the table of
+columns in docs/privacy.md and the catalog DDL are all derived from these declarations.
 Column names keep the feeds' spelling so that queries written for the
 reference system (Athena over the same data) run unchanged.
 """

@@ -59,7 +59,7 @@ _S3_CODE_MESSAGES = {
     "SignatureDoesNotMatch": f"the AWS secret access key does not match the access key id ({_CREDENTIALS_HINT})",
     "ExpiredToken": "the AWS session token has expired (refresh AWS_SESSION_TOKEN or the profile's login)",
     "InvalidToken": "the AWS session token is not valid (check AWS_SESSION_TOKEN)",
-    "AccessDenied": "access denied (the credentials lack a permission the pipeline needs; see the README's bucket policy)",
+    "AccessDenied": "access denied (the credentials lack a permission the pipeline needs; see the bucket policy in docs/s3.md)",
     "AllAccessDisabled": "access to this bucket has been disabled",
     "NoSuchKey": "no such object",
     "PermanentRedirect": "the bucket is in another region (set AWS_REGION to the bucket's region)",
