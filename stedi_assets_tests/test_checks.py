@@ -196,6 +196,17 @@ def test_unreadable_records_held_back_warns_with_masked_samples():
     assert "ye***@example.com" in metadata["sample_emails"] and "yes@example.com" not in metadata["sample_emails"]
 
 
+def test_unreadable_records_held_back_says_when_a_device_cannot_be_read():
+    check = next(c for c in CHECKS["customer_trusted"] if c.name == "unreadable_records_held_back")
+    # A customer whose only record is quarantined, and names no device: the device they may share is unknown.
+    inputs = {"customer_landing": LANDING, "quarantined_customers": quarantined(("new@example.com", T0))}
+    metadata = {k: v.value for k, v in check.run(CheckInput("customer_trusted", CONSENTING, inputs)).metadata.items()}
+    assert metadata["held_back_whose_device_cannot_be_read"] == 1 and "cannot be excluded" in metadata["problem"]
+    inputs["quarantined_customers"] = quarantined(("new@example.com", T0, "s-y"))
+    metadata = {k: v.value for k, v in check.run(CheckInput("customer_trusted", CONSENTING, inputs)).metadata.items()}
+    assert metadata["held_back_whose_device_cannot_be_read"] == 0 and "problem" not in metadata
+
+
 def test_quarantined_records_attributed_fails_on_a_record_without_email():
     inputs = {"customer_landing": LANDING, "quarantined_customers": quarantined(("yes@example.com", None))}
     assert run_check("customer_trusted", "quarantined_records_attributed", CONSENTING, inputs=inputs)[0]
@@ -378,6 +389,18 @@ def _step_trainer_trusted_case():
     return table, inputs, {}
 
 
+def _held_back_device_case():
+    held = quarantined(("new@example.com", T0, "S-Y "))
+    inputs = {
+        "customer_curated": CONSENTING, "customer_landing": CONSENTING, "customer_trusted": CONSENTING,
+        "quarantined_customers": held,
+    }
+    table = rules.step_trainer_trusted(
+        steps(("s-y", T0), ("s-other", T0)), CONSENTING, CONSENTING, CONSENTING, quarantined_customers=held
+    )
+    return table, inputs, {}
+
+
 def _same_customer_case():
     curated = customers(
         {"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0},
@@ -428,6 +451,12 @@ BROKEN_RULES = {
         "step_trainer_trusted", "curated_devices_only", _step_trainer_trusted_case,
         "readings_of_devices_of_non_consenting_customers",
     ),
+    # held_back_devices returns nothing: a device named by a held-back customer's record stays.
+    "no_held_back_devices": (
+        "held_back_devices", lambda original: lambda landing, quarantine: original(landing, quarantine).head(0),
+        "step_trainer_trusted", "curated_devices_only", _held_back_device_case,
+        "readings_of_devices_of_non_consenting_customers",
+    ),
     # device_owners makes everyone own every device: ml_join=same_customer keeps cross-customer pairs.
     "everyone_owns_every_device": (
         "device_owners",
@@ -467,3 +496,25 @@ def test_a_current_record_rule_gone_wrong_blocks_customer_trusted_in_a_run(make_
     assert not result.success
     assert check_outcomes(result)[("customer_trusted", "consenting_customers_only")] is False
     assert "customer_trusted" not in published_rows(result)
+
+
+def test_a_held_back_co_owner_keeps_the_shared_device_out_of_every_table_in_a_run(make_lakehouse, tmp_path):
+    """A customer whose only record is quarantined (cut short) names the device of a consenting customer:
+    its readings leave step_trainer_trusted and machine_learning_curated; the run still publishes."""
+    import json
+
+    landing = tmp_path / "landing"
+    write_landing(landing, simulate_landing())
+    lakehouse = make_lakehouse(landing)
+    assert materialize_all(lakehouse).success
+    serial = lakehouse.read_table(["machine_learning_curated"]).select("serialNumber").head(1).collect().item()
+    before = lakehouse.read_table(["step_trainer_trusted"]).filter(nw.col("serialNumber") == serial).collect().shape[0]
+    cut_short = json.dumps({"customerName": "Co Owner", "email": "co.owner@example.com", "serialNumber": serial.upper()})
+    (landing / "customer" / "customer-co-owner.json").write_text(cut_short[:-1] + ', "lastUpdateDate": \n')
+    result = materialize_all(lakehouse)
+
+    assert result.success and before > 0
+    for table in ("step_trainer_trusted", "machine_learning_curated"):
+        rows = lakehouse.read_table([table]).filter(nw.col("serialNumber") == serial).collect().shape[0]
+        assert rows == 0, table
+    assert check_outcomes(result)[("step_trainer_trusted", "curated_devices_only")] is True

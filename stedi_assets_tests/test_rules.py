@@ -376,10 +376,11 @@ def test_recover_identity(raw_text, identity):
     assert rules.recover_identity(raw_text) == identity
 
 
-def quarantined(*records: tuple[str | None, int | None]) -> nw.LazyFrame:
+def quarantined(*records: tuple) -> nw.LazyFrame:
+    """Quarantined customer records as (email, lastUpdateDate) or (email, lastUpdateDate, serialNumber)."""
     from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS
 
-    rows = [("customer-2.json", line, email, updated) for line, (email, updated) in enumerate(records, 1)]
+    rows = [("customer-2.json", line, *(record + (None,))[:3]) for line, record in enumerate(records, 1)]
     return nw.from_native(pl.LazyFrame(rows, schema=QUARANTINED_CUSTOMERS.polars_schema, orient="row"))
 
 
@@ -530,3 +531,40 @@ def test_expected_rows_by_consent_scope():
     assert expected_rows("stedi-reference", "machine_learning_curated", False, "from_consent_date") == 34_253
     # a profile without counts for the mode checks the bounds only
     assert expected_rows("simulated", "customer_curated", False, "from_consent_date") is None
+
+
+def test_the_serial_number_of_a_quarantined_customer_record_is_recovered():
+    cut_short = '{"customerName": "B", "email": "b@example.com", "serialNumber": "S-1", "lastUpdateDate": '
+    assert rules.quarantined_customer_rows([("c.json", 1, cut_short)]) == [("c.json", 1, "b@example.com", None, "S-1")]
+    unparsable = '{"email": "b@example.com", "SerialNumber": "S-2", "lastUpdateDate": "x"}'
+    assert rules.quarantined_customer_rows([("c.json", 2, unparsable)])[0][-1] == "S-2"
+    assert rules.quarantined_customer_rows([("c.json", 3, '{"email": "b@example.com"')])[0][-1] is None
+
+
+@pytest.mark.parametrize(
+    ("held", "kept"),
+    [
+        # A customer whose only record is quarantined names the device a consenting customer owns: out.
+        pytest.param([("b@example.com", T0, " S-A")], 0, id="held back, no valid record"),
+        # A record no one can be named for, naming the device: out.
+        pytest.param([(None, None, "s-a")], 0, id="unattributable"),
+        # The consenting owner's own quarantined record, provably older than their valid one: superseded.
+        pytest.param([("a@example.com", T0 - 1, "s-a")], 1, id="superseded"),
+        # A held-back customer whose record names another device: this one stays.
+        pytest.param([("b@example.com", T0, "s-b")], 1, id="another device"),
+    ],
+)
+def test_a_device_a_held_back_customer_names_is_excluded_whoever_shares_it(held, kept):
+    landing = customers({"email": "a@example.com", "serialNumber": "s-a", "shareWithResearchAsOfDate": T0})
+    result = rules.step_trainer_trusted(steps(("s-a", T0)), landing, landing, landing, quarantined_customers=quarantined(*held))
+    assert collect(result).height == kept
+    # The invariant the check judges finds the device independently when the rule keeps it.
+    from stedi_assets.domain import invariants
+
+    kept_anyway = rules.step_trainer_trusted(steps(("s-a", T0)), landing, landing, landing)
+    references = {
+        "customer_curated": landing, "customer_landing": landing, "customer_trusted": landing,
+        "quarantined_customers": quarantined(*held),
+    }
+    shared = invariants.curated_devices(kept_anyway, references)["readings_of_devices_of_non_consenting_customers"]
+    assert collect(shared.rows).height == 1 - kept

@@ -122,11 +122,17 @@ def devices_outside_consent(references: Mapping[str, nw.LazyFrame]) -> nw.LazyFr
     latest = latest_records(landing)
     outside = [latest.filter(nw.col(RESEARCH_CONSENT).is_null())]
     if "quarantined_customers" in references:
-        outside.append(_keyed(latest, "email", held_back(landing, references["quarantined_customers"]), "email", present=True))
+        quarantined = references["quarantined_customers"]
+        held = held_back(landing, quarantined)
+        outside.append(_keyed(latest, "email", held, "email", present=True))
+        # The devices their quarantined records name (or records no one can be named for).
+        named = quarantined.filter(~nw.col("serialNumber").is_null())
+        outside.append(named.filter(nw.col("email").is_null()))
+        outside.append(_keyed(with_identity(named.filter(~nw.col("email").is_null()), "email"), "email", held, "email", present=True))
     if "customer_trusted" in references:
         trusted = with_identity(references["customer_trusted"].select("email"), "email")
         outside.append(_keyed(latest, "email", trusted, "email", present=False))
-    return nw.concat([frame.select("serialNumber") for frame in outside])
+    return nw.concat([frame.select(device("serialNumber")) for frame in outside])
 
 
 # -- the invariants ---------------------------------------------------------------------

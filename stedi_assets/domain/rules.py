@@ -270,6 +270,7 @@ def rows_with_key_not_in(frame: nw.LazyFrame, key: str, reference: nw.LazyFrame,
 # -- fail safe: customer records that could not be read ------------------------------
 
 _EMAIL_FIELD = re.compile(r'"email"\s*:\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+_SERIAL_FIELD = re.compile(r'"serialNumber"\s*:\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 _LAST_UPDATE_FIELD = re.compile(r'"lastUpdateDate"\s*:\s*"?\s*(-?\d+)\s*"?\s*[,}]', re.IGNORECASE)
 
 
@@ -327,9 +328,32 @@ def recover_identity(raw_text: str | None) -> tuple[str | None, int | None]:
     return email or None, last_update
 
 
+def recover_serial(raw_text: str | None) -> str | None:
+    """The serialNumber a quarantined customer record names (as text, any letter case of the key); None if unreadable."""
+    if not raw_text:
+        return None
+    try:
+        record = json.loads(raw_text)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        serial = _field(record, "serialNumber")
+    else:
+        found = _SERIAL_FIELD.search(raw_text)
+        serial = None
+        if found:
+            try:
+                serial = json.loads(f'"{found.group(1)}"')
+            except ValueError:
+                serial = found.group(1)
+    return serial if isinstance(serial, str) and serial.strip() else None
+
+
 def quarantined_customer_rows(quarantine: Iterable[tuple[str, int, str | None]]) -> list[tuple]:
     """Rows of the quarantined-customers frame from (source_file, line, raw_text) of the customer quarantine."""
-    return [(source, line, *recover_identity(raw_text)) for source, line, raw_text in quarantine]
+    return [
+        (source, line, *recover_identity(raw_text), recover_serial(raw_text)) for source, line, raw_text in quarantine
+    ]
 
 
 def held_back_customers(customer_landing: nw.LazyFrame, quarantined_customers: nw.LazyFrame) -> nw.LazyFrame:
@@ -354,6 +378,17 @@ def held_back_customers(customer_landing: nw.LazyFrame, quarantined_customers: n
         | (nw.col("lastUpdateDate") >= nw.col("__current_update"))
     )
     return distinct(undecided.select("email"))
+
+
+def held_back_devices(customer_landing: nw.LazyFrame, quarantined_customers: nw.LazyFrame) -> nw.LazyFrame:
+    """Devices (``device``) named in a quarantined customer record of a held-back customer, or of one that cannot
+    be attributed: whose they are cannot be told from the valid records, so their readings stay out."""
+    records = quarantined_customers.filter(~nw.col("serialNumber").is_null())
+    unattributed = records.filter(nw.col("email").is_null())
+    attributed = with_identity(records.filter(~nw.col("email").is_null()), "email")
+    held = rows_with_key_in(attributed, "email", held_back_customers(customer_landing, quarantined_customers), "email")
+    named = nw.concat([unattributed.select("serialNumber"), held.select("serialNumber")])
+    return distinct(named.select(device("serialNumber")))
 
 
 def customer_trusted(
@@ -459,11 +494,13 @@ def step_trainer_trusted(
     customer_landing: nw.LazyFrame,
     customer_trusted: nw.LazyFrame,
     from_consent_date: bool = False,
+    quarantined_customers: nw.LazyFrame | None = None,
 ) -> nw.LazyFrame:
     """Step-trainer readings of devices that belong to curated customers and to no non-consenting one.
 
     A device on the current record of a customer outside customer_trusted is
-    excluded whoever else owns it. With ``from_consent_date`` only readings
+    excluded whoever else owns it, and so is a device named in a quarantined
+    record of a held-back (or unattributable) customer (``held_back_devices``). With ``from_consent_date`` only readings
     whose ``sensorReadingTime`` is at or after the consent date of the device's
     curated owner (the latest, if several). serialNumber is matched and stored as a device (``device``).
     """
@@ -473,6 +510,10 @@ def step_trainer_trusted(
     readings = rows_with_key_not_in(
         readings, "serialNumber", non_consenting_devices(customer_landing, customer_trusted), "serialNumber"
     )
+    if quarantined_customers is not None:
+        readings = rows_with_key_not_in(
+            readings, "serialNumber", held_back_devices(customer_landing, quarantined_customers), "serialNumber"
+        )
     if from_consent_date:
         readings = _from_consent_date(readings, "sensorReadingTime", "serialNumber", customer_curated, "serialNumber")
     return readings.select(_columns_of("step_trainer_trusted"))

@@ -204,6 +204,7 @@ QUARANTINED_CUSTOMERS = TableSchema(
         QUARANTINE_COLUMNS[1],
         Column("email", "string", "Email identity recovered from the raw text; null if none can be.", pii=True),
         Column("lastUpdateDate", "bigint", "lastUpdateDate recovered from the raw text; null if unreadable."),
+        Column("serialNumber", "string", "serialNumber recovered from the raw text; null if none can be."),
     ),
     "Derived in memory from customer_quarantine.raw_text for customer_trusted; not stored.",
 )

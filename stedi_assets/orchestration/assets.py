@@ -392,6 +392,7 @@ def step_trainer_trusted(
     customer_curated: nw.LazyFrame,
     customer_landing: nw.LazyFrame,
     customer_trusted: nw.LazyFrame,
+    customer_quarantine: nw.LazyFrame,
 ):
     """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
     yield from _derive(
@@ -399,6 +400,7 @@ def step_trainer_trusted(
         partial(rules.step_trainer_trusted, from_consent_date=lakehouse.from_consent_date),
         step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
         customer_landing=customer_landing, customer_trusted=customer_trusted,
+        quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
     )
 
 

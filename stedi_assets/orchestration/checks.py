@@ -233,15 +233,28 @@ def check_held_back_customers(ci: CheckInput) -> Outcome:
     consenting = held_back.join(invariants.withdrawn(landing), on="email", how="anti").join(
         invariants.latest_records(landing).select("email"), on="email", how="semi"
     )
-    customers, consenting_customers = row_counts(held_back, consenting)
+    # Held back with no valid record: only their quarantined records can name their device.
+    named = rules.with_identity(
+        quarantined.filter(~nw.col("email").is_null() & ~nw.col("serialNumber").is_null()), "email"
+    ).select("email")
+    device_unknown = held_back.join(invariants.latest_records(landing).select("email"), on="email", how="anti").join(
+        named, on="email", how="anti"
+    )
+    customers, consenting_customers, unknown = row_counts(held_back, consenting, device_unknown)
     metadata: dict[str, object] = {
         "customers_held_back": customers,
         "held_back_whose_valid_record_consents": consenting_customers,
+        "held_back_whose_device_cannot_be_read": unknown,
         "rule": "a customer with a quarantined record not provably older than their current valid record "
-        "is treated as not consenting",
+        "is treated as not consenting; the devices their records name are excluded",
     }
     if customers:
         metadata["sample_emails"] = _sample(held_back, "email", mask=True)
+    if unknown:
+        metadata["problem"] = (
+            f"{unknown} held-back customer(s) have no valid record and no readable serialNumber: a device they "
+            "share with a consenting customer cannot be excluded; correct their records"
+        )
     return customers == 0, metadata
 
 
