@@ -86,18 +86,20 @@ def stedi_job(build: str, tables: Sequence[str] = (), overrides: dict[str, str] 
 @functools.lru_cache(maxsize=4)
 def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, str], ...]):
     # Dagster asks for the job several times during a run: it is built once per build.
-    from dagster import AssetKey
+    from dagster import AssetKey, colored_console_logger
 
     from stedi_assets.orchestration.checks import check_specs
+    from stedi_assets.orchestration.progress import stedi_progress
     from stedi_assets.definitions import build_definitions
 
     job = build_definitions(dict(overrides)).resolve_job_def("stedi_job")
-    if not tables:
-        return job
-    return job.get_subset(
-        asset_selection={AssetKey(name) for name in tables},
-        asset_check_selection={spec.key for name in tables for spec in check_specs(name)},
-    )
+    if tables:
+        job = job.get_subset(
+            asset_selection={AssetKey(name) for name in tables},
+            asset_check_selection={spec.key for name in tables for spec in check_specs(name)},
+        )
+    # The command's own progress lines beside Dagster's console log (shown with --verbose).
+    return job.with_logger_defs({"console": colored_console_logger, "stedi_progress": stedi_progress})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +160,13 @@ def run(args: argparse.Namespace) -> int:
         instance=instance,
         raise_on_error=False,
         run_config={
-            "loggers": {"console": {"config": {"log_level": log_level}}},
+            "loggers": {
+                "console": {"config": {"log_level": log_level}},
+                **({} if args.quiet else {"stedi_progress": {"config": {
+                    "steps": sum(1 for t in stale.tables if not t.endswith("_quarantine")),
+                    "terminal": sys.stdout.isatty(),
+                }}}),
+            },
             "ops": {f"{feed}_landing": landing_config for feed in FEEDS if f"{feed}_landing" in stale.tables},
         },
     )
@@ -441,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="bring every table up to date and run its checks")
     _add_settings(run_parser, *_RUN_OPTIONS)
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
+    run_parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the summary, not a line per step as it runs"
+    )
     run_parser.add_argument(
         "--full-refresh", action="store_true",
         help="read every landing file again and rebuild every table (default: only what changed)",
