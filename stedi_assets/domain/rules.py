@@ -307,21 +307,11 @@ def recover_identity(raw_text: str | None) -> tuple[str | None, int | None]:
     """
     if not raw_text:
         return None, None
-    try:
-        record = json.loads(raw_text)
-    except ValueError:
-        record = None
+    record = _parsed(raw_text)
+    email = _recovered_text(record, raw_text, "email", _EMAIL_FIELD)
     if isinstance(record, dict):
-        email = _field(record, "email")
         last_update = _as_epoch_ms(_field(record, "lastUpdateDate"))
     else:
-        found = _EMAIL_FIELD.search(raw_text)
-        email = None
-        if found:
-            try:
-                email = json.loads(f'"{found.group(1)}"')
-            except ValueError:
-                email = found.group(1)
         update = _LAST_UPDATE_FIELD.search(raw_text)
         last_update = _as_epoch_ms(int(update.group(1))) if update else None
     email = identity_of(email) if isinstance(email, str) else None
@@ -332,21 +322,29 @@ def recover_serial(raw_text: str | None) -> str | None:
     """The serialNumber a quarantined customer record names (as text, any letter case of the key); None if unreadable."""
     if not raw_text:
         return None
-    try:
-        record = json.loads(raw_text)
-    except ValueError:
-        record = None
-    if isinstance(record, dict):
-        serial = _field(record, "serialNumber")
-    else:
-        found = _SERIAL_FIELD.search(raw_text)
-        serial = None
-        if found:
-            try:
-                serial = json.loads(f'"{found.group(1)}"')
-            except ValueError:
-                serial = found.group(1)
+    serial = _recovered_text(_parsed(raw_text), raw_text, "serialNumber", _SERIAL_FIELD)
     return serial if isinstance(serial, str) and serial.strip() else None
+
+
+def _parsed(raw_text: str) -> object:
+    try:
+        return json.loads(raw_text)
+    except ValueError:
+        return None
+
+
+def _recovered_text(record: object, raw_text: str, name: str, pattern: re.Pattern) -> object:
+    """Field ``name`` of the parsed ``record``; or, for a record cut short or not JSON, the string value
+    ``pattern`` finds for it in the raw text."""
+    if isinstance(record, dict):
+        return _field(record, name)
+    found = pattern.search(raw_text)
+    if not found:
+        return None
+    try:
+        return json.loads(f'"{found.group(1)}"')
+    except ValueError:
+        return found.group(1)
 
 
 def quarantined_customer_rows(quarantine: Iterable[tuple[str, int, str | None]]) -> list[tuple]:
