@@ -496,6 +496,10 @@ def test_a_current_record_rule_gone_wrong_blocks_customer_trusted_in_a_run(make_
     assert not result.success
     assert check_outcomes(result)[("customer_trusted", "consenting_customers_only")] is False
     assert "customer_trusted" not in published_rows(result)
+    # Held back on its first run: no history to judge yet, and the step fails for its check, nothing else.
+    assert check_outcomes(result)[("customer_trusted", "withdrawn_out_of_history")] is True
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == "customer_trusted"]
+    assert "consenting_customers_only" in str(failure.event_specific_data.error), failure.event_specific_data.error
 
 
 def test_a_held_back_co_owner_keeps_the_shared_device_out_of_every_table_in_a_run(make_lakehouse, tmp_path):

@@ -155,6 +155,11 @@ def _publish_removals(context: AssetExecutionContext, lakehouse: Lakehouse, tabl
 def _history(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> Iterator[AssetCheckResult]:
     """Expire the table's earlier snapshots that hold a customer who has withdrawn since, then judge its history."""
     customer_landing = lakehouse.read_table(["customer_landing"], in_process=True)
+    now_ms = int(time.time() * 1000)
+    if lakehouse.current_snapshot(table) is None:
+        # Never published (held back on its first run): no history to judge yet.
+        yield masked(check_withdrawn_out_of_history(table, [], customer_landing, lakehouse.withdrawal_retention_hours, now_ms))
+        return
     forgotten = forget_withdrawn(lakehouse, table, withdrawn_customers(customer_landing))
     if forgotten.snapshots_expired:
         context.log.info(describe_forgotten(forgotten))
@@ -170,7 +175,7 @@ def _history(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -
         for s in ordered
     ]
     yield masked(check_withdrawn_out_of_history(
-        table, snapshots, customer_landing, lakehouse.withdrawal_retention_hours, int(time.time() * 1000)
+        table, snapshots, customer_landing, lakehouse.withdrawal_retention_hours, now_ms
     ))
 
 
