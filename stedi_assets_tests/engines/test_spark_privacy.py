@@ -39,12 +39,13 @@ def both(spark, table: str, rows: list[dict]) -> tuple[nw.LazyFrame, nw.LazyFram
     return spark_frame(spark, table, rows), polars_frame(table, rows)
 
 
-def quarantined_on(engine_name: str, records: list[tuple[str | None, int | None]]) -> nw.LazyFrame:
+def quarantined_on(engine_name: str, records: list[tuple]) -> nw.LazyFrame:
+    """Quarantined customer records as (email, lastUpdateDate) or (email, lastUpdateDate, serialNumber)."""
     from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
     from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
     engine = SparkEngine() if engine_name == "spark" else PolarsEngine()
-    rows = [("customer-2.json", line, email, updated) for line, (email, updated) in enumerate(records, 1)]
+    rows = [("customer-2.json", line, *(record + (None,))[:3]) for line, record in enumerate(records, 1)]
     return engine.frame(rows, QUARANTINED_CUSTOMERS)
 
 
@@ -111,6 +112,22 @@ def test_shared_devices_and_consent_scope_alike(spark):
     # Bob's device is Cat's too, and Cat does not consent: none of its readings.
     assert steps["serialNumber"].unique().to_list() == ["own"]
     assert steps["sensorReadingTime"].to_list() == [T0 + i for i in range(5, 10)]
+
+
+def test_a_device_a_held_back_customer_names_is_excluded_alike(spark):
+    landing_rows = [customer("ann@x.com", 0, T0, serialNumber="own"), customer("dan@x.com", 0, T0, serialNumber="dans")]
+    step_rows = [{"sensorReadingTime": T0, "serialNumber": s, "distanceFromObject": 1} for s in ("own", "dans")]
+    # Eve's only record is quarantined and names Dan's device, spelled otherwise.
+    quarantine = [("eve@x.com", T0, " DANS")]
+    outputs = []
+    for engine, landing, steps in zip(
+        ("spark", "polars"), both(spark, "customer_landing", landing_rows), both(spark, "step_trainer_landing", step_rows)
+    ):
+        trusted = rules.customer_trusted(landing, quarantined_on(engine, quarantine))
+        outputs.append(rules.step_trainer_trusted(
+            steps, trusted, landing, trusted, quarantined_customers=quarantined_on(engine, quarantine)
+        ))
+    assert same(*outputs)["serialNumber"].to_list() == ["own"]
 
 
 def test_unicode_spellings_are_one_identity_and_one_device_alike(spark):
