@@ -280,30 +280,9 @@ def _configure(args: argparse.Namespace):
 
     settings = read_settings(overrides=_overrides(args))
 
-    from stedi_assets.orchestration.resources import resources_for
+    from stedi_assets.orchestration.resources import lakehouse_for
 
-    return settings, _resolved(resources_for(settings)["lakehouse"]).library()
-
-
-def _resolved(resource):
-    """A copy of ``resource`` with every EnvVar setting (nested resources too) replaced by its value.
-
-    Dagster's own ``process_config_and_initialize`` does this too, but it
-    creates an ephemeral Dagster instance first, which more than doubles the
-    time a one-line query takes.
-    """
-    from dagster import ConfigurableResource, EnvVar
-
-    # The class of EnvVar.int's variables, which Dagster does not export by name.
-    int_env_var = type(EnvVar.int("ANY_NAME"))
-    values = {}
-    for name, value in dict(resource).items():
-        if isinstance(value, (EnvVar, int_env_var)):
-            value = value.get_value()
-        elif isinstance(value, ConfigurableResource):
-            value = _resolved(value)
-        values[name] = value
-    return type(resource)(**values)
+    return settings, lakehouse_for(settings)
 
 
 def query(args: argparse.Namespace) -> int:

@@ -40,7 +40,9 @@ def test_assets_groups_and_lineage():
         "customer_trusted": {"customer_landing", "customer_quarantine"},
         "accelerometer_trusted": {"accelerometer_landing", "customer_trusted"},
         "customer_curated": {"customer_trusted", "accelerometer_trusted"},
-        "step_trainer_trusted": {"step_trainer_landing", "customer_curated", "customer_landing", "customer_trusted"},
+        "step_trainer_trusted": {
+            "step_trainer_landing", "customer_curated", "customer_landing", "customer_trusted", "customer_quarantine",
+        },
         "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
         "customer_quarantine": set(),
         "accelerometer_quarantine": set(),

@@ -20,7 +20,7 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from stedi_assets.orchestration.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS, check_specs
 from stedi_assets_tests.conftest import REPOSITORY, stored_table
 
 pytestmark = pytest.mark.slow
@@ -129,6 +129,6 @@ def test_materialize_all_through_graphql(dagster_dev):
         for e in events
         if e["__typename"] == "AssetCheckEvaluationEvent"
     }
-    assert set(results) == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    assert set(results) == {(table, spec.name) for table in CHECKS for spec in check_specs(table)}
     assert {key for key, passed in results.items() if not passed} == {("machine_learning_curated", "cross_customer_pairs")}
     assert stored_table(tmp_path / "lakehouse", "machine_learning_curated").height == 43_681

@@ -161,3 +161,25 @@ def _aws_variables(settings: Settings) -> dict[str, str]:
     return {name: variable for name, variable in found.items() if variable is not None}
 
 
+def lakehouse_for(settings: Settings) -> Lakehouse:
+    """The lakehouse validated ``settings`` configure, as a run gets it (EnvVars resolved): for the stedi command."""
+    return _resolved(resources_for(settings)["lakehouse"]).library()
+
+
+def _resolved(resource):
+    """A copy of ``resource`` with every EnvVar setting (nested resources too) replaced by its value.
+
+    Dagster's own ``process_config_and_initialize`` does this too, but it
+    creates an ephemeral Dagster instance first, which more than doubles the
+    time a one-line query takes.
+    """
+    # The class of EnvVar.int's variables, which Dagster does not export by name.
+    int_env_var = type(EnvVar.int("ANY_NAME"))
+    values = {}
+    for name, value in dict(resource).items():
+        if isinstance(value, (EnvVar, int_env_var)):
+            value = value.get_value()
+        elif isinstance(value, ConfigurableResource):
+            value = _resolved(value)
+        values[name] = value
+    return type(resource)(**values)

@@ -23,7 +23,7 @@ import moto.settings
 import pytest
 
 from stedi_assets import cli
-from stedi_assets.orchestration.checks import CHECKS
+from stedi_assets.orchestration.checks import CHECKS, check_specs
 from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import query
@@ -72,7 +72,7 @@ def assert_reference_run(result) -> None:
     assert published_rows(result) == {name: STEDI_REFERENCE[name] for name in TABLES}
     outcomes = check_outcomes(result)
     assert {key for key, passed in outcomes.items() if not passed} == EXPECTED_FAILURES
-    assert set(outcomes) == {(table, check.name) for table, checks in CHECKS.items() for check in checks}
+    assert set(outcomes) == {(table, spec.name) for table in CHECKS for spec in check_specs(table)}
 
 
 def test_reference_pipeline_on_s3(s3_server, s3_bucket, stedi_landing):

@@ -17,7 +17,8 @@ import pytest
 from dagster import EnvVar
 from polars.testing import assert_frame_equal
 
-from stedi_assets.orchestration.resources import build_resources
+from stedi_assets.orchestration.resources import build_resources, lakehouse_for
+from stedi_assets.settings import read_settings
 from stedi_assets.settings import DEFAULT_S3_MAX_ATTEMPTS
 from stedi_assets.lakehouse.storage import FileTooLarge, StorageError
 from stedi_assets.lakehouse.storage_s3 import S3Store, describe_object_store_error, object_store_errors
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.s3
 
 def s3_store() -> S3Store:
     """The store as the pipeline builds it from the environment."""
-    return build_resources()["lakehouse"].store_for("s3://any-bucket")
+    return lakehouse_for(read_settings()).store_for("s3://any-bucket")
 
 
 def closed_port() -> int:
@@ -221,7 +222,7 @@ def test_a_missing_profile_is_one_line(s3_bucket, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
 
     with pytest.raises(StorageError) as setup:
-        build_resources()["lakehouse"].store_for(s3_bucket.uri("landing/customer"))
+        lakehouse_for(read_settings()).store_for(s3_bucket.uri("landing/customer"))
 
     assert str(setup.value) == (
         f"{s3_bucket.uri('landing/customer')}: cannot set up the S3 client "
