@@ -30,8 +30,9 @@ import narwhals as nw
 
 from stedi_assets.domain.rules import device, with_identity
 from stedi_assets.domain.schemas import RESEARCH_CONSENT
-from stedi_assets.lakehouse.catalog import catalog_errors
+from stedi_assets.lakehouse.catalog import TableNotPublishedError, catalog_errors
 from stedi_assets.lakehouse.maintenance import plain_uri, referenced_files
+from stedi_assets.lakehouse.tables import UPSTREAM
 
 if TYPE_CHECKING:
     from stedi_assets.lakehouse.lakehouse import Lakehouse
@@ -142,8 +143,6 @@ def forget_withdrawn(lakehouse: Lakehouse, table: str, withdrawn: Withdrawn, now
 
 def forget_withdrawn_everywhere(lakehouse: Lakehouse, now: float | None = None) -> list[Forgotten]:
     """:func:`forget_withdrawn` for every table of :data:`HISTORY_KEYS` that exists (the maintenance job's part)."""
-    from stedi_assets.lakehouse.catalog import TableNotPublishedError
-
     try:
         withdrawn = withdrawn_customers(lakehouse.read_table(["customer_landing"], in_process=True))
     except TableNotPublishedError:
@@ -189,9 +188,6 @@ def publish_removals(
 
     For a run that holds a table back: the removals it knows of are published all the same.
     """
-    from stedi_assets.lakehouse.catalog import TableNotPublishedError
-    from stedi_assets.lakehouse.tables import UPSTREAM
-
     removed: dict[str, int] = {}
     for table in tables:
         try:

@@ -8,7 +8,7 @@ never published, and Dagster skips everything downstream of it.
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import narwhals as nw
@@ -80,6 +80,8 @@ def _materialize(
     (its whole contents need not be computed to be checked).
     """
     engine = lakehouse.get_engine()
+    # Who has withdrawn, for a privacy table's removals and history: customer_landing read once per step.
+    customer_landing = cache(lambda: lakehouse.read_table(["customer_landing"], in_process=True))
     hold = update is None
     held = engine.hold(frame) if hold else frame
     try:
@@ -106,7 +108,7 @@ def _materialize(
         if blocked:
             context.log.error(mask_emails(f"{table} not published: blocking check(s) failed: {', '.join(blocked)}"))
             if table in HISTORY_CHECKS:
-                removed = _publish_removals(context, lakehouse, table)
+                removed = _publish_removals(context, lakehouse, table, customer_landing())
                 note = {"removals_published": MetadataValue.json(removed)} if removed else {}
                 results = [(c, r.with_metadata({**r.metadata, **note}) if c.name in blocked else r) for c, r in results]
         else:
@@ -126,16 +128,18 @@ def _materialize(
             yield masked(result)
         if table in HISTORY_CHECKS:
             # After the commit (Dagster stores an output before the step goes on), whether or not it was published.
-            yield from _history(context, lakehouse, table)
+            yield from _history(context, lakehouse, table, customer_landing())
     finally:
         if hold:
             engine.release(held)
 
 
-def _publish_removals(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> dict[str, int]:
+def _publish_removals(
+    context: AssetExecutionContext, lakehouse: Lakehouse, table: str, customer_landing: nw.LazyFrame
+) -> dict[str, int]:
     """A held-back table: remove the customers who withdrew from it and every table downstream, add nothing."""
     tables = [table, *(t for t in ZONE_ORDER if t in downstream_of(table))]
-    withdrawn = withdrawn_customers(lakehouse.read_table(["customer_landing"], in_process=True))
+    withdrawn = withdrawn_customers(customer_landing)
     properties = snapshot_properties(lakehouse, context.run.run_id)
     removed = publish_removals(lakehouse, tables, withdrawn, properties, context.run.run_id)
     for name, rows in removed.items():
@@ -152,9 +156,10 @@ def _publish_removals(context: AssetExecutionContext, lakehouse: Lakehouse, tabl
     return removed
 
 
-def _history(context: AssetExecutionContext, lakehouse: Lakehouse, table: str) -> Iterator[AssetCheckResult]:
+def _history(
+    context: AssetExecutionContext, lakehouse: Lakehouse, table: str, customer_landing: nw.LazyFrame
+) -> Iterator[AssetCheckResult]:
     """Expire the table's earlier snapshots that hold a customer who has withdrawn since, then judge its history."""
-    customer_landing = lakehouse.read_table(["customer_landing"], in_process=True)
     now_ms = int(time.time() * 1000)
     if lakehouse.current_snapshot(table) is None:
         # Never published (held back on its first run): no history to judge yet.

@@ -17,7 +17,6 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from stedi_assets.lakehouse.catalog import TableNotPublishedError  # noqa: F401  (raised by the lakehouse's reads)
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.lakehouse.storage import normalize_uri
 from stedi_assets.orchestration.io_manager import lakehouse_io_manager

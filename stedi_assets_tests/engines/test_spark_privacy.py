@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 
 from stedi_assets.domain import rules
 from stedi_assets.orchestration.checks import CHECKS, CheckInput
-from stedi_assets.orchestration.resources import TableNotPublishedError
+from stedi_assets.lakehouse.catalog import TableNotPublishedError
 from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, stored_table
 from stedi_assets_tests.engines.test_spark_engine import T0, as_polars, customer, spark_frame, write_lines
