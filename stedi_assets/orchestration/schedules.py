@@ -18,18 +18,16 @@ from dagster import (
     AssetSpec,
     DefaultScheduleStatus,
     FreshnessPolicy,
-    JobDefinition,
     ScheduleDefinition,
     define_asset_job,
 )
 
-from stedi_assets.orchestration.dagster_internals import UnresolvedAssetJobDefinition
 from stedi_assets.orchestration.tags import TRIGGER_TAG
 from stedi_assets.settings import Settings
 from stedi_assets.domain.schemas import TABLES
 
 
-def build_audit_job(audit_checks: Sequence) -> UnresolvedAssetJobDefinition:
+def build_audit_job(audit_checks: Sequence):
     return define_asset_job(
         "stedi_audit_job",
         selection=AssetSelection.checks(*audit_checks),
@@ -39,8 +37,8 @@ def build_audit_job(audit_checks: Sequence) -> UnresolvedAssetJobDefinition:
 
 def build_schedules(
     settings: Settings,
-    audit_job: UnresolvedAssetJobDefinition,
-    full_job: UnresolvedAssetJobDefinition | JobDefinition,
+    audit_job,
+    full_job,
 ) -> list[ScheduleDefinition]:
     return [
         ScheduleDefinition(

@@ -56,12 +56,6 @@ from dagster import (
 
 from stedi_assets.orchestration.alert_state import Conditions
 from stedi_assets.orchestration.alerts import Alert, StediAlerts
-from stedi_assets.orchestration.dagster_internals import (
-    FreshnessState,
-    InstigatorType,
-    TickStatus,
-    UnresolvedAssetJobDefinition,
-)
 from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.lakehouse.planning import out_of_date
@@ -90,7 +84,7 @@ def build_landing_sensor(
     landing_assets: dict[str, AssetsDefinition],
     excluded_checks: AssetSelection,
     interval_seconds: int,
-    job: UnresolvedAssetJobDefinition,
+    job,
     read_only_jobs: frozenset[str] = frozenset(),
 ) -> SensorDefinition:
     """The sensor that keeps the tables up to date with the landing zone (``landing_assets``: each feed's
@@ -323,7 +317,16 @@ def build_run_alert_sensors(interval_seconds: int) -> list[SensorDefinition]:
 
 # -- alerts from failed sensor ticks -----------------------------------------------------------
 
-_DONE = (TickStatus.SUCCESS, TickStatus.SKIPPED, TickStatus.FAILURE)
+# The instance's instigator, tick and freshness records carry enums Dagster
+# does not export; the sensors compare their string values, which
+# test_dagster_internals holds equal to Dagster's.
+SENSOR = "SENSOR"
+"""The instigator type of a sensor (InstigatorType.SENSOR's value)."""
+DONE_TICKS = frozenset({"SUCCESS", "SKIPPED", "FAILURE"})
+"""The outcomes of a finished tick (TickStatus values)."""
+FAILURE = "FAILURE"
+FRESHNESS_FAIL, FRESHNESS_UNKNOWN = "FAIL", "UNKNOWN"
+"""FreshnessState values."""
 _FIRST_LOOK_TICKS = 20
 
 
@@ -338,7 +341,7 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
         # Per sensor: the newest tick looked at, and whether it was failing then.
         seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
         watched = {s.name for s in context.repository_def.sensor_defs} - {context.sensor_name}
-        states = context.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        states = [state for state in context.instance.all_instigator_state() if state.instigator_type.value == SENSOR]
         found: list[Alert] = []
         for state in states:
             name = state.instigator_name
@@ -346,11 +349,12 @@ def build_tick_alert_sensor(interval_seconds: int) -> SensorDefinition:
                 continue
             last = seen.get(name, {"timestamp": None, "failing": False})
             ticks = context.instance.get_ticks(
-                state.instigator_origin_id, state.selector_id, after=last["timestamp"], statuses=list(_DONE),
+                state.instigator_origin_id, state.selector_id, after=last["timestamp"],
                 limit=None if last["timestamp"] else _FIRST_LOOK_TICKS,
             )
-            for tick in sorted(ticks, key=lambda t: t.timestamp):
-                failed = tick.status == TickStatus.FAILURE
+            done = [tick for tick in ticks if tick.status.value in DONE_TICKS]
+            for tick in sorted(done, key=lambda t: t.timestamp):
+                failed = tick.status.value == FAILURE
                 if failed and not last["failing"]:
                     details = {"sensor": name, "tick_id": str(tick.tick_id)}
                     if tick.error is not None:
@@ -382,8 +386,8 @@ def _freshness_conditions(saved: dict | None, now: float) -> Conditions:
     # A cursor of an earlier version, {table: state}: a FAIL in it was alerted then.
     conditions = Conditions()
     for name, state in saved.items():
-        conditions.observe(name, state == FreshnessState.FAIL.value, now)
-        if state == FreshnessState.FAIL.value:
+        conditions.observe(name, state == FRESHNESS_FAIL, now)
+        if state == FRESHNESS_FAIL:
             conditions.alerted(name, now, f"table stale: {name}", {"asset": name}, None)
     return conditions
 
@@ -408,11 +412,11 @@ def build_stale_table_alert_sensor(keys: Sequence[AssetKey], interval_seconds: i
         for key in keys:
             record = records.get(key)
             # UNKNOWN (never materialized, no policy) says nothing either way.
-            if record is None or record.freshness_state == FreshnessState.UNKNOWN:
+            if record is None or record.freshness_state.value == FRESHNESS_UNKNOWN:
                 continue
             name = key.to_user_string()
             state = record.freshness_state
-            change = conditions.observe(name, state == FreshnessState.FAIL, now)
+            change = conditions.observe(name, state.value == FRESHNESS_FAIL, now)
             if change is None:
                 continue
             details = {"asset": name, "freshness": state.value, "since": record.updated_at.isoformat()}

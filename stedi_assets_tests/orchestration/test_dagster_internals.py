@@ -1,10 +1,10 @@
-"""The package's use of Dagster's private modules: confined to one module, and each name in it still there.
+"""The Dagster values the package relies on without a public name, held equal to Dagster's own.
 
-One test per name in ``stedi_assets/orchestration/dagster_internals.py``, each
-failing with the name when a Dagster upgrade moves or changes it; the list of
-in-progress run statuses the landing sensor keeps from public names, held to
-Dagster's own; and a scan of the package's sources for ``dagster._`` imports
-anywhere else. Nothing here starts a run or an instance.
+The sensors compare the instance's tick, instigator and freshness records by
+their enums' string values (Dagster does not export those enums), and keep the
+list of in-progress run statuses from public names: one test for each, failing
+with the name when a Dagster upgrade changes it, and a scan of the package's
+sources that fails on any ``dagster._`` import. Nothing here starts a run.
 """
 
 from __future__ import annotations
@@ -13,48 +13,42 @@ import ast
 import enum
 from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, define_asset_job
+from dagster import DagsterInstance
 
 import stedi_assets
-from stedi_assets.orchestration import dagster_internals
+from stedi_assets.orchestration import sensors
 
 PACKAGE = Path(stedi_assets.__file__).parent
-ALLOWED = "dagster_internals.py"
 
 
-def test_unresolved_asset_job_definition_is_what_define_asset_job_returns():
-    job = define_asset_job("a_job", selection=AssetSelection.all())
-    assert type(job) is dagster_internals.UnresolvedAssetJobDefinition, (
-        f"define_asset_job now returns {type(job)!r}: update dagster_internals.UnresolvedAssetJobDefinition"
-    )
+def test_freshness_values_are_dagsters_freshness_states():
+    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateRecord
 
-
-def test_freshness_state_has_the_states_the_stale_table_sensor_reads():
-    state = dagster_internals.FreshnessState
-    assert issubclass(state, enum.Enum)
-    assert {"PASS", "WARN", "FAIL", "UNKNOWN"} <= {member.name for member in state}
-    # Cursors of earlier versions hold the state's value as a string.
-    assert state.FAIL.value == "FAIL"
+    assert issubclass(FreshnessState, enum.Enum)
+    assert FreshnessState.FAIL.value == sensors.FRESHNESS_FAIL
+    assert FreshnessState.UNKNOWN.value == sensors.FRESHNESS_UNKNOWN
     # And it is the type the instance's freshness records hold.
-    from dagster._core.definitions.freshness import FreshnessStateRecord
-
-    assert FreshnessStateRecord.__annotations__["freshness_state"] in (state, "FreshnessState")
+    assert FreshnessStateRecord.__annotations__["freshness_state"] in (FreshnessState, "FreshnessState")
 
 
-def test_instigator_type_is_what_all_instigator_state_filters_by(tmp_path):
-    kind = dagster_internals.InstigatorType
-    assert issubclass(kind, enum.Enum)
-    assert kind.SENSOR.value == "SENSOR"
+def test_sensor_value_is_dagsters_instigator_type(tmp_path):
+    from dagster._core.definitions.run_request import InstigatorType
+
+    assert InstigatorType.SENSOR.value == sensors.SENSOR
     with DagsterInstance.local_temp(str(tmp_path)) as instance:
-        assert list(instance.all_instigator_state(instigator_type=kind.SENSOR)) == []
+        assert list(instance.all_instigator_state()) == []
 
 
-def test_tick_status_has_the_outcomes_the_tick_alert_sensor_reads(tmp_path):
-    status = dagster_internals.TickStatus
-    assert issubclass(status, enum.Enum)
-    assert {"SUCCESS", "SKIPPED", "FAILURE"} <= {member.name for member in status}
+def test_done_tick_values_are_dagsters_tick_statuses(tmp_path):
+    from dagster._core.scheduler.instigation import TickStatus
+
+    values = {member.value for member in TickStatus}
+    assert sensors.DONE_TICKS <= values
+    assert sensors.FAILURE == TickStatus.FAILURE.value
+    # Every other status is a tick still under way.
+    assert values - sensors.DONE_TICKS == {TickStatus.STARTED.value}
     with DagsterInstance.local_temp(str(tmp_path)) as instance:
-        assert list(instance.get_ticks("no-origin", "no-selector", statuses=[status.FAILURE])) == []
+        assert list(instance.get_ticks("no-origin", "no-selector")) == []
 
 
 def test_in_progress_run_statuses_are_dagsters():
@@ -95,20 +89,17 @@ def test_the_scan_finds_each_kind_of_private_use():
         "x = dagster._check\n"
         "importlib.import_module('dagster._config')\n"
         "from dagster import asset\n"
-        "from .dagster_internals import TickStatus\n"
     )
     assert [line for line, _ in _private_dagster_uses(source)] == [1, 2, 4, 5]
 
 
-def test_no_private_dagster_import_outside_dagster_internals():
-    sources = [path for path in sorted(PACKAGE.rglob("*.py")) if path.name != ALLOWED]
+def test_no_private_dagster_import_in_the_package():
+    sources = sorted(PACKAGE.rglob("*.py"))
     assert len(sources) > 10, "the scan found almost no sources: has the package moved?"
     found = [
         f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
         for path in sources
         for line, what in _private_dagster_uses(path.read_text(encoding="utf-8"))
     ]
-    assert found == [], f"private Dagster names used outside {ALLOWED} (move them there, with a test):\n" + "\n".join(
-        found
-    )
+    assert found == [], "private Dagster names used in the package:\n" + "\n".join(found)
 
