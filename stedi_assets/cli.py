@@ -89,13 +89,17 @@ def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, 
     from dagster import AssetKey, colored_console_logger
 
     from stedi_assets.orchestration.checks import check_specs
+    from stedi_assets.orchestration.feeds import feed_key
     from stedi_assets.orchestration.progress import stedi_progress
     from stedi_assets.definitions import build_definitions
+    from stedi_assets.domain.schemas import FEEDS
 
     job = build_definitions(dict(overrides)).resolve_job_def("stedi_job")
     if tables:
+        # The feeds it ingests are observed first: each landing step records the version it read.
+        feeds = {feed_key(feed) for feed in FEEDS if f"{feed}_landing" in tables}
         job = job.get_subset(
-            asset_selection={AssetKey(name) for name in tables},
+            asset_selection={AssetKey(name) for name in {*tables, *feeds}},
             asset_check_selection={spec.key for name in tables for spec in check_specs(name)},
         )
     # The command's own progress lines beside Dagster's console log (shown with --verbose).

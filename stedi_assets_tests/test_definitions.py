@@ -29,14 +29,23 @@ ZONE_KEYS = [AssetKey(asset.op.name) for asset in zone_assets]
 def test_assets_groups_and_lineage():
     graph = defs.resolve_asset_graph()
     keys = {key.path[-1] for key in graph.get_all_asset_keys()}
-    assert keys == set(TABLES)
+    feeds = {"customer_feed", "accelerometer_feed", "step_trainer_feed"}
+    assert keys == set(TABLES) | feeds
     for name, table in TABLES.items():
         assert graph.get(AssetKey(name)).group_name == table.zone
+    # The feeds are observable source assets in the landing group, with no code version; each
+    # derived table's code version is its rule settings.
+    for name in feeds:
+        node = graph.get(AssetKey(name))
+        assert node.is_observable and not node.is_materializable and node.group_name == "landing"
+    for name in TABLES:
+        derived = TABLES[name].zone in ("trusted", "curated")
+        assert graph.get(AssetKey(name)).code_version == ("consent_scope=any_time;ml_join=time" if derived else None)
     parents = {name: {p.path[-1] for p in graph.get(AssetKey(name)).parent_keys} for name in TABLES}
     assert parents == {
-        "customer_landing": set(),
-        "accelerometer_landing": set(),
-        "step_trainer_landing": set(),
+        "customer_landing": {"customer_feed"},
+        "accelerometer_landing": {"accelerometer_feed"},
+        "step_trainer_landing": {"step_trainer_feed"},
         "customer_trusted": {"customer_landing", "customer_quarantine"},
         "accelerometer_trusted": {"accelerometer_landing", "customer_trusted"},
         "customer_curated": {"customer_trusted", "accelerometer_trusted"},
@@ -44,9 +53,9 @@ def test_assets_groups_and_lineage():
             "step_trainer_landing", "customer_curated", "customer_landing", "customer_trusted", "customer_quarantine",
         },
         "machine_learning_curated": {"step_trainer_trusted", "accelerometer_trusted", "customer_curated"},
-        "customer_quarantine": set(),
-        "accelerometer_quarantine": set(),
-        "step_trainer_quarantine": set(),
+        "customer_quarantine": {"customer_feed"},
+        "accelerometer_quarantine": {"accelerometer_feed"},
+        "step_trainer_quarantine": {"step_trainer_feed"},
     }
 
 
@@ -80,7 +89,8 @@ def test_every_check_is_declared_on_its_asset():
 
 def test_stedi_job_runs_the_in_step_checks_and_the_audit_job_only_the_audits():
     stedi_job = defs.resolve_job_def("stedi_job")
-    assert {n for n in stedi_job.graph.node_names()} == {k.path[-1] for k in ZONE_KEYS}
+    # The feeds' observation first, then a step per zone table (a landing step per feed).
+    assert {n for n in stedi_job.graph.node_names()} == {k.path[-1] for k in ZONE_KEYS} | {"landing_feeds"}
     audit_job = defs.resolve_job_def("stedi_audit_job")
     assert all("_audit_" in n for n in audit_job.graph.node_names())
     assert len(audit_job.graph.node_names()) == len(AUDIT_CHECKS)

@@ -38,6 +38,16 @@ RULES = "stedi.rules."
 """Snapshot property prefix: ``stedi.rules.<setting>`` = a rule setting the snapshot was computed with."""
 
 
+def rule_properties(consent_scope, ml_join) -> dict[str, str]:
+    """The settings that change what a derived table holds, as its snapshots record them."""
+    return {f"{RULES}consent_scope": str(consent_scope), f"{RULES}ml_join": str(ml_join)}
+
+
+def rule_version(consent_scope, ml_join) -> str:
+    """The same settings as one value: a derived table's code version in Dagster."""
+    return ";".join(f"{k.removeprefix(RULES)}={v}" for k, v in sorted(rule_properties(consent_scope, ml_join).items()))
+
+
 def _default(name: str) -> Any:
     """The default of setting ``name``, as the plain value a field holds (a choice's text)."""
     info = Settings.model_fields[name]
@@ -143,7 +153,7 @@ class Lakehouse:
 
     def rule_properties(self) -> dict[str, str]:
         """The settings that change what a table holds, recorded on each of its snapshots."""
-        return {f"{RULES}consent_scope": str(self.consent_scope), f"{RULES}ml_join": str(self.ml_join)}
+        return rule_properties(self.consent_scope, self.ml_join)
 
     # -- landing ---------------------------------------------------------------
 

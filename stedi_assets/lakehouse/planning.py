@@ -46,10 +46,43 @@ class Staleness:
         """The feeds whose landing step has something to do."""
         return [feed for feed in FEEDS if f"{feed}_landing" in self.tables]
 
+    def feed_versions(self) -> dict[str, str]:
+        """Each listed feed's ``landing_version``."""
+        return {feed: _digest(listed) for feed, listed in self.landing.items()}
+
     def digest(self) -> str:
         """Names this state: the tables out of date and the landing zone they are out of date with."""
         state = {"tables": sorted(self.tables), "landing": self.landing}
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def listed_versions(listed: Mapping) -> dict[str, str]:
+    """A feed's landing entries as listed: URI -> fingerprint, and why it is refused if it is."""
+    return {uri: v.fingerprint + (f" refused: {v.refused}" if v.refused else "") for uri, v in listed.items()}
+
+
+def landing_version(listed: Mapping) -> str:
+    """A feed's landing zone as one value: a digest of each entry's URI and fingerprint (and refusal).
+
+    It changes exactly when a file is added, changed or removed, or an entry is refused or gone: it is
+    the data version of the feed's observable source asset in Dagster.
+    """
+    return _digest(listed_versions(listed))
+
+
+def _digest(versions: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def feed_version(lakehouse, feed: str) -> str:
+    """``landing_version`` of ``feed``'s landing files now; a feed that cannot be listed gets a version
+    naming why, and its landing step fails on it, in one line."""
+    try:
+        return landing_version(lakehouse.landing_versions(feed))
+    except LandingError:
+        return landing_version({})
+    except Exception as error:  # noqa: BLE001
+        return f"unlisted: {type(error).__name__}"
 
 
 def _landing_reason(plan, known) -> str:
@@ -93,7 +126,7 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         except Exception:  # noqa: BLE001
             listed = None
         if listed is not None:
-            landing_zone[feed] = {uri: v.fingerprint + (f" refused: {v.refused}" if v.refused else "") for uri, v in listed.items()}
+            landing_zone[feed] = listed_versions(listed)
         if full_refresh:
             reasons[landing] = "full refresh"
         elif landing not in snapshots or quarantine not in snapshots or ledger is None:

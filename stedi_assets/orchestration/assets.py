@@ -18,7 +18,9 @@ from dagster import (
     AssetExecutionContext,
     AssetMaterialization,
     AssetSpec,
+    AssetDep,
     Config,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -45,6 +47,7 @@ from stedi_assets.lakehouse.history import forget_withdrawn, publish_removals, w
 from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
 from stedi_assets.lakehouse.tables import TableUpdate
+from stedi_assets.orchestration.feeds import DATA_VERSION_TAG, USER_PROVIDED_TAG, feed_key
 from stedi_assets.orchestration.landing import landing_metadata
 from stedi_assets.orchestration.io_manager import commit_metadata, snapshot_properties
 from stedi_assets.orchestration.masking import mask_emails, mask_metadata, masked, masks_errors
@@ -121,7 +124,9 @@ def _materialize(
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
             if update is None:
                 # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-                yield masked(Output(held, metadata=metadata))
+                # Each materialization is a new snapshot, so a new data version: tables computed from
+                # this one are stale in Dagster's view until they are computed again.
+                yield masked(Output(held, metadata=metadata, data_version=DataVersion(f"run {context.run.run_id}")))
             else:
                 yield commit_planned(context, lakehouse, table, update, metadata)
         for _, result in results:
@@ -149,6 +154,8 @@ def _publish_removals(
         # The tables downstream are not materialized by this run (their steps are skipped): recorded here.
         context.log_event(AssetMaterialization(
             asset_key=name, metadata={"removals_only": True, "rows_removed": rows, "held_back": table},
+            # A new snapshot: a new data version.
+            tags={DATA_VERSION_TAG: f"removals {context.run.run_id}", USER_PROVIDED_TAG: "true"},
         ))
         forgotten = forget_withdrawn(lakehouse, name, withdrawn)
         if forgotten.snapshots_expired:
@@ -292,7 +299,11 @@ def commit_planned(
     commit = lakehouse.apply_update([table], update, snapshot_properties(lakehouse, context.run.run_id), context.run.run_id)
     metadata = {**metadata, "update": update.kind, **commit_metadata(lakehouse, [table], commit)}
     # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-    return MaterializeResult(asset_key=table, metadata=mask_metadata(metadata))
+    # The data version is the snapshot: an unchanged table keeps its version, and what is computed
+    # from it stays fresh in Dagster's view.
+    return MaterializeResult(
+        asset_key=table, metadata=mask_metadata(metadata), data_version=DataVersion(f"snapshot {commit.snapshot_id}")
+    )
 
 
 def _holds_back(result: AssetCheckResult, table: str) -> bool:
@@ -319,16 +330,17 @@ _ASSET_OPTIONS = dict(output_required=False, kinds={"iceberg"}, pool=POOL)
 
 def _landing_specs(feed: str) -> list[AssetSpec]:
     # Skippable: a landing table held back by a blocking check is not materialized, its quarantine is.
+    # Both record the feed's data version they were read at (feeds.py).
     return [
         AssetSpec(
             f"{feed}_landing",
             description=f"One row per distinct {feed.replace('_', '-')} record delivered to the landing zone.",
-            skippable=True, kinds={"iceberg"},
+            skippable=True, kinds={"iceberg"}, deps=[AssetDep(feed_key(feed))],
         ),
         AssetSpec(
             f"{feed}_quarantine",
             description=f"One row per {feed.replace('_', '-')} landing record that could not be kept, with why.",
-            skippable=True, kinds={"iceberg"},
+            skippable=True, kinds={"iceberg"}, deps=[AssetDep(feed_key(feed))],
         ),
     ]
 
@@ -443,9 +455,11 @@ ZONE_ASSETS = [
 ]
 
 ZONE_UPSTREAM: dict[str, frozenset[str]] = {
-    key.path[-1]: frozenset(dep.path[-1] for dep in deps) for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
+    key.path[-1]: frozenset(dep.path[-1] for dep in deps if dep.path[-1] in TABLES)
+    for asset in ZONE_ASSETS for key, deps in asset.asset_deps.items()
 }
-"""Each zone table -> the tables it is computed from (none for a landing or quarantine table)."""
+"""Each zone table -> the tables it is computed from (none for a landing or quarantine table, which
+are read from their feed's files)."""
 
 ZONE_ORDER = [key.path[-1] for asset in ZONE_ASSETS for key in asset.keys]
 """Every zone table, each after the tables it is computed from."""

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from dagster import (
     AssetCheckEvaluation,
     AssetKey,
+    AssetObservation,
     AssetSelection,
     AssetsDefinition,
     DagsterEventType,
@@ -49,12 +50,14 @@ from dagster import (
     RunStatusChangeRecordsFilter,
     SensorDefinition,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     run_failure_sensor,
     sensor,
 )
 
 from stedi_assets.orchestration.alert_state import Conditions
+from stedi_assets.orchestration.feeds import DATA_VERSION_TAG, USER_PROVIDED_TAG, feed_key
 from stedi_assets.orchestration.alerts import Alert, StediAlerts
 from stedi_assets.orchestration.tags import CHANGES_TAG, FEEDS_TAG, TRIGGER_TAG, run_origin
 from stedi_assets.lakehouse.lakehouse import Lakehouse
@@ -114,44 +117,61 @@ def build_landing_sensor(
         previous = json.loads(context.cursor) if context.cursor else {}
         generation = previous.get("generation", 0)
         stale = out_of_date(lakehouse, ZONE_UPSTREAM)
+        # A feed whose files changed since this sensor last looked is observed: its new data version
+        # makes its landing table stale in the UI at once, before the run that ingests it.
+        observed = previous.get("observed", {})
+        versions = stale.feed_versions()
+        events = [
+            AssetObservation(asset_key=feed_key(feed), tags={DATA_VERSION_TAG: version, USER_PROVIDED_TAG: "true"})
+            for feed, version in sorted(versions.items()) if observed.get(feed) != version
+        ]
+        cursor = {"generation": generation, "requested": previous.get("requested"), "observed": {**observed, **versions}}
+
+        def outcome(result: SkipReason | RunRequest) -> SensorResult:
+            context.update_cursor(json.dumps(cursor))
+            if isinstance(result, SkipReason):
+                return SensorResult(skip_reason=result, asset_events=events)
+            return SensorResult(run_requests=[result], asset_events=events)
+
         if not stale.tables:
-            if previous.get("requested"):
-                context.update_cursor(json.dumps({"generation": generation, "requested": None}))
-            return SkipReason("every table is up to date with the landing zone")
+            cursor["requested"] = None
+            return outcome(SkipReason("every table is up to date with the landing zone"))
         state = stale.digest()
         if state == previous.get("requested"):
-            return SkipReason(
+            return outcome(SkipReason(
                 "the out-of-date tables were run for this state of the landing zone already; "
                 "waiting for a landing file to be added, changed or removed"
-            )
+            ))
 
         # One update at a time: a run still reading older files (this sensor's,
         # or a "Materialize all") must not publish after a newer one. The
-        # changes stay for a later tick: the cursor does not move.
+        # changes stay for a later tick: the requested state does not move.
         in_progress = [
             record.dagster_run
             for record in context.instance.get_run_records(RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
             if record.dagster_run.job_name not in read_only_jobs
         ]
         if in_progress:
-            return SkipReason(f"waiting for run {in_progress[0].run_id} to finish")
+            return outcome(SkipReason(f"waiting for run {in_progress[0].run_id} to finish"))
 
         asset_graph = context.repository_def.asset_graph
-        selection = AssetSelection.assets(*sorted(stale.tables)) - excluded_checks
+        # The run observes the feeds it ingests first: each landing step records the version it read.
+        feeds = [feed_key(feed) for feed in stale.feeds]
+        selection = AssetSelection.assets(*sorted(stale.tables), *feeds) - excluded_checks
         summary = "; ".join(
             f"{feed}: {stale.reasons[f'{feed}_landing']}" for feed in stale.feeds if f"{feed}_landing" in stale.reasons
         ) or "; ".join(f"{table}: {reason}" for table, reason in sorted(stale.reasons.items()))
         context.log.info(mask_emails(f"out of date ({summary}); requesting a run"))
-        context.update_cursor(json.dumps({"generation": generation + 1, "requested": state}))
+        cursor.update(generation=generation + 1, requested=state)
         # The run key names this state and its place in the sequence: a tick
         # retried after a crash never runs it twice, and a later return to an
         # earlier state still runs.
-        return RunRequest(
+        return outcome(RunRequest(
             run_key=f"landing-{generation + 1}-{state}",
             asset_selection=sorted(selection.resolve(asset_graph), key=lambda k: k.to_string()),
             asset_check_keys=sorted(selection.resolve_checks(asset_graph), key=lambda k: k.to_user_string()),
             tags={TRIGGER_TAG: "landing_sensor", FEEDS_TAG: ",".join(stale.feeds), CHANGES_TAG: mask_emails(summary)},
-        )
+        ))
 
     return landing_sensor
 

@@ -51,6 +51,15 @@ def test_done_tick_values_are_dagsters_tick_statuses(tmp_path):
         assert list(instance.get_ticks("no-origin", "no-selector")) == []
 
 
+def test_data_version_tags_are_dagsters():
+    from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
+
+    from stedi_assets.orchestration import feeds
+
+    assert feeds.DATA_VERSION_TAG == DATA_VERSION_TAG
+    assert feeds.USER_PROVIDED_TAG == DATA_VERSION_IS_USER_PROVIDED_TAG
+
+
 def test_in_progress_run_statuses_are_dagsters():
     from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES as dagsters
 

@@ -18,9 +18,11 @@ import boto3
 import narwhals as nw
 import pytest
 from dagster import (
+    AssetObservation,
     DagsterInstance,
     DagsterRunStatus,
     RunRequest,
+    SensorResult,
     SkipReason,
     build_sensor_context,
 )
@@ -36,9 +38,9 @@ from stedi_assets.orchestration.assets import ZONE_UPSTREAM
 from stedi_assets_tests.orchestration.conftest import CheckAlerts, publish_tables
 
 LANDING_OUTPUTS = {
-    "customer": {"customer_landing", "customer_quarantine"},
-    "accelerometer": {"accelerometer_landing", "accelerometer_quarantine"},
-    "step_trainer": {"step_trainer_landing", "step_trainer_quarantine"},
+    "customer": {"customer_feed", "customer_landing", "customer_quarantine"},
+    "accelerometer": {"accelerometer_feed", "accelerometer_landing", "accelerometer_quarantine"},
+    "step_trainer": {"step_trainer_feed", "step_trainer_landing", "step_trainer_quarantine"},
 }
 TRUSTED_AND_CURATED = {
     "customer_trusted", "accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated",
@@ -53,15 +55,24 @@ class SensorHarness:
         self.sensor = self.defs.resolve_sensor_def("landing_sensor")
         self.instance = instance
         self.cursor: str | None = None
+        self.observed: list[AssetObservation] = []
+        """The feed observations of the last tick."""
 
     def tick(self) -> RunRequest | SkipReason:
+        """The tick's run request or skip reason; its observations of the feeds are recorded on the
+        instance, as the daemon records them."""
         with build_sensor_context(
             instance=self.instance, cursor=self.cursor, definitions=self.defs, sensor_name="landing_sensor",
             resources=self.defs.resources,
         ) as context:
             result = self.sensor(context)
             self.cursor = context.cursor
-        return result
+        assert isinstance(result, SensorResult)
+        self.observed = list(result.asset_events)
+        for observation in self.observed:
+            self.instance.report_runless_asset_event(observation)
+        [outcome] = [*(result.run_requests or []), *([result.skip_reason] if result.skip_reason else [])]
+        return outcome
 
     def execute(self, request: RunRequest):
         """Run what the request selects, in process, as the daemon's launched run would."""
@@ -173,8 +184,9 @@ def test_the_sensor_runs_exactly_what_stedi_run_would(local_landing, instance, t
 
     stale = out_of_date(lakehouse, ZONE_UPSTREAM)
     request = harness.tick()
-    assert names(request.asset_selection) == set(stale.tables)
-    assert set(stale.tables) == LANDING_OUTPUTS["step_trainer"] | {
+    # And the feed it ingests, observed first.
+    assert names(request.asset_selection) == set(stale.tables) | {"step_trainer_feed"}
+    assert set(stale.tables) == LANDING_OUTPUTS["step_trainer"] - {"step_trainer_feed"} | {
         "customer_curated", "step_trainer_trusted", "machine_learning_curated",
     }
     assert harness.execute(request).success
