@@ -392,9 +392,8 @@ def maintain(args: argparse.Namespace) -> int:
     for forgotten in forget_withdrawn_everywhere(lakehouse):
         if forgotten.snapshots_expired:
             print(describe_forgotten(forgotten))
-    reports = maintain_lakehouse(lakehouse)
-    for report in reports:
-        print(describe(report))
+    # A line per table as soon as it is done: a large lakehouse takes a while.
+    reports = maintain_lakehouse(lakehouse, on_table=lambda report: print(describe(report), flush=True))
     if not reports:
         print(f"no tables in {lakehouse.catalog_settings().describe()} yet")
     return 0

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import narwhals as nw
 
 from stedi_assets.domain import rules
-from stedi_assets.lakehouse.engines import LandingRead, slice_of_file
+from stedi_assets.lakehouse.engines import LandingRead, ReadProgress, slice_of_file
 from stedi_assets.lakehouse.ledger import REFUSED, REMOVED, Delivery, FeedDeliveries
 from stedi_assets.lakehouse.tables import TableUpdate
 from stedi_assets.domain.schemas import DELIVERED_FROM, FEED_SCHEMAS, delivered_records_schema
@@ -186,11 +186,14 @@ def plan_landing_update(
     current: Mapping[str, Mapping],
     bases: tuple[int | None, int | None],
     run_id: str,
+    progress: ReadProgress | None = None,
 ) -> LandingUpdate:
     """Read what ``plan`` says, store the kept records of each file read, and plan both tables' updates.
 
     ``bases`` are the snapshots of the landing and quarantine tables the plan
-    was made from (None: no snapshot).
+    was made from (None: no snapshot). ``progress`` is told the files and
+    bytes read (sizes as listed) while the engine reads; not called when
+    there is nothing to read.
     """
     engine = lakehouse.get_engine()
     landing_table, quarantine_table = f"{feed}_landing", f"{feed}_quarantine"
@@ -202,7 +205,7 @@ def plan_landing_update(
     # stores them while it reads never holds them all.
     to_read = plan.to_read
     sizes = {uri: plan.listed[uri].size for uri in to_read}
-    read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes) if to_read else None
+    read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes, progress=progress) if to_read else None
     deliveries: list[Delivery] = []
     delivered, stored_now = None, ()
     new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False

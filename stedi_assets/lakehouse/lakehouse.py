@@ -18,7 +18,7 @@ import narwhals as nw
 
 from stedi_assets.domain.schemas import PUBLISHED, TABLES
 from stedi_assets.lakehouse.catalog import CatalogError, CatalogSettings, TableNotPublishedError, catalog_errors
-from stedi_assets.lakehouse.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, RecordsFolder
+from stedi_assets.lakehouse.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, ReadProgress, RecordsFolder
 from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
 from stedi_assets.lakehouse.storage import FileVersion, LandingError, LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 from stedi_assets.lakehouse.tables import (
@@ -178,15 +178,15 @@ class Lakehouse:
 
     def read_landing(
         self, feed: str, files: list[str] | None = None, records_to: str | None = None,
-        sizes: Mapping[str, int] | None = None,
+        sizes: Mapping[str, int] | None = None, progress: ReadProgress | None = None,
     ) -> LandingRead:
         """The records of ``files`` (default: every file of the feed), read by the engine, which may store
         them in the folder ``records_to`` as it reads (``LandingRead.stored``); ``sizes``: the files' sizes
-        as listed."""
+        as listed; ``progress``: told the files and bytes read as the engine reads them."""
         files = self.landing_files(feed) if files is None else files
         folder = RecordsFolder(records_to, self.store_for(records_to)) if records_to is not None else None
         return self.get_engine().read_landing(
-            TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder, sizes=sizes
+            TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder, sizes=sizes, progress=progress
         )
 
     # -- tables ----------------------------------------------------------------

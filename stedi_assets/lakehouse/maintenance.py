@@ -21,6 +21,7 @@ the safety age. Any snapshot that is kept reads completely afterwards.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,14 +116,19 @@ def maintain_table(lakehouse: Lakehouse, table: str, now: float | None = None) -
     )
 
 
-def maintain_lakehouse(lakehouse: Lakehouse, now: float | None = None) -> list[TableMaintenance]:
-    """Maintain every table that exists; a table not yet created is skipped."""
+def maintain_lakehouse(
+    lakehouse: Lakehouse, now: float | None = None, on_table: Callable[[TableMaintenance], None] | None = None,
+) -> list[TableMaintenance]:
+    """Maintain every table that exists; a table not yet created is skipped. ``on_table`` is told each
+    table's report as soon as the table is done (a large lakehouse takes a while)."""
     reports = []
     for table in PUBLISHED:
         try:
             reports.append(maintain_table(lakehouse, table, now))
         except TableNotPublishedError:
             continue
+        if on_table is not None:
+            on_table(reports[-1])
     return reports
 
 

@@ -51,6 +51,7 @@ from stedi_assets.orchestration.feeds import DATA_VERSION_TAG, USER_PROVIDED_TAG
 from stedi_assets.orchestration.landing import landing_metadata
 from stedi_assets.orchestration.io_manager import commit_metadata, snapshot_properties
 from stedi_assets.orchestration.masking import mask_emails, mask_metadata, masked, masks_errors
+from stedi_assets.orchestration.progress import read_progress
 from stedi_assets.domain.profiles import expected_rows
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
@@ -240,7 +241,9 @@ def _ingest(
     bases = (lakehouse.current_snapshot(f"{feed}_landing"), lakehouse.current_snapshot(f"{feed}_quarantine"))
     plan = plan_deliveries(listed, known, published=None not in bases, full_refresh=full_refresh)
     context.log.info(mask_emails(f"{feed}: {plan.describe()}"))
-    update = plan_landing_update(lakehouse, feed, plan, known.current, bases, context.run.run_id)
+    update = plan_landing_update(
+        lakehouse, feed, plan, known.current, bases, context.run.run_id, progress=read_progress(context.op_def.name),
+    )
     engine = lakehouse.get_engine()
     landing_kind = update.landing.kind
     quarantine = engine.hold(update.quarantine_frame)

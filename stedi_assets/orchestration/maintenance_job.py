@@ -18,9 +18,7 @@ def maintain_tables(context: OpExecutionContext, lakehouse: ResourceParam[Lakeho
     forgotten = [f for f in forget_withdrawn_everywhere(lakehouse) if f.snapshots_expired]
     for item in forgotten:
         context.log.info(describe_forgotten(item))
-    reports = maintain_lakehouse(lakehouse)
-    for report in reports:
-        context.log.info(describe(report))
+    reports = maintain_lakehouse(lakehouse, on_table=lambda report: context.log.info(describe(report)))
     return Output(
         None,
         metadata={

@@ -17,6 +17,7 @@ import pytest
 from dagster import DefaultScheduleStatus
 
 from stedi_assets import cli
+from stedi_assets.lakehouse import maintenance
 from stedi_assets.definitions import defs
 from stedi_assets.lakehouse.maintenance import (
     current_records_folders,
@@ -130,9 +131,24 @@ def test_the_maintain_command(four_runs, monkeypatch, capsys):
     monkeypatch.setenv("STEDI_SNAPSHOTS_MIN_KEPT", "2")
     monkeypatch.setenv("STEDI_ORPHAN_MIN_AGE_HOURS", "0")
 
+    # What the command has printed when each table's maintenance starts: a line per table done before.
+    printed_before: list[list[str]] = []
+    original = maintenance.maintain_table
+
+    def maintain_table(*args, **kwargs):
+        out = capsys.readouterr().out
+        printed_before.append(out.splitlines())
+        print(out, end="")  # put back for the assertions below
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "maintain_table", maintain_table)
+
     assert cli.main(["maintain", "--lakehouse", four_runs.lakehouse_uri]) == 0
 
     out = capsys.readouterr().out.splitlines()
     assert "accelerometer_landing: 2 snapshot(s) expired, 2 kept; " in out[0]
+    # Every table's line but perhaps the last was out before the command went on to the next table.
+    assert len(out) == 3 and max(len(lines) for lines in printed_before) >= len(out) - 1
+    assert [lines for lines in printed_before if lines][0][0] == out[0]
     assert len(four_runs.load_table("accelerometer_landing").snapshots()) == 2
     assert stored_table(Path(four_runs.lakehouse_uri), "accelerometer_landing").height == 80

@@ -8,7 +8,8 @@ written. Everything else (rules, checks, storage layout) is engine-neutral.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
@@ -25,6 +26,47 @@ ENGINE_NAMES = tuple(EngineName)
 
 class EngineError(RuntimeError):
     """The engine could not start or could not run; the message says why in one line."""
+
+
+ReadProgress = Callable[[int, int, int, int], None]
+"""Told as an engine reads landing files: ``(files read, files to read, bytes read, bytes to read)``,
+the bytes as the files were listed (a gzip file counts its stored size). Called once with nothing read
+before the first file, then as files are read, perhaps from several threads (one call at a time)."""
+
+
+class ReadTally:
+    """The files and bytes an engine has read of a landing read, told to a ``ReadProgress`` as they grow.
+
+    Without a ``progress`` it does nothing. A file quarantined unread (too large) counts as read: the
+    tally reaches its totals when every file is accounted for.
+    """
+
+    def __init__(self, progress: ReadProgress | None, files: Sequence[str], sizes: Mapping[str, int]) -> None:
+        self._progress = progress
+        self._sizes = sizes
+        self.files_total = len(files)
+        self.bytes_total = sum(sizes.get(f, 0) for f in files)
+        self.files_read = self.bytes_read = 0
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(0, self.files_total, 0, self.bytes_total)
+
+    def read(self, uri: str) -> None:
+        """One more file read (or quarantined unread)."""
+        if self._progress is None:
+            return
+        with self._lock:
+            self.files_read += 1
+            self.bytes_read += self._sizes.get(uri, 0)
+            self._progress(self.files_read, self.files_total, self.bytes_read, self.bytes_total)
+
+    def read_all(self) -> None:
+        """Every file read, for an engine that cannot tell them apart (Spark reads them in its executors)."""
+        if self._progress is None:
+            return
+        with self._lock:
+            self.files_read, self.bytes_read = self.files_total, self.bytes_total
+            self._progress(self.files_read, self.files_total, self.bytes_read, self.bytes_total)
 
 
 @dataclass(frozen=True)
@@ -87,12 +129,13 @@ class Engine(Protocol):
 
     def read_landing(
         self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
-        sizes: Mapping[str, int] | None = None,
+        sizes: Mapping[str, int] | None = None, progress: ReadProgress | None = None,
     ) -> LandingRead:
         """The records of ``files``; an engine may store them in ``records_to`` as it reads (``LandingRead.stored``).
 
         A file larger than the engine's ``max_file_mb`` is quarantined whole from its size (``sizes``, as
-        listed, or looked up), never read into memory."""
+        listed, or looked up), never read into memory. ``progress`` is told the files and bytes read
+        (``ReadTally``) as the engine can see them."""
 
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame: ...
 

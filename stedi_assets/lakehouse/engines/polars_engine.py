@@ -10,7 +10,7 @@ import narwhals as nw
 import polars as pl
 
 from stedi_assets.domain import rules
-from stedi_assets.lakehouse.engines import LandingRead, RecordsFolder
+from stedi_assets.lakehouse.engines import LandingRead, ReadProgress, ReadTally, RecordsFolder
 from stedi_assets.lakehouse.engines.polars_landing import read_feed_files
 from stedi_assets.domain.schemas import TableSchema, delivered_records_schema
 from stedi_assets.lakehouse.storage import Store, join_uri
@@ -34,9 +34,13 @@ class PolarsEngine:
 
     def read_landing(
         self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
-        sizes: Mapping[str, int] | None = None,
+        sizes: Mapping[str, int] | None = None, progress: ReadProgress | None = None,
     ) -> LandingRead:
-        # ``sizes`` is not needed: each file's size is looked at as it is opened (``Store.read_bytes``).
+        # ``sizes`` is not needed to bound a file: its size is looked at as it is opened
+        # (``Store.read_bytes``); only the progress counts them, looked up when not listed.
+        if progress is not None and sizes is None:
+            sizes = {f: store.size(f) for f in files}
+        tally = ReadTally(progress, files, sizes or {})
         # Several files at a time: Polars parses without the GIL, and on S3
         # each read waits tens of milliseconds for the first byte.
         stored: list[str] = []
@@ -54,7 +58,7 @@ class PolarsEngine:
 
         read = read_feed_files(
             feed, files, store.read_bytes, workers=LANDING_READERS, max_file_mb=self.max_file_mb,
-            store_records=store_records,
+            store_records=store_records, on_file=tally.read if progress is not None else None,
         )
         return LandingRead(
             records=self.scan(stored, records_schema, records_to.store) if records_to is not None

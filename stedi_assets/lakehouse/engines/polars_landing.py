@@ -398,6 +398,7 @@ def read_feed_files(
     workers: int,
     max_file_mb: int = DEFAULT_MAX_FILE_MB,
     store_records: Callable[[int, pl.DataFrame], None] | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> FeedRead:
     """``read_feed`` over files fetched with ``read_bytes(uri, max_bytes)``, several at a time.
 
@@ -412,6 +413,7 @@ def read_feed_files(
     never held at once. With ``store_records``, each batch's kept records are
     handed to it (with the batch's number) instead of being held: the result's
     ``records`` is then empty, and the feed's records are never all in memory.
+    ``on_file`` is told each file's URI once it is parsed (from the worker that parsed it).
     """
     rules = RecordRules(schema)
     # Parsed by as many files at a time as Polars has threads: each parse
@@ -426,9 +428,13 @@ def read_feed_files(
             # Bounded before it is read: a file over the bound never costs its size in memory.
             data = read_bytes(uri, limit)
         except FileTooLarge:
-            return _ParsedFile(uri, [(0, validation.file_too_large(max_file_mb), "")], reference=FileRecords())
-        with parsing:
-            return _parse(schema, rules, uri, data, max_file_mb)
+            parsed = _ParsedFile(uri, [(0, validation.file_too_large(max_file_mb), "")], reference=FileRecords())
+        else:
+            with parsing:
+                parsed = _parse(schema, rules, uri, data, max_file_mb)
+        if on_file is not None:
+            on_file(uri)
+        return parsed
 
     reads = []
     with ThreadPoolExecutor(max_workers=workers) as pool:

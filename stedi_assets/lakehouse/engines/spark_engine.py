@@ -29,7 +29,7 @@ from pathlib import Path
 
 import narwhals as nw
 
-from stedi_assets.lakehouse.engines import EngineError, LandingRead, RecordsFolder
+from stedi_assets.lakehouse.engines import EngineError, LandingRead, ReadProgress, ReadTally, RecordsFolder
 from stedi_assets.domain.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.lakehouse.storage import Store, is_s3_uri, local_path
@@ -499,18 +499,22 @@ class SparkEngine:
 
     def read_landing(
         self, feed: TableSchema, files: Sequence[str], store: Store, records_to: RecordsFolder | None = None,
-        sizes: Mapping[str, int] | None = None,
+        sizes: Mapping[str, int] | None = None, progress: ReadProgress | None = None,
     ) -> LandingRead:
         # The records stay in Spark, cached; the caller writes them once made distinct.
         # A file over the bound is quarantined from its size here, on the driver: Spark's binaryFile
         # source reads a file whole, and it must never hold one that large.
         limit = self.max_file_mb * MIB
-        oversized = [f for f in files if (sizes[f] if sizes and f in sizes else store.size(f)) > limit]
+        sizes = {f: sizes[f] if sizes and f in sizes else store.size(f) for f in files}
+        oversized = [f for f in files if sizes[f] > limit]
+        # The executors read the files: the driver sees them read all at once, when the read's summary is in.
+        tally = ReadTally(progress, files, sizes)
         with self.errors():
             read = self._read_landing(feed, [f for f in files if f not in oversized]) if len(oversized) < len(files) else None
             if oversized:
                 read = self._with_unread(feed, files, read, oversized)
-            return read
+        tally.read_all()
+        return read
 
     def _with_unread(
         self, feed: TableSchema, files: Sequence[str], read: LandingRead | None, oversized: Sequence[str]
