@@ -56,6 +56,8 @@ def test_on_a_pipe_each_step_is_a_plain_line_with_rows_time_and_checks(tmp_path)
     output = _stedi_run(tmp_path, terminal=False)
     assert "start   customer_landing" in output
     assert STEP_DONE.search(output), output
+    # The feeds' observation, before the landing steps, says what it observed.
+    assert "done    landing_feeds: observed accelerometer_feed, customer_feed, step_trainer_feed" in output
     assert re.search(r"done +machine_learning_curated: machine_learning_curated 8,415 rows, .*\(failed: cross_customer_pairs \(WARN\)\)", output)
     assert "\x1b" not in output and "\r" not in output
     # One line per landing step for its reading, after its start and before its end; no bar.

@@ -84,6 +84,7 @@ class _Step:
     rows: list[tuple[str, int]] = field(default_factory=list)
     passed: int = 0
     failed: list[str] = field(default_factory=list)
+    observed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -160,6 +161,8 @@ class StepLines(logging.Handler):
         elif kind == "ASSET_MATERIALIZATION" and step in self.running:
             rows = event.event_specific_data.materialization.metadata.get("dagster/row_count")
             self.running[step].rows.append((event.asset_key.path[-1], int(rows.value) if rows is not None else -1))
+        elif kind == "ASSET_OBSERVATION" and step in self.running:
+            self.running[step].observed.append(event.asset_key.path[-1])
         elif kind == "ASSET_CHECK_EVALUATION" and step in self.running:
             evaluation = event.event_specific_data
             if evaluation.passed:
@@ -206,7 +209,9 @@ class StepLines(logging.Handler):
         self._read_done(step)
         state = self.running.pop(step)
         seconds = time.monotonic() - state.started
-        published = ", ".join(f"{name} {rows:,} rows" for name, rows in state.rows) or "nothing published"
+        published = ", ".join(f"{name} {rows:,} rows" for name, rows in state.rows) or (
+            f"observed {', '.join(state.observed)}" if state.observed else "nothing published"
+        )
         checks = state.passed + len(state.failed)
         text = f"{'done   ' if succeeded else 'FAILED '} {step}: {published}, {seconds:.1f} s"
         if checks:
