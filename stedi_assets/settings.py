@@ -605,7 +605,7 @@ class Settings(BaseModel):
     ] = Field(
         False,
         description="A new landing column whose first values disagree in kind (numbers and text...) becomes a "
-        "string column; when false it takes the kind most values have, and the others are quarantined.",
+        "string column; when false it takes the kind most values have, and values it cannot take are quarantined.",
     )
     curated_extra_columns: Annotated[
         list[str], Setting("STEDI_CURATED_EXTRA_COLUMNS", parse_column_list, resource=_LAKEHOUSE)

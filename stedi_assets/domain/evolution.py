@@ -72,7 +72,7 @@ def column_type(kinds: Mapping[str, int], widen_to_string: bool = False) -> Colu
     Kinds that disagree otherwise (numbers and text, booleans and numbers...)
     give string only with ``widen_to_string``; without it the column takes the
     kind most of the values have (numbers, then booleans, then text on a tie)
-    and the other values are quarantined. Objects and arrays fit no column
+    and the values it cannot take are quarantined. Objects and arrays fit no column
     and count for none (such a value is quarantined).
     """
     counts = {kind: count for kind, count in kinds.items() if count}
