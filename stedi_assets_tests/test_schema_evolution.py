@@ -25,6 +25,7 @@ from stedi_assets.domain import evolution
 from stedi_assets.domain.schemas import FEED_SCHEMAS
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets.lakehouse.lakehouse import Lakehouse
+from stedi_assets_tests.engines.conftest import spark  # noqa: F401 (the session's Spark fixture)
 from stedi_assets_tests.conftest import check_outcomes, independent_catalog, materialize_all, resources_for, stored_table
 
 ADDRESS = "ann.example@example.com"
