@@ -6,8 +6,8 @@ whole runs on a small simulated landing zone: a new field in new files
 the WARN checks say so; the snapshot, the history and the column schema show
 it), a conflicting later value quarantined, a full refresh equal to the
 incremental result, the allow-list letting a column into the curated tables,
-and the types a new column takes from its first values. The last test runs
-the landing step on Spark. The fast reader's part is in
+and the types a new column takes from its first values. The last tests run
+the landing step on Spark, and on S3 with the Glue Data Catalog. The fast reader's part is in
 engines/test_landing_differential.py.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 from dagster import materialize
 
@@ -26,6 +27,9 @@ from stedi_assets.domain.schemas import FEED_SCHEMAS
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets_tests.engines.conftest import spark  # noqa: F401 (the session's Spark fixture)
+from stedi_assets_tests.s3.conftest import (  # noqa: F401 (the local S3 and Glue server and a bucket on it)
+    ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, independent_glue_catalog, s3_bucket, s3_server,
+)
 from stedi_assets_tests.conftest import check_outcomes, independent_catalog, materialize_all, resources_for, stored_table
 
 ADDRESS = "ann.example@example.com"
@@ -248,3 +252,31 @@ def test_spark_adds_the_same_columns_as_polars(spark, tmp_path):
         assert quarantine["reason"].to_list() == ["wrong type for calibrated"]
     assert tables["spark"].equals(tables["polars"])
     assert tables["spark"]["gyroX"].null_count() == 3
+
+
+@pytest.mark.s3
+def test_glue_sees_a_column_added_on_s3(s3_server, s3_bucket):
+    # The Glue Data Catalog's table (what Athena reads) takes the column with the commit (pyiceberg's update_schema).
+    lakehouse = Lakehouse(
+        landing_uri=s3_bucket.uri("landing"), lakehouse_uri=s3_bucket.uri("lakehouse"),
+        glue_database=s3_bucket.name.replace("-", "_"), quarantine_max_share=1.0,
+    )
+    put = lambda name, records: s3_bucket.put_many(  # noqa: E731
+        {f"landing/accelerometer/{name}": "".join(json.dumps(r) + "\n" for r in records).encode()}
+    )
+    put("a.json", [_reading(i) for i in range(3)])
+    assert _ingest(lakehouse).success
+    put("b.json", [_reading(10 + i, gyroX=i) for i in range(2)])
+    assert _ingest(lakehouse).success
+
+    database = s3_bucket.name.replace("-", "_")
+    table = independent_glue_catalog(s3_server.endpoint).load_table(f"{database}.accelerometer_landing")
+    assert str(table.schema().find_field("gyroX").field_type) == "long"
+    rows = table.scan().to_arrow()
+    assert sorted(v for v in rows.column("gyroX").to_pylist() if v is not None) == [0, 1] and rows.num_rows == 5
+    glue = boto3.client(
+        "glue", endpoint_url=s3_server.endpoint, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+    columns = glue.get_table(DatabaseName=database, Name="accelerometer_landing")["Table"]["StorageDescriptor"]["Columns"]
+    assert [(c["Name"], c["Type"]) for c in columns][-1] == ("gyroX", "bigint")
