@@ -377,6 +377,8 @@ def history(args: argparse.Namespace) -> int:
         marker = "  (current)" if info.current else ""
         when = info.committed_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         print(f"{info.snapshot_id:<20}  {when:<23}  {info.operation:<9}  {info.rows:>12,}  {info.run_id or '-'}{marker}")
+        if info.added_columns:
+            print(f"{'':<20}  added columns: {info.added_columns}")
         if args.upstream and info.upstream:
             for name, snapshot_id in sorted(info.upstream.items()):
                 print(f"{'':<20}  computed from {name} snapshot {snapshot_id}")

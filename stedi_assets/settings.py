@@ -30,7 +30,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -289,6 +289,35 @@ def _spark_conf(text: str | Mapping[str, str]) -> dict[str, str]:
             raise _Rejected(accepted, f"{item!r} is not a spark.*=value setting")
         conf[key] = value.strip()
     return conf
+
+
+def parse_flag(text: str | bool) -> bool:
+    """``true``/``false`` (also 1/0, yes/no), or a boolean as configured."""
+    if isinstance(text, bool):
+        return text
+    if isinstance(text, str) and text.strip().lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(text, str) and text.strip().lower() in ("false", "0", "no"):
+        return False
+    raise _Rejected("true or false")
+
+
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_column_list(text: str | Sequence[str]) -> list[str]:
+    """Column names separated by commas (``gyroX,firmware``), or a list of them as configured."""
+    accepted = "column names separated by commas, e.g. gyroX,firmware"
+    if isinstance(text, str):
+        names = [part.strip() for part in text.split(",") if part.strip()]
+    elif isinstance(text, Sequence) and all(isinstance(name, str) for name in text):
+        names = [name.strip() for name in text]
+    else:
+        raise _Rejected(accepted)
+    for name in names:
+        if not _COLUMN_NAME.fullmatch(name):
+            raise _Rejected(accepted, f"{name!r} is not a column name")
+    return names
 
 
 def parse_spark_conf(text: str) -> dict[str, str]:
@@ -570,6 +599,20 @@ class Settings(BaseModel):
     max_file_mb: Annotated[int, Setting("STEDI_MAX_FILE_MB", parse_max_file_mb, resource=_LAKEHOUSE)] = Field(
         DEFAULT_MAX_FILE_MB,
         description="Largest landing file, in MiB after decompression; a larger file is quarantined unread.",
+    )
+    schema_widen_to_string: Annotated[
+        bool, Setting("STEDI_SCHEMA_WIDEN_TO_STRING", parse_flag, resource=_LAKEHOUSE)
+    ] = Field(
+        False,
+        description="A new landing column whose first values disagree in kind (numbers and text...) becomes a "
+        "string column; when false it takes the kind most values have, and values it cannot take are quarantined.",
+    )
+    curated_extra_columns: Annotated[
+        list[str], Setting("STEDI_CURATED_EXTRA_COLUMNS", parse_column_list, resource=_LAKEHOUSE)
+    ] = Field(
+        default_factory=list,
+        description="Columns added to a landing table from delivered records that the curated tables may carry "
+        "(comma-separated); any other added column stays out of them (check columns_awaiting_decision).",
     )
     query_memory_limit: Annotated[str, Setting("STEDI_QUERY_MEMORY_LIMIT", parse_memory_limit)] = Field(
         DEFAULT_QUERY_MEMORY_LIMIT, description="DuckDB's memory limit for `stedi query`."

@@ -98,6 +98,49 @@ def test_schema_fails_on_any_difference(change):
     assert not run_check("customer_trusted", "schema", change(CONSENTING))[0]
 
 
+def _with_gyro(frame: nw.LazyFrame) -> nw.LazyFrame:
+    return frame.with_columns(nw.lit(1, dtype=nw.Int64).alias("gyroX"))
+
+
+def test_schema_takes_added_columns_only_from_the_tables_own_feed():
+    # A landing table may carry a column added from delivered records, not one whose name may not be a column.
+    assert run_check("customer_landing", "schema", _with_gyro(LANDING))[0]
+    passed, metadata = run_check("customer_landing", "schema", LANDING.with_columns(nw.lit(1).alias("__source")))
+    assert not passed and metadata["unexpected"] == "__source"
+    # A trusted table carries its landing table's added columns, and no other.
+    landing = {"customer_landing": _with_gyro(LANDING)}
+    assert run_check("customer_trusted", "schema", _with_gyro(CONSENTING), inputs=landing)[0]
+    assert not run_check("customer_trusted", "schema", _with_gyro(CONSENTING), inputs={"customer_landing": LANDING})[0]
+    # A curated table carries them only once allowed.
+    trusted = {"customer_trusted": _with_gyro(CONSENTING)}
+    assert not run_check("customer_curated", "schema", _with_gyro(CONSENTING), inputs=trusted)[0]
+    assert run_check("customer_curated", "schema", _with_gyro(CONSENTING), inputs=trusted, curated_extra_columns=("gyroX",))[0]
+
+
+def test_new_columns_warns_when_a_landing_table_gained_columns():
+    assert run_check("accelerometer_landing", "new_columns", readings(("a@x.org", T0)))[0]
+    passed, metadata = run_check("accelerometer_landing", "new_columns", readings(("a@x.org", T0)), added_columns="gyroX bigint")
+    assert not passed and metadata["added_columns"] == "gyroX bigint"
+    check = next(c for c in CHECKS["accelerometer_landing"] if c.name == "new_columns")
+    assert check.severity.value == "WARN" and not check.blocking
+
+
+def test_columns_awaiting_decision_names_added_columns_a_curated_table_does_not_carry():
+    step_readings, accelerometer = steps(("s-y", T0)), _with_gyro(readings(("yes@example.com", T0)))
+    inputs = {"step_trainer_trusted": step_readings, "accelerometer_trusted": accelerometer, "customer_curated": CONSENTING}
+    without = rules.machine_learning_curated(step_readings, accelerometer, CONSENTING)
+    passed, metadata = run_check("machine_learning_curated", "columns_awaiting_decision", without, inputs=inputs)
+    assert not passed and metadata["columns_awaiting_decision"] == "gyroX"
+    allowed = rules.machine_learning_curated(step_readings, accelerometer, CONSENTING, extra_columns=("gyroX",))
+    assert "gyroX" in allowed.collect_schema().names()
+    assert run_check("machine_learning_curated", "columns_awaiting_decision", allowed, inputs=inputs)[0]
+    # A column of the customer feed never reaches the ML table, and is not waiting for it either.
+    customer_inputs = {"customer_trusted": _with_gyro(CONSENTING), "accelerometer_trusted": accelerometer}
+    curated = rules.customer_curated(_with_gyro(CONSENTING), readings(("yes@example.com", T0)))
+    passed, metadata = run_check("customer_curated", "columns_awaiting_decision", curated, inputs=customer_inputs)
+    assert not passed and metadata["columns_awaiting_decision"] == "gyroX"
+
+
 # -- privacy ----------------------------------------------------------------------------------
 
 

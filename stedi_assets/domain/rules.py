@@ -62,6 +62,13 @@ def _columns_of(table: str) -> list[str]:
     return TABLES[table].column_names
 
 
+def added_columns(frame: nw.LazyFrame, table: str) -> list[str]:
+    """The columns of ``frame``, a frame of ``table``, that ``table`` does not declare: columns added to a
+    landing table from delivered records (``evolution``), carried by the tables computed from it."""
+    declared = set(TABLES[table].column_names) | {DELIVERED_FROM}
+    return [name for name in frame.collect_schema().names() if name not in declared]
+
+
 _NEW = "__new"
 
 
@@ -254,7 +261,7 @@ def current_customer_records(customers: nw.LazyFrame) -> nw.LazyFrame:
         ranked = ranked.with_columns(nw.col(name).fill_null(stand_in).alias(key))
         order_keys.append(key)
     current = ranked.unique(subset=["email"], keep="last", order_by=order_keys)
-    return current.select(_columns_of("customer_landing"))
+    return current.select(_columns_of("customer_landing") + added_columns(customers, "customer_landing"))
 
 
 def rows_with_key_in(frame: nw.LazyFrame, key: str, reference: nw.LazyFrame, reference_key: str) -> nw.LazyFrame:
@@ -471,19 +478,23 @@ def accelerometer_trusted(
         readings = _from_consent_date(readings, "timestamp", "user", customer_trusted, "email")
     else:
         readings = rows_with_key_in(readings, "user", customer_trusted, "email")
-    return readings.select(_columns_of("accelerometer_trusted"))
+    # The feed's added columns come along: a trusted table follows its landing table.
+    return readings.select(_columns_of("accelerometer_trusted") + added_columns(accelerometer_landing, "accelerometer_landing"))
 
 
 def customer_curated(
-    customer_trusted: nw.LazyFrame, accelerometer_trusted: nw.LazyFrame
+    customer_trusted: nw.LazyFrame, accelerometer_trusted: nw.LazyFrame, extra_columns: Sequence[str] = ()
 ) -> nw.LazyFrame:
     """Consenting customers that have readings in accelerometer_trusted, each once.
 
     Under ``from_consent_date`` accelerometer_trusted holds only readings in
     scope, so a customer whose every reading predates their consent is left out.
+    Of the columns added to customer_trusted from delivered records, only those
+    of ``extra_columns`` (decided to be fit for it) are carried.
     """
     customers = rows_with_key_in(customer_trusted, "email", accelerometer_trusted, "user")
-    return customers.select(_columns_of("customer_curated"))
+    allowed = [name for name in added_columns(customer_trusted, "customer_trusted") if name in extra_columns]
+    return customers.select(_columns_of("customer_curated") + allowed)
 
 
 def step_trainer_trusted(
@@ -514,7 +525,7 @@ def step_trainer_trusted(
         )
     if from_consent_date:
         readings = _from_consent_date(readings, "sensorReadingTime", "serialNumber", customer_curated, "serialNumber")
-    return readings.select(_columns_of("step_trainer_trusted"))
+    return readings.select(_columns_of("step_trainer_trusted") + added_columns(step_trainer_landing, "step_trainer_landing"))
 
 
 def device_owners(customer_curated: nw.LazyFrame) -> nw.LazyFrame:
@@ -547,14 +558,25 @@ def machine_learning_curated(
     accelerometer_trusted: nw.LazyFrame,
     customer_curated: nw.LazyFrame,
     same_customer: bool = False,
+    extra_columns: Sequence[str] = (),
 ) -> nw.LazyFrame:
     """Simultaneous step-trainer and accelerometer readings, without identifiers.
 
     By default readings are paired on time alone, as the reference system
     specified. With ``same_customer`` the accelerometer reading must also come
-    from the customer who owns the step trainer.
+    from the customer who owns the step trainer. Of the columns added to the
+    step-trainer and accelerometer tables from delivered records, only those of
+    ``extra_columns`` are carried (a step-trainer column first when both feeds
+    added one of the same name); never one of the customer feed.
     """
-    pairs = simultaneous_readings(step_trainer_trusted, accelerometer_trusted)
+    steps = [n for n in added_columns(step_trainer_trusted, "step_trainer_trusted") if n in extra_columns]
+    readings = [
+        n for n in added_columns(accelerometer_trusted, "accelerometer_trusted") if n in extra_columns and n not in steps
+    ]
+    pairs = simultaneous_readings(
+        step_trainer_trusted.select(_columns_of("step_trainer_trusted") + steps),
+        accelerometer_trusted.select(_columns_of("accelerometer_trusted") + readings),
+    )
     if same_customer:
         pairs = pairs.join(device_owners(customer_curated), on=["serialNumber", "user"], how="semi")
-    return pairs.select(_columns_of("machine_learning_curated"))
+    return pairs.select(_columns_of("machine_learning_curated") + steps + readings)

@@ -8,6 +8,7 @@ reference system (Athena over the same data) run unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,17 +19,21 @@ RAW_TEXT_LIMIT = 1_000
 """Characters of a quarantined record's raw text kept in its quarantine table."""
 
 # Logical types, named as Hive/Athena names them.
-ColumnType = Literal["string", "bigint", "double"]
+# A declared column is string, bigint or double; a column added from the
+# delivered records (``evolution``) may also be boolean.
+ColumnType = Literal["string", "bigint", "double", "boolean"]
 
 POLARS_TYPES: dict[str, type[pl.DataType]] = {
     "string": pl.String,
     "bigint": pl.Int64,
     "double": pl.Float64,
+    "boolean": pl.Boolean,
 }
 NARWHALS_TYPES: dict[str, type[nw.dtypes.DType]] = {
     "string": nw.String,
     "bigint": nw.Int64,
     "double": nw.Float64,
+    "boolean": nw.Boolean,
 }
 
 
@@ -75,6 +80,17 @@ class TableSchema:
     @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
+
+    def with_columns(self, extra: tuple[Column, ...] | list[Column]) -> TableSchema:
+        """This schema with ``extra`` columns after its own (those it already has, by name in any case, skipped)."""
+        present = {c.name.lower() for c in self.columns}
+        added = tuple(c for c in extra if c.name.lower() not in present)
+        return dataclasses.replace(self, columns=self.columns + added) if added else self
+
+    def extra_columns(self) -> tuple[Column, ...]:
+        """The columns beyond the declaration of the table of this name (added from delivered records)."""
+        declared = {c.name for c in TABLES[self.name].columns} if self.name in TABLES else set()
+        return tuple(c for c in self.columns if c.name not in declared)
 
 
 RESEARCH_CONSENT = "shareWithResearchAsOfDate"
@@ -262,9 +278,10 @@ DELIVERED_FROM = "source_file"
 """The column naming the landing file a delivered record was read from."""
 
 
-def delivered_records_schema(feed: str) -> TableSchema:
-    """The kept records of a feed as stored per delivery: the file they came from, then the declared columns."""
-    landing = FEED_SCHEMAS[feed]
+def delivered_records_schema(feed: str, landing: TableSchema | None = None) -> TableSchema:
+    """The kept records of a feed as stored per delivery: the file they came from, then the landing table's
+    columns (``landing``: the landing table's schema with its added columns; default: the declared one)."""
+    landing = landing or FEED_SCHEMAS[feed]
     return TableSchema(
         f"{feed}_delivered", "landing", f"one row per valid record of each {feed} file version (repeats may be kept)",
         (Column(DELIVERED_FROM, "string", "URI of the landing file the record was read from."), *landing.columns),

@@ -22,6 +22,8 @@ What a field accepts (the declared type comes from schemas.py):
 - string: a JSON string, as it is (even one that looks like JSON); a
   boolean as ``true``/``false``; a number as Python's json writes it
   (``218``, ``1.5``, ``1e+20``). Not an object or array.
+- boolean (only a column added from delivered records, see ``evolution``):
+  a JSON ``true`` or ``false``, nothing else.
 
 A record is quarantined for the first of these that applies, in the order
 of the schema's columns: a required field is null, absent or blank
@@ -45,6 +47,7 @@ from dataclasses import dataclass, field
 
 import narwhals as nw
 
+from stedi_assets.domain import evolution
 from stedi_assets.domain.schemas import NARWHALS_TYPES, RAW_TEXT_LIMIT, Column, TableSchema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 
@@ -115,6 +118,8 @@ def typed_value(column: Column, raw: nw.Expr, dtype: nw.dtypes.DType) -> nw.Expr
     floats = (nw.Float32, nw.Float64)
     if dtype == nw.Unknown:
         return nw.lit(None, dtype=_target(column))
+    if column.type == "boolean":
+        return raw if dtype == nw.Boolean else nw.lit(None, dtype=nw.Boolean)
     if column.type == "bigint":
         if _is(dtype, integers):
             # Values beyond 64 bits (read as 128-bit or unsigned) are clipped
@@ -178,7 +183,7 @@ def validate_records(raw: nw.LazyFrame, schema: TableSchema) -> tuple[nw.LazyFra
             )
             missing.append(nw.when(~present | blank).then(nw.lit(missing_field(column.name))))
         wrong.append(nw.when(present & name.is_null()).then(nw.lit(wrong_type(column.name))))
-        if column.type != "string":
+        if column.type in ("bigint", "double"):
             outside = ~name.is_finite() if column.type == "double" else nw.lit(False)
             if column.minimum is not None:
                 outside = outside | (name < column.minimum)
@@ -338,6 +343,8 @@ def _has_surrogate(record: dict) -> bool:
 
 def reference_value(column: Column, value: object) -> object:
     """A JSON value (not null) as ``column``'s type; None when the column cannot take it."""
+    if column.type == "boolean":
+        return value if isinstance(value, bool) else None
     if column.type == "bigint":
         if isinstance(value, bool):
             return None
@@ -407,7 +414,7 @@ class RecordRules:
                     missing = missing_field(column.name)
             if present and value is None and wrong is None:
                 wrong = wrong_type(column.name)
-            if value is not None and column.type != "string" and outside is None:
+            if value is not None and column.type in ("bigint", "double") and outside is None:
                 beyond = column.type == "double" and not math.isfinite(value)
                 if column.minimum is not None and value < column.minimum:
                     beyond = True
@@ -427,6 +434,8 @@ class FileRecords:
     quarantined: list[tuple[int, str, str]] = field(default_factory=list)
     """(line, reason, raw text) of each record not kept; line 0 for the file itself."""
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    field_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Unknown fields whose name may become a column (``evolution.is_column_name``) -> kind of value -> records."""
 
     @property
     def records_read(self) -> int:
@@ -442,6 +451,10 @@ class FileRecords:
         values, reason, unknown = rules.check(value)
         for name in unknown:
             self.unknown_fields[name] = self.unknown_fields.get(name, 0) + 1
+            if evolution.is_column_name(name):
+                kinds = self.field_kinds.setdefault(name, {})
+                kind = evolution.kind_of(value[name])
+                kinds[kind] = kinds.get(kind, 0) + 1
         if reason is None:
             self.kept.append((line, *values))
         else:

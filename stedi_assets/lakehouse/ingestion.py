@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 
 import narwhals as nw
 
-from stedi_assets.domain import rules
+from stedi_assets.domain import evolution, rules
 from stedi_assets.lakehouse.engines import LandingRead, ReadProgress, slice_of_file
 from stedi_assets.lakehouse.ledger import REFUSED, REMOVED, Delivery, FeedDeliveries
 from stedi_assets.lakehouse.tables import TableUpdate
-from stedi_assets.domain.schemas import DELIVERED_FROM, FEED_SCHEMAS, delivered_records_schema
+from stedi_assets.domain.schemas import DELIVERED_FROM, FEED_SCHEMAS, Column, TableSchema, delivered_records_schema
 from stedi_assets.lakehouse.storage import LandingError, FileVersion, is_s3_uri, join_uri, local_path, normalize_uri
 
 DELIVERIES_FOLDER = "deliveries"
@@ -158,6 +158,12 @@ class LandingUpdate:
     deliveries: tuple[Delivery, ...]
     retired: Mapping[str, str]
     unknown_fields: Mapping[str, int]
+    """Fields of the files read that no column has and none was added for (their names are not column names,
+    or their values give no type), with how many records carry each."""
+    schema: TableSchema = None  # type: ignore[assignment]
+    """The landing table's columns after the update: the declared ones, then those added from delivered records."""
+    added_columns: tuple[Column, ...] = ()
+    """The columns this update adds to the landing table (``evolution``)."""
 
 
 def delivered_counts(read: LandingRead, distinct: nw.LazyFrame | None) -> dict[str, tuple[int, int, int]]:
@@ -198,14 +204,27 @@ def plan_landing_update(
     engine = lakehouse.get_engine()
     landing_table, quarantine_table = f"{feed}_landing", f"{feed}_quarantine"
     landing_base, quarantine_base = bases
-    schema = FEED_SCHEMAS[feed]
-    folder = join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
+    # The columns the landing table has (declared, and added by earlier deliveries).
+    schema = lakehouse.table_schema(landing_table)
     # The records of each file, with the file: stored once, so that the table
     # can be rebuilt later without reading the file again. An engine that
     # stores them while it reads never holds them all.
     to_read = plan.to_read
     sizes = {uri: plan.listed[uri].size for uri in to_read}
-    read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes, progress=progress) if to_read else None
+    folder = _records_folder(lakehouse, landing_table, run_id)
+    read = (
+        lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes, schema=schema, progress=progress)
+        if to_read else None
+    )
+    added: tuple[Column, ...] = ()
+    if read is not None and read.field_kinds:
+        added = evolution.new_columns(read.field_kinds, schema, lakehouse.schema_widen_to_string)
+        if added:
+            # Fields that become columns: the files are read again with them, typed and validated as any
+            # column (the first read's stored records, in a folder of their own, are left to maintenance).
+            schema = schema.with_columns(added)
+            folder = _records_folder(lakehouse, landing_table, run_id)
+            read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes, schema=schema)
     deliveries: list[Delivery] = []
     delivered, stored_now = None, ()
     new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False
@@ -215,7 +234,7 @@ def plan_landing_update(
             # file's distinct records while reading (a second copy of every record).
             made_distinct = read.distinct_by_file is None
             delivered = engine.hold(rules.distinct(read.records)) if made_distinct else read.records
-            lakehouse.write_files(delivered, delivered_records_schema(feed), folder)
+            lakehouse.write_files(delivered, delivered_records_schema(feed, schema), folder)
         else:
             delivered, stored_now = read.records, read.stored
         with engine.errors():
@@ -236,7 +255,8 @@ def plan_landing_update(
     kind = plan.kind
     if kind in ("unchanged", "append"):
         # The table as published, read once (lazily): compared with the new records, and checked.
-        published = lakehouse.read_table([landing_table], landing_base)
+        # In the columns it will have: a column added now reads as null in the rows it holds.
+        published = lakehouse.read_table([landing_table], landing_base, schema=schema)
     if kind == "unchanged":
         landing, landing_frame = TableUpdate(landing_base), published
     elif kind == "append":
@@ -246,15 +266,15 @@ def plan_landing_update(
         unchanged = _stored_record_files(lakehouse, plan.unchanged, current) if kind == "replace" else []
         if engine.slices_landing:
             # Each slice of the records read from its own files, made distinct on its own.
-            slices = _records_by_slice(lakehouse, feed, list(stored_now))
+            slices = _records_by_slice(lakehouse, feed, list(stored_now), schema=schema)
             if unchanged:
-                kept = _records_by_slice(lakehouse, feed, unchanged, keep=plan.unchanged)
+                kept = _records_by_slice(lakehouse, feed, unchanged, keep=plan.unchanged, schema=schema)
                 slices = [nw.concat([new, old]) for new, old in zip(slices, kept)]
             landing_frame = engine.hold(rules.landing_records(*slices, sliced=True))
         else:
             parts = [delivered] if delivered is not None else []
             if unchanged:
-                parts.append(_scan_records(lakehouse, feed, unchanged).filter(nw.col(DELIVERED_FROM).is_in(list(plan.unchanged))))
+                parts.append(_scan_records(lakehouse, feed, unchanged, schema).filter(nw.col(DELIVERED_FROM).is_in(list(plan.unchanged))))
             landing_frame = engine.hold(rules.landing_records(*parts))
         landing = TableUpdate(landing_base, replace=landing_frame)
     if made_distinct:
@@ -287,7 +307,14 @@ def plan_landing_update(
         deliveries=tuple(deliveries),
         retired=retired,
         unknown_fields=unknown_fields,
+        schema=schema,
+        added_columns=added,
     )
+
+
+def _records_folder(lakehouse, landing_table: str, run_id: str) -> str:
+    """A folder of its own for the records of the files one read stores."""
+    return join_uri(lakehouse.table_location([landing_table]), DELIVERIES_FOLDER, f"{run_id[:8]}-{uuid.uuid4().hex[:12]}")
 
 
 def _stored_record_files(lakehouse, uris: tuple[str, ...], current: Mapping[str, Mapping]) -> list[str]:
@@ -296,13 +323,16 @@ def _stored_record_files(lakehouse, uris: tuple[str, ...], current: Mapping[str,
     return [f for folder in folders for f in lakehouse.store_for(folder).list_files(folder) if f.endswith(".parquet")]
 
 
-def _scan_records(lakehouse, feed: str, files: list[str]) -> nw.LazyFrame:
-    """Stored records (``source_file`` and the declared columns) of Parquet ``files``."""
+def _scan_records(lakehouse, feed: str, files: list[str], schema: TableSchema | None = None) -> nw.LazyFrame:
+    """Stored records (``source_file`` and the landing table's columns, ``schema``) of Parquet ``files``; records
+    stored before a column was added read it as null."""
     store = lakehouse.store_for(files[0]) if files else None
-    return lakehouse.get_engine().scan(files, delivered_records_schema(feed), store)
+    return lakehouse.get_engine().scan(files, delivered_records_schema(feed, schema), store)
 
 
-def _records_by_slice(lakehouse, feed: str, files: list[str], keep: tuple[str, ...] | None = None) -> list[nw.LazyFrame]:
+def _records_by_slice(
+    lakehouse, feed: str, files: list[str], keep: tuple[str, ...] | None = None, schema: TableSchema | None = None,
+) -> list[nw.LazyFrame]:
     """Stored records of ``files`` (only those of the landing files ``keep``, if given), one frame per slice.
 
     A file named for its slice (``RecordsFolder``) is read for that slice
@@ -311,11 +341,11 @@ def _records_by_slice(lakehouse, feed: str, files: list[str], keep: tuple[str, .
     by_slice: dict[int | None, list[str]] = {}
     for file in files:
         by_slice.setdefault(slice_of_file(file), []).append(file)
-    any_slice = _scan_records(lakehouse, feed, by_slice[None]) if None in by_slice else None
+    any_slice = _scan_records(lakehouse, feed, by_slice[None], schema) if None in by_slice else None
     slice_of = rules.slice_number(rules.slice_column(FEED_SCHEMAS[feed].narwhals_schema), rules.LANDING_SLICES)
     slices = []
     for number in range(rules.LANDING_SLICES):
-        frame = _scan_records(lakehouse, feed, by_slice.get(number, []))
+        frame = _scan_records(lakehouse, feed, by_slice.get(number, []), schema)
         if any_slice is not None:
             frame = nw.concat([frame, any_slice.filter(slice_of == number)])
         if keep is not None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import narwhals as nw
 
-from stedi_assets.domain.schemas import PUBLISHED, TABLES
+from stedi_assets.domain.evolution import ADDED_DESCRIPTION
+from stedi_assets.domain.schemas import NARWHALS_TYPES, PUBLISHED, TABLES, Column, TableSchema
 from stedi_assets.lakehouse.catalog import CatalogError, CatalogSettings, TableNotPublishedError, catalog_errors
 from stedi_assets.lakehouse.engines import ENGINE_NAMES, Engine, EngineError, LandingRead, ReadProgress, RecordsFolder
 from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
@@ -27,6 +28,7 @@ from stedi_assets.lakehouse.tables import (
     check_schema,
     commit_update,
     data_file_paths,
+    effective_schema,
     open_or_create,
     replace_contents,
     table_location,
@@ -91,6 +93,8 @@ class Lakehouse:
     withdrawal_retention_hours: int = _default("withdrawal_retention_hours")
     quarantine_max_share: float = _default("quarantine_max_share")
     max_file_mb: int = _default("max_file_mb")
+    schema_widen_to_string: bool = _default("schema_widen_to_string")
+    curated_extra_columns: list[str] = _default("curated_extra_columns")
     spark_master: str = _default("spark_master")
     spark_conf: dict[str, str] = _default("spark_conf")
     s3: Any = None
@@ -178,15 +182,18 @@ class Lakehouse:
 
     def read_landing(
         self, feed: str, files: list[str] | None = None, records_to: str | None = None,
-        sizes: Mapping[str, int] | None = None, progress: ReadProgress | None = None,
+        sizes: Mapping[str, int] | None = None, schema: TableSchema | None = None,
+        progress: ReadProgress | None = None,
     ) -> LandingRead:
         """The records of ``files`` (default: every file of the feed), read by the engine, which may store
         them in the folder ``records_to`` as it reads (``LandingRead.stored``); ``sizes``: the files' sizes
-        as listed; ``progress``: told the files and bytes read as the engine reads them."""
+        as listed; ``schema``: the landing table's columns (default: the declared ones); ``progress``: told
+        the files and bytes read as the engine reads them."""
         files = self.landing_files(feed) if files is None else files
         folder = RecordsFolder(records_to, self.store_for(records_to)) if records_to is not None else None
         return self.get_engine().read_landing(
-            TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder, sizes=sizes, progress=progress
+            schema or TABLES[f"{feed}_landing"], files, self.store_for(files[0]), folder, sizes=sizes,
+            progress=progress,
         )
 
     # -- tables ----------------------------------------------------------------
@@ -260,13 +267,28 @@ class Lakehouse:
             )
         return iceberg_table
 
+    def table_schema(self, table: str, iceberg_table=None) -> TableSchema:
+        """The table's columns: the declared ones, then those added from delivered records (from its
+        Iceberg schema); the declared ones alone while the table does not exist."""
+        if iceberg_table is None:
+            try:
+                iceberg_table = self.load_table(table)
+            except TableNotPublishedError:
+                return PUBLISHED[table]
+        return effective_schema(iceberg_table, PUBLISHED[table])
+
     def read_table(
-        self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None, in_process: bool = False
+        self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None, in_process: bool = False,
+        schema: TableSchema | None = None,
     ) -> nw.LazyFrame:
         """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame of the engine, or of
-        Polars in this process (``in_process``: for a few columns read to judge, never to compute a table)."""
+        Polars in this process (``in_process``: for a few columns read to judge, never to compute a table).
+
+        Its columns are the table's current ones (``table_schema``), or ``schema``'s: a column a data file
+        lacks (added after it was written) reads as null."""
         table = asset_path[-1]
         iceberg_table = iceberg_table or self.load_table(table)
+        schema = schema or effective_schema(iceberg_table, TABLES[table])
         settings = self.catalog_settings()
         with catalog_errors(settings, table):
             files = data_file_paths(iceberg_table, snapshot_id)
@@ -274,8 +296,8 @@ class Lakehouse:
         if in_process:
             from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 
-            return PolarsEngine(max_file_mb=self.max_file_mb).scan(files, TABLES[table], store)
-        return self.get_engine().scan(files, TABLES[table], store)
+            return PolarsEngine(max_file_mb=self.max_file_mb).scan(files, schema, store)
+        return self.get_engine().scan(files, schema, store)
 
     def write_table(
         self, asset_path: list[str], frame: nw.LazyFrame, properties: Mapping[str, str], run_id: str
@@ -312,15 +334,51 @@ class Lakehouse:
         if update.kind == "unchanged":
             return Commit.of(iceberg_table, identifier, committed=False)
         frame = update.replace if update.replace is not None else update.append
-        files = self.write_files(frame, TABLES[table], write_folder(iceberg_table, run_id))
+        # The table keeps every column it has; the frame's columns beyond them are added by the commit.
+        schema = effective_schema(iceberg_table, TABLES[table])
+        schema = schema.with_columns(frame_columns(frame, schema, identifier))
+        found = frame.collect_schema()
+        missing = [c for c in schema.columns if c.name not in found]
+        if missing:
+            frame = frame.with_columns(
+                [nw.lit(None, dtype=NARWHALS_TYPES[c.type]).alias(c.name) for c in missing]
+            )
+        files = self.write_files(frame, schema, write_folder(iceberg_table, run_id))
         before_commit(identifier, files)
         load = lambda: self.load_table(table)  # noqa: E731
+        columns = schema.extra_columns()
         with catalog_errors(settings, table):
             if not planned:
-                return replace_contents(load, identifier, files, properties)
+                return replace_contents(load, identifier, files, properties, columns=columns)
             return commit_update(
-                load, identifier, files, properties, update.base_snapshot_id, replace=update.replace is not None
+                load, identifier, files, properties, update.base_snapshot_id, replace=update.replace is not None,
+                columns=columns,
             )
+
+
+def frame_columns(frame: nw.LazyFrame, schema: TableSchema, identifier: str) -> list[Column]:
+    """The columns of ``frame`` that ``schema`` lacks (added from delivered records), typed from the frame.
+
+    A column added before must come with its type: a column keeps its type once added. (The
+    declared columns are cast to their declared types by the engine's writer.)
+    """
+    types = {dtype: name for name, dtype in NARWHALS_TYPES.items()}
+    have = {c.name: c for c in schema.columns}
+    declared = {c.name for c in TABLES[schema.name].columns}
+    added = []
+    for name, dtype in frame.collect_schema().items():
+        column_type = next((t for d, t in types.items() if dtype == d), None)
+        if name in have:
+            if name not in declared and column_type != have[name].type:
+                raise CatalogError(
+                    f"table {identifier}: column {name} is {have[name].type}, the new rows hold {column_type}: "
+                    "a column keeps its type once added"
+                )
+            continue
+        if column_type is None:
+            raise CatalogError(f"table {identifier}: column {name} has type {dtype}, which no column may have")
+        added.append(Column(name, column_type, ADDED_DESCRIPTION))
+    return added
 
 
 def before_commit(identifier: str, files: list[str]) -> None:

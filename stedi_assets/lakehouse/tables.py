@@ -27,11 +27,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from stedi_assets.lakehouse.catalog import CatalogError
-from stedi_assets.domain.schemas import PUBLISHED, TableSchema
+from stedi_assets.domain.schemas import PUBLISHED, Column, TableSchema
 from stedi_assets.lakehouse.storage import join_uri, normalize_uri
 
 COMMIT_ATTEMPTS = 5
 RUN_ID = "stedi.run_id"
+ADDED_COLUMNS = "stedi.added-columns"
+"""Snapshot property: the columns the snapshot's commit added to the table (``name type, ...``)."""
 UPSTREAM = "stedi.upstream."
 """Snapshot property prefix: ``stedi.upstream.<table>`` = the upstream snapshot id a table was computed from."""
 
@@ -56,15 +58,37 @@ def iceberg_schema(table: TableSchema):
     Spark declare every column optional.
     """
     from pyiceberg.schema import Schema
-    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+    from pyiceberg.types import NestedField
 
-    types = {"string": StringType(), "bigint": LongType(), "double": DoubleType()}
     return Schema(
         *(
-            NestedField(i, c.name, types[c.type], required=False, doc=c.description)
+            NestedField(i, c.name, iceberg_type(c.type), required=False, doc=c.description)
             for i, c in enumerate(table.columns, start=1)
         )
     )
+
+
+def iceberg_type(column_type: str):
+    """The Iceberg type of a column type."""
+    from pyiceberg.types import BooleanType, DoubleType, LongType, StringType
+
+    return {"string": StringType(), "bigint": LongType(), "double": DoubleType(), "boolean": BooleanType()}[column_type]
+
+
+def column_type_of(field_type) -> str | None:
+    """The column type of an Iceberg type; None for a type no column of this project has."""
+    return {"string": "string", "long": "bigint", "double": "double", "boolean": "boolean"}.get(str(field_type))
+
+
+def effective_schema(iceberg_table, table: TableSchema) -> TableSchema:
+    """The declared schema with the columns the Iceberg table has beyond it (added from delivered records)."""
+    declared = {c.name for c in table.columns}
+    extra = [
+        Column(f.name, column_type_of(f.field_type), f.doc or "", pii=False)
+        for f in iceberg_table.schema().fields
+        if f.name not in declared and column_type_of(f.field_type) is not None
+    ]
+    return table.with_columns(extra)
 
 
 def table_properties(table: TableSchema) -> dict[str, str]:
@@ -106,6 +130,8 @@ class Commit:
     attempts: int
     committed: bool = True
     """False when the update changed nothing: the snapshot is the one the table already had."""
+    added_columns: str = ""
+    """Columns this commit added to the table (``name type, ...``); empty if none."""
 
     @classmethod
     def of(cls, iceberg_table, identifier: str, attempts: int = 1, committed: bool = True) -> Commit:
@@ -118,6 +144,7 @@ class Commit:
             rows=int(snapshot.summary.get("total-records", 0)),
             attempts=attempts,
             committed=committed,
+            added_columns=snapshot.summary.get(ADDED_COLUMNS, "") if committed and snapshot.summary else "",
         )
 
 
@@ -154,9 +181,7 @@ def evolve_schema(iceberg_table, table: TableSchema):
     """``iceberg_table`` with every declared column it lacks added at the end (nullable, with its doc);
     files written before read such a column as null. Returns the table as committed."""
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.types import DoubleType, LongType, StringType
 
-    types = {"string": StringType(), "bigint": LongType(), "double": DoubleType()}
     present = {field.name for field in iceberg_table.schema().fields}
     missing = [column for column in table.columns if column.name not in present]
     if not missing:
@@ -165,7 +190,7 @@ def evolve_schema(iceberg_table, table: TableSchema):
         # One commit; the table's name mapping gains the columns with the schema.
         with iceberg_table.update_schema() as update:
             for column in missing:
-                update.add_column(column.name, types[column.type], doc=column.description)
+                update.add_column(column.name, iceberg_type(column.type), doc=column.description)
     except CommitFailedException:
         # Another writer committed first (perhaps the same change): look again from its metadata.
         return evolve_schema(iceberg_table.refresh(), table)
@@ -173,11 +198,14 @@ def evolve_schema(iceberg_table, table: TableSchema):
 
 
 def check_schema(iceberg_table, table: TableSchema, identifier: str) -> None:
-    """The table's current schema must be the declared one (names, types, order)."""
+    """The table's current schema must start with the declared one (names, types, order); columns after
+    it are columns added from delivered records, of a type a column may have."""
     expected = iceberg_schema(table)
-    found = [(f.name, str(f.field_type)) for f in iceberg_table.schema().fields]
+    fields = iceberg_table.schema().fields
+    found = [(f.name, str(f.field_type)) for f in fields]
     wanted = [(f.name, str(f.field_type)) for f in expected.fields]
-    if found != wanted:
+    added_ok = all(column_type_of(f.field_type) is not None for f in fields[len(wanted):])
+    if found[:len(wanted)] != wanted or not added_ok:
         raise CatalogError(
             f"table {identifier}: its schema {found} is not the declared one {wanted}; "
             "drop the table or migrate it before writing"
@@ -197,10 +225,30 @@ def current_data_files(iceberg_table, snapshot_id: int | None = None) -> list:
     ]
 
 
-def stage_files(iceberg_table, data_files: Sequence, properties: Mapping[str, str], replace: bool):
-    """A transaction of one snapshot adding ``data_files`` (and, with ``replace``, removing every current one)."""
+def stage_files(
+    iceberg_table, files: Sequence[str], properties: Mapping[str, str], replace: bool,
+    columns: Sequence[Column] = (),
+):
+    """A transaction of one snapshot adding the Parquet ``files`` (and, with ``replace``, removing every
+    current one), which first adds to the table each of ``columns`` it lacks: the schema change and the
+    data are one commit, recorded in the snapshot's ``stedi.added-columns``."""
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    from stedi_assets.domain.evolution import describe
+
     transaction = iceberg_table.transaction()
-    producer = transaction.update_snapshot(snapshot_properties=dict(properties))
+    present = {f.name for f in iceberg_table.schema().fields}
+    added = [column for column in columns if column.name not in present]
+    properties = dict(properties)
+    if added:
+        # The table's name mapping gains the columns with the schema (pyiceberg updates both).
+        with transaction.update_schema() as update:
+            for column in added:
+                update.add_column(column.name, iceberg_type(column.type), doc=column.description)
+        properties[ADDED_COLUMNS] = describe(added)
+    # Read against the schema as it will be, with the added columns.
+    data_files = [parquet_file_to_data_file(iceberg_table.io, transaction.table_metadata, f) for f in files]
+    producer = transaction.update_snapshot(snapshot_properties=properties)
     with (producer.overwrite() if replace else producer.fast_append()) as update:
         if replace:
             for data_file in current_data_files(iceberg_table):
@@ -216,6 +264,7 @@ def replace_contents(
     files: Sequence[str],
     properties: Mapping[str, str],
     attempts: int = COMMIT_ATTEMPTS,
+    columns: Sequence[Column] = (),
 ) -> Commit:
     """Make ``files`` the whole contents of the table, in one snapshot and one commit.
 
@@ -224,15 +273,10 @@ def replace_contents(
     committed (its files are the ones replaced).
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
-    from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
-    data_files = None
     for attempt in range(1, attempts + 1):
         iceberg_table = load()
-        if data_files is None:
-            # Read once: the footers' statistics do not change between attempts.
-            data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
-        transaction = stage_files(iceberg_table, data_files, properties, replace=True)
+        transaction = stage_files(iceberg_table, files, properties, replace=True, columns=columns)
         try:
             committed = transaction.commit_transaction()
         # pyiceberg retries a conflict itself when the other commit does not touch
@@ -261,6 +305,7 @@ def commit_update(
     properties: Mapping[str, str],
     base_snapshot_id: int | None,
     replace: bool,
+    columns: Sequence[Column] = (),
 ) -> Commit:
     """Commit ``files`` as the table's whole contents (``replace``) or as rows added to it, in one snapshot.
 
@@ -272,7 +317,6 @@ def commit_update(
     changes in between.
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
-    from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     iceberg_table = load()
     if any(iceberg_table.properties.get(k) != v for k, v in PLANNED_UPDATE_PROPERTIES.items()):
@@ -286,8 +330,7 @@ def commit_update(
             f"table {identifier}: another run committed snapshot {current} after this update was planned "
             f"from snapshot {base_snapshot_id}; run the step again"
         )
-    data_files = [parquet_file_to_data_file(iceberg_table.io, iceberg_table.metadata, f) for f in files]
-    transaction = stage_files(iceberg_table, data_files, properties, replace=replace)
+    transaction = stage_files(iceberg_table, files, properties, replace=replace, columns=columns)
     try:
         committed = transaction.commit_transaction()
     except (CommitFailedException, ValidationException):
@@ -323,6 +366,8 @@ class SnapshotInfo:
     rows: int
     upstream: dict[str, int]
     current: bool
+    added_columns: str = ""
+    """Columns the snapshot's commit added to the table (``name type, ...``); empty if none."""
 
 
 def history(iceberg_table) -> list[SnapshotInfo]:
@@ -341,6 +386,7 @@ def history(iceberg_table) -> list[SnapshotInfo]:
                 rows=int(extra.get("total-records", 0)),
                 upstream={k[len(UPSTREAM):]: int(v) for k, v in extra.items() if k.startswith(UPSTREAM)},
                 current=snapshot.snapshot_id == current,
+                added_columns=extra.get(ADDED_COLUMNS, ""),
             )
         )
     return infos

@@ -54,14 +54,23 @@ from stedi_assets.orchestration.masking import mask_emails, mask_metadata, maske
 from stedi_assets.orchestration.progress import read_progress
 from stedi_assets.domain.profiles import expected_rows
 from stedi_assets.lakehouse.lakehouse import Lakehouse
-from stedi_assets.domain.schemas import QUARANTINED_CUSTOMERS, TABLES
+from stedi_assets.domain.evolution import ADDED_DESCRIPTION
+from stedi_assets.domain.evolution import describe as describe_columns
+from stedi_assets.domain.schemas import NARWHALS_TYPES, QUARANTINED_CUSTOMERS, TABLES
 from stedi_assets.lakehouse.storage import FileVersion
 
 
-def column_schema(table: str) -> TableSchemaMetadataValue:
-    return MetadataValue.table_schema(DagsterTableSchema(
-        columns=[TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
-    ))
+def column_schema(table: str, frame: nw.LazyFrame | None = None) -> TableSchemaMetadataValue:
+    """The table's columns as Dagster shows them: the declared ones, then those of ``frame`` added from
+    delivered records, with their types."""
+    columns = [TableColumn(c.name, c.type, description=c.description) for c in TABLES[table].columns]
+    if frame is not None:
+        types = {dtype: name for name, dtype in NARWHALS_TYPES.items()}
+        found = frame.collect_schema()
+        for name in rules.added_columns(frame, table):
+            column_type = next((t for d, t in types.items() if found[name] == d), str(found[name]))
+            columns.append(TableColumn(name, column_type, description=ADDED_DESCRIPTION))
+    return MetadataValue.table_schema(DagsterTableSchema(columns=columns))
 
 
 def _materialize(
@@ -76,6 +85,7 @@ def _materialize(
     extra_metadata: Mapping[str, Any] | None = None,
     update: TableUpdate | None = None,
     refused: Mapping[str, str] | None = None,
+    added_columns: str = "",
 ) -> Iterator[Output | AssetCheckResult]:
     """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
 
@@ -101,6 +111,8 @@ def _materialize(
             quarantined=quarantined,
             quarantine_max_share=lakehouse.quarantine_max_share,
             refused=refused or {},
+            added_columns=added_columns,
+            curated_extra_columns=tuple(lakehouse.curated_extra_columns),
         )
         with engine.errors():
             results = [(check, check.run(check_input)) for check in CHECKS[table]]
@@ -118,9 +130,11 @@ def _materialize(
         else:
             metadata = {
                 "dagster/row_count": MetadataValue.int(check_input.rows),
-                "dagster/column_schema": column_schema(table),
+                "dagster/column_schema": column_schema(table, held),
                 "engine": engine.name,
             }
+            if added_columns:
+                metadata["added_columns"] = added_columns
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
             if update is None:
@@ -267,6 +281,7 @@ def _ingest(
             records_read=update.records_read, quarantine=quarantine, quarantined=quarantined,
             extra_metadata={"unknown_fields": dict(update.unknown_fields)},
             update=update.landing, refused={uri: v.refused for uri, v in listed.items() if v.refused},
+            added_columns=describe_columns(update.added_columns),
         ):
             published = published or isinstance(event, MaterializeResult)
             if isinstance(event, AssetCheckResult) and _holds_back(event, f"{feed}_landing"):
@@ -404,7 +419,8 @@ def customer_curated(
 ):
     """One row per consenting customer who has accelerometer readings."""
     yield from _derive(
-        context, lakehouse, "customer_curated", rules.customer_curated,
+        context, lakehouse, "customer_curated",
+        partial(rules.customer_curated, extra_columns=tuple(lakehouse.curated_extra_columns)),
         customer_trusted=customer_trusted, accelerometer_trusted=accelerometer_trusted,
     )
 
@@ -440,7 +456,10 @@ def machine_learning_curated(
     """One row per step-trainer reading paired with an accelerometer reading taken at the same time."""
     yield from _derive(
         context, lakehouse, "machine_learning_curated",
-        partial(rules.machine_learning_curated, same_customer=lakehouse.same_customer),
+        partial(
+            rules.machine_learning_curated, same_customer=lakehouse.same_customer,
+            extra_columns=tuple(lakehouse.curated_extra_columns),
+        ),
         step_trainer_trusted=step_trainer_trusted, accelerometer_trusted=accelerometer_trusted,
         customer_curated=customer_curated,
     )

@@ -14,10 +14,10 @@ from functools import cached_property
 import narwhals as nw
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from stedi_assets.domain import invariants, rules
+from stedi_assets.domain import evolution, invariants, rules
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.landing import DEFAULT_QUARANTINE_MAX_SHARE, check_quarantined_records
-from stedi_assets.domain.schemas import TABLES
+from stedi_assets.domain.schemas import NARWHALS_TYPES, TABLES
 from stedi_assets.lakehouse.history import HISTORY_KEYS
 
 ERROR = AssetCheckSeverity.ERROR
@@ -46,6 +46,10 @@ class CheckInput:
     """Landing tables: above this share of quarantined records the landing table is held back."""
     refused: Mapping[str, str] = field(default_factory=dict)
     """Landing tables: entries of the feed's folder refused unread (not regular files inside it) -> why."""
+    added_columns: str = ""
+    """Landing tables: the columns this materialization adds from delivered records (``name type, ...``)."""
+    curated_extra_columns: tuple[str, ...] = ()
+    """Curated tables: the added columns they may carry (curated_extra_columns, STEDI_CURATED_EXTRA_COLUMNS)."""
 
     @cached_property
     def rows(self) -> int:
@@ -163,21 +167,83 @@ def check_row_count(ci: CheckInput) -> Outcome:
 # -- schema -----------------------------------------------------------------------
 
 
+# The tables each table's added columns may come from: its own feed's, never another feed's.
+ADDED_COLUMNS_FROM: dict[str, tuple[str, ...]] = {
+    "customer_trusted": ("customer_landing",),
+    "accelerometer_trusted": ("accelerometer_landing",),
+    "step_trainer_trusted": ("step_trainer_landing",),
+    "customer_curated": ("customer_trusted",),
+    "machine_learning_curated": ("step_trainer_trusted", "accelerometer_trusted"),
+}
+CURATED = ("customer_curated", "machine_learning_curated")
+
+
+def _added_upstream(ci: CheckInput) -> list[str]:
+    """The added columns of the tables ``ci.table``'s added columns may come from, in their order."""
+    found: list[str] = []
+    for upstream in ADDED_COLUMNS_FROM.get(ci.table, ()):
+        if upstream in ci.inputs:
+            found += [n for n in rules.added_columns(ci.inputs[upstream], upstream) if n not in found]
+    return found
+
+
+def _unexpected_added(ci: CheckInput, added: list[str]) -> list[str]:
+    """Added columns the table may not carry: in a landing table, a name that may not be a column; in a
+    trusted or curated one, a column its own feed did not add; in a curated one, a column not allowed."""
+    if ci.table.endswith("_landing"):
+        return [name for name in added if not evolution.is_column_name(name)]
+    upstream = _added_upstream(ci)
+    allowed = [n for n in upstream if n in ci.curated_extra_columns] if ci.table in CURATED else upstream
+    return [name for name in added if name not in allowed]
+
+
 def check_schema(ci: CheckInput) -> Outcome:
     declared = TABLES[ci.table].narwhals_schema
     actual = ci.frame.collect_schema()
     missing = [c for c in declared if c not in actual]
-    unexpected = [c for c in actual if c not in declared]
+    added = [c for c in actual if c not in declared]
+    unexpected = _unexpected_added(ci, added)
+    types = tuple(NARWHALS_TYPES.values())
+    unexpected += [f"{c} ({actual[c]})" for c in added if c not in unexpected and not any(actual[c] == t for t in types)]
     wrong_type = [f"{c}: {actual[c]} (declared {declared[c]})" for c in declared if c in actual and actual[c] != declared[c]]
-    order_differs = not missing and not unexpected and list(actual) != list(declared)
+    order_differs = not missing and list(actual)[:len(declared)] != list(declared)
     passed = not (missing or unexpected or wrong_type or order_differs)
     metadata: dict[str, object] = {"columns": ", ".join(f"{c} {t}" for c, t in actual.items())}
+    if added:
+        metadata["added_columns"] = ", ".join(added)
     if not passed:
         metadata.update(
             missing=", ".join(missing), unexpected=", ".join(unexpected), wrong_type="; ".join(wrong_type),
             order_differs=order_differs,
         )
     return passed, metadata
+
+
+# -- schema evolution ----------------------------------------------------------------
+
+
+def check_new_columns(ci: CheckInput) -> Outcome:
+    """WARN when this materialization added columns to the landing table from delivered records."""
+    if not ci.added_columns:
+        return True, {"added_columns": "none"}
+    return False, {
+        "added_columns": ci.added_columns,
+        "what_to_do": "look at the new columns (docs/bad-input.md); the trusted tables carry them, the curated "
+        "ones only once each is declared in schemas.py or listed in STEDI_CURATED_EXTRA_COLUMNS",
+    }
+
+
+def check_columns_awaiting_decision(ci: CheckInput) -> Outcome:
+    """WARN while an upstream table of the curated table's own feeds has added columns it does not carry."""
+    carried = set(ci.frame.collect_schema().names())
+    waiting = [name for name in _added_upstream(ci) if name not in carried]
+    if not waiting:
+        return True, {"columns_awaiting_decision": "none"}
+    return False, {
+        "columns_awaiting_decision": ", ".join(waiting),
+        "what_to_do": "a new field may be personal data: declare it in schemas.py, or list it in "
+        "STEDI_CURATED_EXTRA_COLUMNS once it is known not to be; until then it stays out of this table",
+    }
 
 
 # -- privacy ------------------------------------------------------------------------
@@ -337,7 +403,29 @@ ROW_COUNT = Check(
     "Row count matches the data-set profile; without one: non-empty and no more rows than the rule allows.",
     check_row_count,
 )
-SCHEMA = Check("schema", "Columns and types are exactly the declared ones.", check_schema, blocking=True)
+SCHEMA = Check(
+    "schema",
+    "The declared columns, with their types, in order; after them only columns added from delivered records "
+    "that the table may carry (its own feed's; in a curated table only those in STEDI_CURATED_EXTRA_COLUMNS).",
+    check_schema,
+    blocking=True,
+)
+
+NEW_COLUMNS = Check(
+    "new_columns",
+    "Columns this materialization added to the landing table from fields no column declared (WARN), by name "
+    "and type.",
+    check_new_columns,
+    severity=WARN,
+)
+
+COLUMNS_AWAITING_DECISION = Check(
+    "columns_awaiting_decision",
+    "Columns added to this table's upstream tables from delivered records that it does not carry until each is "
+    "declared or listed in STEDI_CURATED_EXTRA_COLUMNS (WARN): a new field may be personal data.",
+    check_columns_awaiting_decision,
+    severity=WARN,
+)
 
 QUARANTINED_RECORDS = Check(
     "quarantined_records",
@@ -370,9 +458,9 @@ CONSENT_SCOPE = Check(
 HISTORY_TABLES = tuple(HISTORY_KEYS)
 
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
-    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
-    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE),
+    "customer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE, NEW_COLUMNS),
+    "accelerometer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE, NEW_COLUMNS),
+    "step_trainer_landing": (ROW_COUNT, SCHEMA, QUARANTINED_RECORDS, FILES_WITHIN_LANDING_ZONE, NEW_COLUMNS),
     "customer_trusted": (
         ROW_COUNT,
         SCHEMA,
@@ -419,6 +507,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             check_consenting_customers,
             blocking=True,
         ),
+        COLUMNS_AWAITING_DECISION,
     ),
     "step_trainer_trusted": (
         ROW_COUNT,
@@ -454,6 +543,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             check_cross_customer_pairs,
             severity=WARN,
         ),
+        COLUMNS_AWAITING_DECISION,
     ),
 }
 

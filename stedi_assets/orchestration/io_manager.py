@@ -82,6 +82,9 @@ def commit_metadata(lakehouse: Lakehouse, asset_path: list[str], commit: Commit)
     }
     if commit.attempts > 1:
         metadata["iceberg/commit_attempts"] = commit.attempts
+    if commit.added_columns:
+        # The columns the commit added to the table (also in the snapshot's stedi.added-columns).
+        metadata["added_columns"] = commit.added_columns
     return metadata
 
 

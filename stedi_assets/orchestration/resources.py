@@ -57,6 +57,8 @@ class StediLakehouse(ConfigurableResource):
     withdrawal_retention_hours: int = resource_field("withdrawal_retention_hours")
     quarantine_max_share: float = resource_field("quarantine_max_share", ge=0.0, le=1.0)
     max_file_mb: int = resource_field("max_file_mb")
+    schema_widen_to_string: bool = resource_field("schema_widen_to_string")
+    curated_extra_columns: list[str] = resource_field("curated_extra_columns")
     spark_master: str = resource_field("spark_master")
     spark_conf: dict[str, str] = resource_field("spark_conf")
 

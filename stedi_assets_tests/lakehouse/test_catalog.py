@@ -131,14 +131,32 @@ def test_a_moved_lakehouse_fails_naming_both_places(published, capsys, tmp_path)
 
 
 def test_a_table_with_another_schema_is_not_overwritten(published):
+    from pyiceberg.types import DateType
+
+    # A declared column renamed: the table's schema no longer starts with the declared one.
+    with published.load_table("customer_trusted").update_schema() as update:
+        update.rename_column("phone", "telephone")
+    frame = nw.from_native(pl.LazyFrame(schema=TABLES["customer_trusted"].polars_schema))
+    with pytest.raises(CatalogError, match="schema .* is not the declared one"):
+        published.write_table(["customer_trusted"], frame, {}, "run")
+    # A column after the declared ones of a type no column of this project has.
+    with published.load_table("customer_curated").update_schema() as update:
+        update.add_column("since", DateType())
+    frame = nw.from_native(pl.LazyFrame(schema=TABLES["customer_curated"].polars_schema))
+    with pytest.raises(CatalogError, match="schema .* is not the declared one"):
+        published.write_table(["customer_curated"], frame, {}, "run")
+
+
+def test_a_column_added_to_a_table_is_kept_by_a_write_without_it(published):
+    # Columns are only added, never dropped: a column the new contents lack is written as null.
     from pyiceberg.types import StringType
 
     with published.load_table("customer_trusted").update_schema() as update:
         update.add_column("nickname", StringType())
-
     frame = nw.from_native(pl.LazyFrame(schema=TABLES["customer_trusted"].polars_schema))
-    with pytest.raises(CatalogError, match="schema .* is not the declared one"):
-        published.write_table(["customer_trusted"], frame, {}, "run")
+    published.write_table(["customer_trusted"], frame, {}, "run")
+    schema = published.load_table("customer_trusted").schema()
+    assert [f.name for f in schema.fields][-1] == "nickname"
 
 
 def test_a_commit_conflict_is_retried_then_one_line(published):

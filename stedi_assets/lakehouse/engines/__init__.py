@@ -112,6 +112,8 @@ class LandingRead:
     """One row per record not kept: the quarantine table's columns (source_file, line, reason, raw_text)."""
     unknown_fields: Mapping[str, int] = field(default_factory=dict)
     """Fields found in the files that no column declares, with how many records carry each."""
+    field_kinds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Those of the unknown fields that may become columns (``evolution.is_column_name``): kind of value -> records."""
     quarantined: int | None = None
     """Rows of ``quarantine``, when the engine counted them while reading (no query needed to count them again)."""
     distinct_by_file: Mapping[str, int] | None = None

@@ -44,7 +44,7 @@ class PolarsEngine:
         # Several files at a time: Polars parses without the GIL, and on S3
         # each read waits tens of milliseconds for the first byte.
         stored: list[str] = []
-        records_schema = delivered_records_schema(feed.name.removesuffix("_landing"))
+        records_schema = delivered_records_schema(feed.name.removesuffix("_landing"), feed)
         store_records = None
         if records_to is not None:
             records_to.store.prepare_directory(records_to.uri)
@@ -67,6 +67,7 @@ class PolarsEngine:
             files=tuple(files),
             quarantine=nw.from_native(read.quarantine.lazy()),
             unknown_fields=read.unknown_fields,
+            field_kinds=read.field_kinds,
             quarantined=read.quarantine.height,
             distinct_by_file=read.distinct_by_file,
             stored=tuple(stored) if records_to is not None else None,
@@ -75,9 +76,10 @@ class PolarsEngine:
     def scan(self, files: Sequence[str], schema: TableSchema, store: Store) -> nw.LazyFrame:
         if not files:
             return nw.from_native(pl.LazyFrame(schema=schema.polars_schema))
-        return nw.from_native(
-            pl.scan_parquet(list(files), storage_options=store.storage_options, schema=schema.polars_schema)
-        )
+        # A file written before a column was added lacks it: read as null.
+        return nw.from_native(pl.scan_parquet(
+            list(files), storage_options=store.storage_options, schema=schema.polars_schema, missing_columns="insert",
+        ))
 
     def frame(self, rows: Sequence[tuple], schema: TableSchema) -> nw.LazyFrame:
         return nw.from_native(pl.LazyFrame(list(rows), schema=schema.polars_schema, orient="row"))

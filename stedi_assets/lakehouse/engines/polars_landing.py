@@ -35,7 +35,7 @@ from typing import Literal
 import narwhals as nw
 import polars as pl
 
-from stedi_assets.domain import validation
+from stedi_assets.domain import evolution, validation
 from stedi_assets.domain.schemas import DELIVERED_FROM, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.lakehouse.storage import FileTooLarge
@@ -58,6 +58,8 @@ class FeedRead:
     quarantine: pl.DataFrame
     records_read: int
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    field_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Unknown fields whose name may become a column -> kind of value -> records (``FileRecords.field_kinds``)."""
     distinct_by_file: dict[str, int] = field(default_factory=dict)
     """Distinct valid records of each file that has any."""
     read_by: dict[str, ReadBy] = field(default_factory=dict)
@@ -227,6 +229,13 @@ def _record_lines(data: bytes, text: str, shape: tuple[list[str], str] | None, d
     return list(found), (~blank).arg_true().cast(pl.Int64) + 1
 
 
+def _careful_name(name: str, declared: dict[str, str]) -> bool:
+    """A field only the reference reads: one that may become a column (its values' kinds are counted
+    record by record), or one of a boolean column (Polars' reader is not held to the reference there)."""
+    kind = declared.get(name.lower())
+    return kind == "boolean" or (kind is None and evolution.is_column_name(name))
+
+
 def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     """The file parsed whole by Polars, with each record's line; None unless certainly the reference's reading."""
     try:
@@ -238,6 +247,8 @@ def _fast_frame(data: bytes, schema: TableSchema) -> pl.DataFrame | None:
     if found is None:
         return None
     names, record_lines = found
+    if any(_careful_name(name, declared) for name in names):
+        return None
     fields = {name: _FAST_TYPES[declared.get(name.lower(), "string")] for name in names}
     if SOURCE in fields or LINE in fields:
         return None
@@ -292,6 +303,7 @@ class _FileRead:
     records_read: int
     distinct_by_file: dict[str, int]
     read_by: dict[str, ReadBy]
+    field_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 _BATCH_FILES = 16
@@ -310,6 +322,7 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
     rows = [(f.uri, line, reason, text) for f in files for line, reason, text in f.problems]
     kept: list[pl.DataFrame] = []
     unknown: dict[str, int] = {}
+    field_kinds: dict[str, dict[str, int]] = {}
     records_read = sum(len(f.problems) for f in files)
     for f in files:
         if f.reference is not None:
@@ -321,6 +334,7 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
                     .select(pl.lit(f.uri, dtype=pl.String).alias(DELIVERED_FROM), *schema.column_names)
                 )
             _add_counts(unknown, f.reference.unknown_fields)
+            evolution.merge_kinds(field_kinds, f.reference.field_kinds)
     texts = {f.uri: f.texts for f in files if f.raw is not None}
     by_raw_schema: dict[tuple, list[pl.DataFrame]] = {}
     for f in files:
@@ -346,7 +360,9 @@ def _validate(schema: TableSchema, files: Sequence[_ParsedFile]) -> _FileRead:
     for frame in kept:
         for (uri,), records in frame.partition_by(DELIVERED_FROM, as_dict=True, include_key=False).items():
             _add_counts(distinct_by_file, {uri: records.unique().height})
-    return _FileRead(kept, rows, unknown, records_read, distinct_by_file, {f.uri: f.read_by for f in files})
+    return _FileRead(
+        kept, rows, unknown, records_read, distinct_by_file, {f.uri: f.read_by for f in files}, field_kinds
+    )
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -357,10 +373,12 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
     kept: list[pl.DataFrame] = []
     rows: list[tuple[str, int, str, str]] = []
     unknown: dict[str, int] = {}
+    field_kinds: dict[str, dict[str, int]] = {}
     records_read = 0
     distinct_by_file: dict[str, int] = {}
     read_by: dict[str, ReadBy] = {}
     for read in reads:
+        evolution.merge_kinds(field_kinds, read.field_kinds)
         kept += read.kept
         rows += read.quarantined
         records_read += read.records_read
@@ -368,13 +386,14 @@ def _combine(schema: TableSchema, reads: Iterable[_FileRead]) -> FeedRead:
         _add_counts(distinct_by_file, read.distinct_by_file)
         read_by.update(read.read_by)
     records = pl.concat(kept) if kept else pl.DataFrame(
-        schema=delivered_records_schema(schema.name.removesuffix("_landing")).polars_schema
+        schema=delivered_records_schema(schema.name.removesuffix("_landing"), schema).polars_schema
     )
     return FeedRead(
         records=records,
         quarantine=pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").sort("source_file", "line", "reason"),
         records_read=records_read,
         unknown_fields=dict(sorted(unknown.items())),
+        field_kinds=dict(sorted(field_kinds.items())),
         distinct_by_file=distinct_by_file,
         read_by=read_by,
     )

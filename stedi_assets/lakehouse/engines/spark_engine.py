@@ -30,6 +30,7 @@ from pathlib import Path
 import narwhals as nw
 
 from stedi_assets.lakehouse.engines import EngineError, LandingRead, ReadProgress, ReadTally, RecordsFolder
+from stedi_assets.domain.evolution import merge_kinds
 from stedi_assets.domain.schemas import DELIVERED_FROM, QUARANTINE_SCHEMAS, TableSchema, delivered_records_schema
 from stedi_assets.settings import DEFAULT_MAX_FILE_MB
 from stedi_assets.lakehouse.storage import Store, is_s3_uri, local_path
@@ -55,6 +56,7 @@ SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
     "bigint": T.LongType(),
     "double": T.DoubleType(),
+    "boolean": T.BooleanType(),
 }
 
 _session_lock = threading.Lock()
@@ -394,6 +396,7 @@ _RAW_TEXT = "raw_text"
 _RECORDS_READ = "__records_read"
 _QUARANTINED = "__quarantined"
 _UNKNOWN_FIELDS = "__unknown_fields"
+_FIELD_KINDS = "__field_kinds"
 _READ_ID = "__read_id"
 _SCHEME = re.compile("^[a-z0-9]+:(//[^/]*)?")
 _FILES_PER_READ = 8
@@ -410,7 +413,8 @@ def landing_layout(schema: TableSchema) -> T.StructType:
         T.StructField(REASON, T.StringType()), T.StructField(_RAW_TEXT, T.StringType()),
         *[T.StructField(c.name, SPARK_TYPES[c.type], nullable=True) for c in schema.columns],
         T.StructField(_RECORDS_READ, T.LongType()), T.StructField(_QUARANTINED, T.LongType()),
-        T.StructField(_UNKNOWN_FIELDS, T.StringType()), T.StructField(_READ_ID, T.StringType()),
+        T.StructField(_UNKNOWN_FIELDS, T.StringType()), T.StructField(_FIELD_KINDS, T.StringType()),
+        T.StructField(_READ_ID, T.StringType()),
     ])
 
 
@@ -434,7 +438,9 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
         from stedi_assets.lakehouse.engines.polars_landing import read_feed
 
         arrow_schema = to_arrow_schema(layout)
-        polars_types = {T.StringType(): pl.String, T.LongType(): pl.Int64, T.DoubleType(): pl.Float64}
+        polars_types = {
+            T.StringType(): pl.String, T.LongType(): pl.Int64, T.DoubleType(): pl.Float64, T.BooleanType(): pl.Boolean,
+        }
         nulls = {f.name: pl.lit(None, dtype=polars_types[f.dataType]).alias(f.name) for f in layout}
 
         def rows(frame: pl.DataFrame) -> pl.DataFrame:
@@ -454,7 +460,8 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
                 del group
                 summary = pl.DataFrame({
                     _RECORDS_READ: [feed.records_read], _QUARANTINED: [feed.quarantine.height],
-                    _UNKNOWN_FIELDS: [json.dumps(feed.unknown_fields)], _READ_ID: [read_ids[start].as_py()],
+                    _UNKNOWN_FIELDS: [json.dumps(feed.unknown_fields)], _FIELD_KINDS: [json.dumps(feed.field_kinds)],
+                    _READ_ID: [read_ids[start].as_py()],
                 })
                 quarantine = feed.quarantine.rename({
                     "source_file": SOURCE, "line": LINE, "reason": REASON, "raw_text": _RAW_TEXT,
@@ -525,7 +532,7 @@ class SparkEngine:
             [(uri, 0, file_too_large(self.max_file_mb), "") for uri in oversized], spark_schema(quarantine_schema)
         )
         if read is None:
-            records_schema = spark_schema(delivered_records_schema(feed.name.removesuffix("_landing")))
+            records_schema = spark_schema(delivered_records_schema(feed.name.removesuffix("_landing"), feed))
             records = nw.from_native(self.session.createDataFrame([], records_schema).limit(0))
             return LandingRead(
                 records=records, records_read=len(oversized), files=tuple(files), quarantine=nw.from_native(rows),
@@ -557,7 +564,8 @@ class SparkEngine:
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         self._landing_records.append(rows)
         summaries = rows.filter(F.col(_RECORDS_READ).isNotNull()).select(
-            F.sum(_RECORDS_READ), F.sum(_QUARANTINED), F.collect_list(_UNKNOWN_FIELDS), F.collect_set(_READ_ID)
+            F.sum(_RECORDS_READ), F.sum(_QUARANTINED), F.collect_list(_UNKNOWN_FIELDS), F.collect_set(_READ_ID),
+            F.collect_list(_FIELD_KINDS),
         ).first()
         records_read, quarantined, unknown_lists = summaries[0] or 0, summaries[1] or 0, summaries[2] or []
         if set(summaries[3] or []) - {read_id}:
@@ -566,6 +574,9 @@ class SparkEngine:
         for text in unknown_lists:
             for name, count in json.loads(text).items():
                 unknown_fields[name] = unknown_fields.get(name, 0) + count
+        field_kinds: dict[str, dict[str, int]] = {}
+        for text in summaries[4] or []:
+            merge_kinds(field_kinds, json.loads(text))
         records = rows.filter(F.col(REASON).isNull() & F.col(_RECORDS_READ).isNull()).select(
             F.col(SOURCE).alias(DELIVERED_FROM), *feed.column_names
         )
@@ -587,6 +598,7 @@ class SparkEngine:
             files=tuple(files),
             quarantine=nw.from_native(quarantine),
             unknown_fields=dict(sorted(unknown_fields.items())),
+            field_kinds=dict(sorted(field_kinds.items())),
             quarantined=int(quarantined),
         )
 
