@@ -129,7 +129,3 @@ def describe(columns: Iterable[Column]) -> str:
     """``name type`` of each column, comma-separated: how a snapshot and a check name added columns."""
     return ", ".join(f"{column.name} {column.type}" for column in columns)
 
-
-def parse_described(text: str) -> list[tuple[str, str]]:
-    """The (name, type) pairs of a ``describe`` text."""
-    return [tuple(part.strip().rsplit(" ", 1)) for part in text.split(",") if part.strip()]  # type: ignore[misc]

@@ -19,6 +19,11 @@ as it is would give (``stedi_assets_tests/test_ingestion.py`` holds them to
 that after any sequence of deliveries, on both engines). A file re-delivered
 with the same content but a new fingerprint is read again and changes no row.
 
+A field of the files read that no column has may add a column to the landing
+table (``domain.evolution``): the files are then read again with it, and the
+column is added in the commit of the records. Records stored before a column
+was added read it as null.
+
 Each file version's kept records are stored as Parquet with the file's URI
 (``{lakehouse}/landing/{feed}_landing/deliveries/...``, named in the
 ledger's ``records_uri``); maintenance deletes those no current version
