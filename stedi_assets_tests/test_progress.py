@@ -15,7 +15,7 @@ from dagster import DagsterInstance
 
 from stedi_assets_tests.conftest import REPOSITORY
 
-STEP_DONE = re.compile(r"done +customer_landing: customer_quarantine 0 rows, customer_landing 203 rows, \d+\.\d s, checks 4/4 passed")
+STEP_DONE = re.compile(r"done +customer_landing: customer_quarantine 0 rows, customer_landing 203 rows, \d+\.\d s, checks 5/5 passed")
 # The line a landing step prints once its files are read: files, bytes as listed, seconds.
 FEED_READ = re.compile(r"read +(\w+_landing): (\d+) files?, [\d.]+ (?:bytes|kB|MB|GB), \d+\.\d s$", re.MULTILINE)
 # The bar of a landing step's reading: files read, bytes read of all, time left.
