@@ -458,17 +458,13 @@ def erase(
     return erasure
 
 
-def _digests(salt: str, kind: str, keys: Iterable[str]) -> frozenset[str]:
-    return frozenset(identity_digest(salt, kind, k) for k in keys)
-
-
 def _present_identities(lakehouse: Lakehouse) -> set[str]:
     """The people (email identities) the landing tables and the quarantine hold, to tell who was found."""
     present: set[str] = set()
     for table in ("customer_landing", "accelerometer_landing"):
         column = IDENTITY_COLUMNS[table][0]
         try:
-            frame = rules.with_identity(lakehouse.read_table([table], in_process=True).select(column), column)
+            frame = rules.with_identity(lakehouse.read_table([table], in_process=True).select(column).unique(), column)
         except TableNotPublishedError:
             continue
         present |= set(frame.unique().collect().get_column(column).drop_nulls().to_list())
