@@ -5,6 +5,7 @@
     stedi query SQL  run a read-only SQL query over the published tables (now or --as-of an earlier state)
     stedi history T  list the snapshots of table T (time, run id, rows)
     stedi maintain   expire old snapshots and delete unreferenced files of every table
+    stedi erase EMAIL...  erase people everywhere the lakehouse holds them, and keep them out of later deliveries
     stedi recover-catalog  register the lakehouse's tables in the catalog again from their metadata files
 """
 
@@ -401,6 +402,32 @@ def maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def erase(args: argparse.Namespace) -> int:
+    from stedi_assets.lakehouse.erasure import ErasureError, describe, parse_emails
+    from stedi_assets.lakehouse.erasure import erase as erase_people
+    from stedi_assets.orchestration.masking import mask_email
+
+    try:
+        identities = parse_emails(args.emails)
+    except ErasureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _, lakehouse = _configure(args)
+    run_id = f"erase-{uuid.uuid4()}"
+    print(f"erasing {len(identities)} person(s), run {run_id}")
+    erasure = erase_people(lakehouse, identities, run_id, progress=lambda result: print(describe(result), flush=True))
+    for identity, found in erasure.found.items():
+        if not found:
+            # Masked: the address typed is the operator's, but this output may be kept in a log.
+            print(f"not found: {mask_email(identity)} (registered all the same: a later delivery of theirs is dropped)")
+    print(
+        f"OK: {len(identities)} person(s) and {erasure.devices_erased} device(s) erased and registered: "
+        f"{erasure.rows_removed} row(s) removed, {erasure.files_rewritten} file(s) rewritten or deleted, "
+        f"{erasure.snapshots_expired} snapshot(s) expired"
+    )
+    return 0
+
+
 def recover_catalog(args: argparse.Namespace) -> int:
     from stedi_assets.lakehouse.catalog import build_catalog
     from stedi_assets.lakehouse.recovery import describe as describe_recovery
@@ -482,6 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_settings(maintain_parser, "lakehouse_uri")
     maintain_parser.set_defaults(handler=maintain)
+    erase_parser = commands.add_parser(
+        "erase", help="erase people (by email) from every table, snapshot, delivery record and landing file, "
+        "and register them so that a later delivery of theirs is dropped",
+    )
+    erase_parser.add_argument("emails", nargs="+", metavar="EMAIL", help="email address of a person to erase")
+    _add_settings(erase_parser, "landing_uri", "lakehouse_uri", "glue_database")
+    erase_parser.set_defaults(handler=erase)
     recover_parser = commands.add_parser(
         "recover-catalog",
         help="register the lakehouse's tables in the catalog again from their newest readable metadata files "

@@ -8,6 +8,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from stedi_assets.orchestration.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
+from stedi_assets.orchestration.erasure_job import erase_job
 from stedi_assets.orchestration.feeds import FEED_KEYS, landing_feeds
 from stedi_assets.orchestration.maintenance_job import lakehouse_maintenance, lakehouse_maintenance_schedule
 from stedi_assets.orchestration.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
@@ -63,7 +64,7 @@ def build_definitions(overrides: Mapping[str, str] | None = None) -> Definitions
     return Definitions(
         assets=[landing_feeds, *assets],
         asset_checks=AUDIT_CHECKS,
-        jobs=[stedi_job, stedi_audit_job, lakehouse_maintenance],
+        jobs=[stedi_job, stedi_audit_job, lakehouse_maintenance, erase_job],
         schedules=[*build_schedules(settings, stedi_audit_job, stedi_job), lakehouse_maintenance_schedule],
         sensors=[
             build_landing_sensor(

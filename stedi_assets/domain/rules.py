@@ -241,6 +241,11 @@ def identity_of(email: str) -> str:
     return _case_folded_text(_INVISIBLE_AT_ENDS_PYTHON.sub("", unicodedata.normalize("NFKC", email)))
 
 
+def device_of(serial: str) -> str:
+    """``device`` of one serial number in Python."""
+    return _case_folded_text(_INVISIBLE_AT_ENDS_PYTHON.sub("", serial))
+
+
 def device(column: str) -> nw.Expr:
     """The serial number in ``column`` as the key of a device: trimmed as emails are, and lower-cased."""
     return _case_folded(_trimmed(nw.col(column))).alias(column)

@@ -265,12 +265,48 @@ DELIVERY_LEDGER = TableSchema(
             "the landing table is rebuilt when another file is replaced or removed.",
         ),
         Column("reason", "string", "Why a version is 'rejected' or 'refused'; null otherwise."),
+        Column(
+            "records_erased", "bigint",
+            "Records of this version that belong to an erased person (see erasure_register), dropped as they were "
+            "read and not counted in records_read; null in rows written before erasure existed.",
+        ),
     ),
     "Written by each landing step after its tables are committed: what arrived, when, and what became of it.",
 )
 """The delivery ledger: not an asset of its own, written by the three landing steps."""
 
-PUBLISHED: dict[str, TableSchema] = {**TABLES, DELIVERY_LEDGER.name: DELIVERY_LEDGER}
+ERASURE_REGISTER = TableSchema(
+    "erasure_register", "operations", "one row per identity erased (a person's email, or a device of theirs)",
+    (
+        Column(
+            "identity_sha256", "string",
+            "SHA-256 of the register's salt and the normalized identity (the email as rules.identity_of gives it, "
+            "or the serial number as rules.device_of gives it); never the identity itself.",
+        ),
+        Column("identity_kind", "string", "'email' for a person, 'device' for a Step Trainer of theirs."),
+        Column("requested_at", "bigint", "When the erasure was requested, epoch milliseconds.", **EPOCH_MS),
+        Column(
+            "erased_at", "bigint",
+            "When the erasure was completed, epoch milliseconds; null while it is under way or if it stopped "
+            "(ingestion drops the identity all the same; run the erasure again to complete it).",
+            **EPOCH_MS,
+        ),
+        Column("run_id", "string", "The run (Dagster run id, or the id `stedi erase` prints) that erased it."),
+        Column("found", "bigint", "1 when the identity was found anywhere in the lakehouse by this erasure, else 0."),
+        Column(
+            "tables_touched", "string",
+            "What the erasure changed, per table: rows removed, files rewritten, snapshots expired (the same for "
+            "every identity of one request).",
+        ),
+        Column("rows_removed", "bigint", "Rows and landing lines the whole request removed."),
+        Column("files_rewritten", "bigint", "Data, delivery-record and landing files the whole request rewrote or deleted."),
+        Column("snapshots_expired", "bigint", "Snapshots the whole request expired."),
+    ),
+    "Appended to by each erasure; read by every landing step, which drops the records of the identities it holds.",
+)
+"""Who has been erased, as one-way hashes: what keeps an erased person out of later deliveries."""
+
+PUBLISHED: dict[str, TableSchema] = {**TABLES, DELIVERY_LEDGER.name: DELIVERY_LEDGER, ERASURE_REGISTER.name: ERASURE_REGISTER}
 """Every table of the lakehouse a reader can query: the zone and quarantine tables and the delivery ledger."""
 
 

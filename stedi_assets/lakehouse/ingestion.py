@@ -24,6 +24,9 @@ table (``domain.evolution``): the files are then read again with it, and the
 column is added in the commit of the records. Records stored before a column
 was added read it as null.
 
+The records of people erased on request (``stedi_assets.lakehouse.erasure``)
+are dropped from every file read, and counted in the ledger's ``records_erased``.
+
 Each file version's kept records are stored as Parquet with the file's URI
 (``{lakehouse}/landing/{feed}_landing/deliveries/...``, named in the
 ledger's ``records_uri``); maintenance deletes those no current version
@@ -42,12 +45,12 @@ import narwhals as nw
 
 from stedi_assets.domain import evolution, rules
 from stedi_assets.lakehouse.engines import LandingRead, ReadProgress, slice_of_file
+from stedi_assets.lakehouse.erasure import drop_erased, read_register
 from stedi_assets.lakehouse.ledger import REFUSED, REMOVED, Delivery, FeedDeliveries
-from stedi_assets.lakehouse.tables import TableUpdate
+from stedi_assets.lakehouse.tables import DELIVERIES_FOLDER, TableUpdate
 from stedi_assets.domain.schemas import DELIVERED_FROM, FEED_SCHEMAS, Column, TableSchema, delivered_records_schema
 from stedi_assets.lakehouse.storage import LandingError, FileVersion, is_s3_uri, join_uri, local_path, normalize_uri
 
-DELIVERIES_FOLDER = "deliveries"
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,10 @@ def plan_landing_update(
             schema = schema.with_columns(added)
             folder = _records_folder(lakehouse, landing_table, run_id)
             read = lakehouse.read_landing(feed, to_read, records_to=folder, sizes=sizes, schema=schema)
+    erased: dict[str, int] = {}
+    if read is not None:
+        # The records of erased people go before anything is counted, stored or published.
+        read, erased = drop_erased(lakehouse, feed, read, read_register(lakehouse, create=True))
     deliveries: list[Delivery] = []
     delivered, stored_now = None, ()
     new_quarantine, unknown_fields, read_now, made_distinct = None, {}, 0, False
@@ -245,7 +252,10 @@ def plan_landing_update(
         with engine.errors():
             counts = delivered_counts(read, delivered)
         deliveries = [
-            Delivery(uri, plan.listed[uri].size, plan.listed[uri].fingerprint, *counts.get(uri, (0, 0, 0)), folder)
+            Delivery(
+                uri, plan.listed[uri].size, plan.listed[uri].fingerprint, *counts.get(uri, (0, 0, 0)), folder,
+                records_erased=erased.get(uri, 0),
+            )
             for uri in to_read
         ]
         new_quarantine, unknown_fields, read_now = read.quarantine, dict(read.unknown_fields), read.records_read

@@ -1,7 +1,8 @@
 """The delivery ledger: one row per landing file version found, and what became of it.
 
 Each landing step records here the file versions it read (feed, URI, size,
-fingerprint, records read, kept, quarantined and dropped as duplicates, when
+fingerprint, records read, kept, quarantined and dropped as duplicates, dropped
+as an erased person's (``stedi_assets.lakehouse.erasure``), when
 and by which run) and retires the versions it replaced or found removed. It
 is also the landing steps' memory: the versions marked ``current`` are the
 files a landing table was last built from, and ``records_uri`` is where the
@@ -62,6 +63,8 @@ class Delivery:
     records_uri: str | None
     status: str = CURRENT
     reason: str | None = None
+    records_erased: int = 0
+    """Records of erased people dropped as they were read: not part of ``records_read``."""
 
     @property
     def duplicates_dropped(self) -> int:
@@ -145,7 +148,7 @@ def record_deliveries(
     new_rows = pl.DataFrame(
         [
             (feed, d.uri, d.size_bytes, d.fingerprint, d.records_read, d.records_kept, d.records_quarantined,
-             d.duplicates_dropped, now, run_id, d.status, None, d.records_uri, d.reason)
+             d.duplicates_dropped, now, run_id, d.status, None, d.records_uri, d.reason, d.records_erased)
             for d in delivered
         ],
         schema=DELIVERY_LEDGER.polars_schema,

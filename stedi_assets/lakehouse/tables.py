@@ -31,6 +31,8 @@ from stedi_assets.domain.schemas import PUBLISHED, Column, TableSchema
 from stedi_assets.lakehouse.storage import join_uri, normalize_uri
 
 COMMIT_ATTEMPTS = 5
+DELIVERIES_FOLDER = "deliveries"
+"""The folder, in a landing table's location, of the records each landing file delivered (see ingestion)."""
 RUN_ID = "stedi.run_id"
 ADDED_COLUMNS = "stedi.added-columns"
 """Snapshot property: the columns the snapshot's commit added to the table (``name type, ...``)."""

@@ -25,6 +25,7 @@ from stedi_assets.orchestration.checks import row_count
 from stedi_assets.orchestration.masking import mask_email
 from stedi_assets.orchestration.masking import masked
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
+from stedi_assets.lakehouse.erasure import IDENTITY_COLUMNS, traces
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 
 _SAMPLE_SIZE = 5
@@ -160,6 +161,37 @@ def audit_no_personal_identifiers(lakehouse: ResourceParam[Lakehouse]) -> AssetC
     return masked(_no_identifier_columns(lakehouse))
 
 
+def _erased_identities_absent(table: str) -> AssetChecksDefinition:
+    """The audit of ``table``'s files against the erasure register (``erasure.traces``)."""
+
+    @asset_check(
+        asset=table,
+        name="audit_erased_identities_absent",
+        description="Audit of the published table: no row of any retained snapshot belongs to a person erased on "
+        "request (its identity column hashed and compared with erasure_register).",
+        blocking=False,
+    )
+    def audit(lakehouse: ResourceParam[Lakehouse]) -> AssetCheckResult:
+        try:
+            found = traces(lakehouse, table)
+        except TableNotPublishedError:
+            return _NOT_PUBLISHED
+        except Exception as error:  # noqa: BLE001 - a table that cannot be read cannot be vouched for
+            return masked(_cannot_verify(error))
+        # Counts and snapshot ids only: never a value of the rows found.
+        return AssetCheckResult(
+            passed=found.rows == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "rows_of_erased_identities": found.rows,
+                "files_holding_them": found.files,
+                "snapshots_holding_them": ", ".join(str(s) for s in found.snapshots) or "none",
+            },
+        )
+
+    return audit
+
+
 _CONSENT = ("customer_landing", "customer_quarantine")
 
 AUDIT_CHECKS: list[AssetChecksDefinition] = [
@@ -192,5 +224,6 @@ AUDIT_CHECKS: list[AssetChecksDefinition] = [
         invariants.traceable,
     ),
     audit_no_personal_identifiers,
+    *(_erased_identities_absent(table) for table in IDENTITY_COLUMNS),
 ]
 """Every audit check, one per (published table, invariant)."""

@@ -65,10 +65,10 @@ def test_a_rejected_version_never_retires_the_current_one(tmp_path):
 
 def test_a_ledger_without_the_reason_column_gains_it(tmp_path):
     lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
-    # The ledger as it was before `reason` was declared, with one row written then.
+    # The ledger as it was before `reason` (and `records_erased`) were declared, with one row written then.
     older = TableSchema(
         DELIVERY_LEDGER.name, DELIVERY_LEDGER.zone, DELIVERY_LEDGER.grain,
-        tuple(c for c in DELIVERY_LEDGER.columns if c.name != "reason"), DELIVERY_LEDGER.rule,
+        tuple(c for c in DELIVERY_LEDGER.columns if c.name not in ("reason", "records_erased")), DELIVERY_LEDGER.rule,
     )
     catalog = lakehouse.catalog(create=True)
     catalog.create_namespace("stedi")
@@ -87,3 +87,4 @@ def test_a_ledger_without_the_reason_column_gains_it(tmp_path):
     stored = stored_table(tmp_path / "lakehouse", "delivery_ledger")
     assert stored.columns == [c.name for c in DELIVERY_LEDGER.columns]
     assert dict(zip(stored["uri"], stored["reason"])) == {"old.json": None, "new.json": "held back"}
+    assert dict(zip(stored["uri"], stored["records_erased"])) == {"old.json": None, "new.json": 0}

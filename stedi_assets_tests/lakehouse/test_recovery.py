@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets import cli
+from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets_tests.conftest import independent_catalog, materialize_all, stored_table
 from stedi_assets_tests.test_quarantine_assets import write_landing
@@ -61,7 +62,7 @@ def test_a_lost_catalog_stops_run_and_query_in_one_line(published, capsys, how):
     lose_catalog(published, how)
     catalog = Path(published.lakehouse_uri) / "catalog.db"
     expected = (
-        f"the catalog sqlite:///{catalog} holds none of the 12 tables stored under {published.lakehouse_uri} "
+        f"the catalog sqlite:///{catalog} holds none of the {len(PUBLISHED)} tables stored under {published.lakehouse_uri} "
         f"(it is missing, empty or another catalog): nothing was read or written; {RECOVERY}\n"
     )
 
@@ -115,10 +116,10 @@ def test_recover_catalog_restores_every_table_with_its_history(published, capsys
 
     assert code == 0, err
     lines = out.splitlines()
-    assert len(lines) == 13 and all(": registered at " in line for line in lines[:12]), out
+    assert len(lines) == len(PUBLISHED) + 1 and all(": registered at " in line for line in lines[:-1]), out
     assert lines[-1] == (
         f"OK: catalog sqlite:///{published.lakehouse_uri}/catalog.db holds every table stored under "
-        f"{published.lakehouse_uri} (12 registered or re-pointed, 0 kept)"
+        f"{published.lakehouse_uri} ({len(PUBLISHED)} registered or re-pointed, 0 kept)"
     )
     # The same snapshots, lineage and run ids as before.
     for table, before in histories.items():
@@ -135,7 +136,7 @@ def test_recover_catalog_restores_every_table_with_its_history(published, capsys
     assert files_under(published.lakehouse_uri) == files
     # Run again, it keeps what reads.
     code, out, _ = stedi(capsys, "recover-catalog", "--lakehouse", published.lakehouse_uri)
-    assert code == 0 and out.count(": in the catalog, its metadata reads: kept") == 12
+    assert code == 0 and out.count(": in the catalog, its metadata reads: kept") == len(PUBLISHED)
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
@@ -163,7 +164,7 @@ def test_a_broken_current_metadata_file_is_re_pointed_to_the_last_readable_snaps
     assert f"current {previous.snapshot_id}); the catalog's metadata could not be read: " in line
     if damage == "corrupt":
         assert line.endswith(f"; skipped newer {current.name} (table metadata is not valid Iceberg metadata (ValidationError))")
-    assert out.count("its metadata reads: kept") == 11
+    assert out.count("its metadata reads: kept") == len(PUBLISHED) - 1
     # Back at the last readable snapshot, its rows and its history before it intact.
     recovered = independent_catalog(root).load_table("stedi.customer_trusted")
     assert recovered.metadata.current_snapshot_id == previous.snapshot_id
