@@ -58,6 +58,7 @@ class StediLakehouse(ConfigurableResource):
     quarantine_max_share: float = resource_field("quarantine_max_share", ge=0.0, le=1.0)
     max_file_mb: int = resource_field("max_file_mb")
     spark_master: str = resource_field("spark_master")
+    spark_remote: str = resource_field("spark_remote")
     spark_conf: dict[str, str] = resource_field("spark_conf")
 
     @classmethod
