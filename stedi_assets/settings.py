@@ -273,6 +273,15 @@ def parse_spark_master(text: str) -> str:
     raise _Rejected("local, local[N], local[*], spark://host:port, yarn or k8s://host:port")
 
 
+_SPARK_REMOTE = re.compile(r"sc://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[^\s]*)?")
+
+
+def parse_spark_remote(text: str) -> str:
+    if isinstance(text, str) and (text == "" or _SPARK_REMOTE.fullmatch(text)):
+        return text
+    raise _Rejected("a Spark Connect URL sc://host:port (optionally /;token=...), or empty for none")
+
+
 def _spark_conf(text: str | Mapping[str, str]) -> dict[str, str]:
     accepted = "spark.* settings as key=value,key=value, e.g. spark.sql.shuffle.partitions=4"
     if isinstance(text, Mapping):
@@ -580,6 +589,9 @@ class Settings(BaseModel):
     spark_master: Annotated[str, Setting("STEDI_SPARK_MASTER", parse_spark_master, resource=_LAKEHOUSE)] = Field(
         "local[*]", description="Spark engine: the master URL (local[*], spark://host:7077, yarn, ...)."
     )
+    spark_remote: Annotated[str, Setting("STEDI_SPARK_REMOTE", parse_spark_remote, resource=_LAKEHOUSE)] = Field(
+        "", description="Spark engine: a Spark Connect server (sc://host:15002) to run on instead of a master."
+    )
     spark_conf: Annotated[dict[str, str], Setting("STEDI_SPARK_CONF", _spark_conf, resource=_LAKEHOUSE)] = Field(
         default_factory=dict, description="Spark engine: spark.* settings passed to the session as they are."
     )
@@ -743,9 +755,17 @@ def read_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
             f"STEDI_FRESHNESS_WARN_MINUTES={settings.freshness_warn_minutes} is not valid: expected fewer minutes "
             f"than STEDI_FRESHNESS_FAIL_MINUTES={settings.freshness_fail_minutes}"
         )
+    if settings.spark_remote and settings.is_set("STEDI_SPARK_MASTER"):
+        raise SettingsError(_BOTH_SPARK_TARGETS.format(master="STEDI_SPARK_MASTER", remote="STEDI_SPARK_REMOTE"))
     if settings.alert_email_to and not settings.smtp_url:
         raise SettingsError("STEDI_ALERT_EMAIL_TO is set but STEDI_SMTP_URL is not: alert emails need an SMTP server")
     return settings
+
+
+_BOTH_SPARK_TARGETS = (
+    "{master} and {remote} are both set: the Spark engine runs either on a master or on a Spark Connect server; "
+    "unset one"
+)
 
 
 def _first_error(invalid: ValidationError) -> SettingsError:
@@ -776,6 +796,11 @@ def check_resource_fields(resource: str, values: Mapping[str, Any]) -> None:
 def check_lakehouse_fields(values: Mapping[str, Any]) -> None:
     """Validate the ``lakehouse`` resource's configured fields as a run starts (see :func:`check_resource_fields`)."""
     check_resource_fields(_LAKEHOUSE, values)
+    default_master = Settings.model_fields["spark_master"].default
+    if values.get("spark_remote") and values.get("spark_master", default_master) != default_master:
+        raise SettingsError(_BOTH_SPARK_TARGETS.format(
+            master="lakehouse.config.spark_master", remote="lakehouse.config.spark_remote"
+        ))
 
 
 def check_alert_fields(values: Mapping[str, Any]) -> None:

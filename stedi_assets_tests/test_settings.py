@@ -34,6 +34,7 @@ BAD = {
     "STEDI_ML_JOIN": ["wrong", "customer", "TIME"],
     "STEDI_GLUE_DATABASE": ["has space", "semi;colon", "x" * 256, "-leading"],
     "STEDI_SPARK_MASTER": ["localhost", "local[0]", "local[two]", "spark:/head", "cluster"],
+    "STEDI_SPARK_REMOTE": ["localhost:15002", "spark://head:7077", "sc://", "sc://head:port", "sc://head :15002"],
     "STEDI_SPARK_CONF": ["foo", "driver.memory=2g", "spark.a=1,foo", "=1"],
     "STEDI_QUARANTINE_MAX_SHARE": ["abc", "2", "nan", "-0.1", "inf", "1%"],
     "STEDI_CONSENT_SCOPE": ["always", "from-consent-date", "ANY_TIME"],
@@ -76,6 +77,8 @@ GOOD = {
     "STEDI_SPARK_MASTER": [("local", "local"), ("local[*]", "local[*]"), ("local[4]", "local[4]"),
                            ("local[2,3]", "local[2,3]"), ("spark://head:7077", "spark://head:7077"),
                            ("yarn", "yarn"), ("k8s://https://host:443", "k8s://https://host:443")],
+    "STEDI_SPARK_REMOTE": [("sc://127.0.0.1:15002", "sc://127.0.0.1:15002"), ("sc://spark-connect", "sc://spark-connect"),
+                           ("sc://host:443/;use_ssl=true;token=x", "sc://host:443/;use_ssl=true;token=x")],
     "STEDI_SPARK_CONF": [("spark.a=1, spark.b.c=x=y", {"spark.a": "1", "spark.b.c": "x=y"})],
     "STEDI_QUARANTINE_MAX_SHARE": [("0", 0.0), ("0.25", 0.25), ("1", 1.0), ("1e-3", 0.001)],
     "STEDI_CONSENT_SCOPE": [("any_time", "any_time"), ("from_consent_date", "from_consent_date")],
@@ -191,6 +194,16 @@ def test_launchpad_fields_get_the_same_checks(field, value):
     with pytest.raises(SettingsError, match=rf"^lakehouse\.config\.{field}=.* is not valid"):
         check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "data/lakehouse", field: value})
     check_lakehouse_fields({"landing_uri": "data/landing", "lakehouse_uri": "s3://lake", "profile": "", "spark_conf": {}})
+
+
+def test_a_spark_master_and_a_spark_connect_server_exclude_each_other():
+    both = {"STEDI_SPARK_MASTER": "spark://head:7077", "STEDI_SPARK_REMOTE": "sc://head:15002"}
+    with pytest.raises(SettingsError, match=r"^STEDI_SPARK_MASTER and STEDI_SPARK_REMOTE are both set: .*unset one$"):
+        read_settings(both)
+    assert read_settings({"STEDI_SPARK_REMOTE": "sc://head:15002"}).spark_master == "local[*]"  # the default is no choice
+    with pytest.raises(SettingsError, match=r"^lakehouse\.config\.spark_master and lakehouse\.config\.spark_remote are both set"):
+        check_lakehouse_fields({"spark_master": "yarn", "spark_remote": "sc://head:15002"})
+    check_lakehouse_fields({"spark_master": "local[*]", "spark_remote": "sc://head:15002"})
 
 
 def test_a_secret_is_never_in_the_message():

@@ -96,6 +96,7 @@ class Lakehouse:
     schema_widen_to_string: bool = _default("schema_widen_to_string")
     curated_extra_columns: list[str] = _default("curated_extra_columns")
     spark_master: str = _default("spark_master")
+    spark_remote: str = _default("spark_remote")
     spark_conf: dict[str, str] = _default("spark_conf")
     s3: Any = None
     """S3 credentials, region and endpoint (an ``S3Settings``, e.g. dagster-aws's ``S3Resource``); default: :class:`S3Connection`."""
@@ -135,7 +136,9 @@ class Lakehouse:
                 # Imported only when chosen: pyspark is an optional extra.
                 from stedi_assets.lakehouse.engines.spark_engine import SparkEngine
 
-                self._engine = SparkEngine(self.spark_master, self.spark_conf, max_file_mb=self.max_file_mb)
+                self._engine = SparkEngine(
+                    self.spark_master, self.spark_conf, max_file_mb=self.max_file_mb, remote=self.spark_remote
+                )
         return self._engine
 
     def store_for(self, uri: str) -> Store:

@@ -60,6 +60,7 @@ class StediLakehouse(ConfigurableResource):
     schema_widen_to_string: bool = resource_field("schema_widen_to_string")
     curated_extra_columns: list[str] = resource_field("curated_extra_columns")
     spark_master: str = resource_field("spark_master")
+    spark_remote: str = resource_field("spark_remote")
     spark_conf: dict[str, str] = resource_field("spark_conf")
 
     @classmethod

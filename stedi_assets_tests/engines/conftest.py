@@ -120,3 +120,26 @@ def polars_consent_run(polars_run, polars_same_customer_run) -> Run:
 @pytest.fixture(scope="session")
 def spark_consent_run(spark_run, spark_same_customer_run) -> Run:
     return _from_consent_date(spark_run, "spark")
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(tmp_path_factory) -> Iterator[object]:
+    """A standalone Spark cluster on 127.0.0.1: a master and two workers of one core and 1 GiB each,
+    each a JVM of its own; stopped at the end by their process groups, leaving no process behind."""
+    from stedi_assets_tests.engines.spark_servers import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("spark-cluster"))
+    yield cluster
+    left = cluster.processes.stop()
+    assert left == [], f"processes of the cluster still running in groups {left}; logs in {cluster.logs}"
+
+
+@pytest.fixture(scope="module")
+def spark_connect_server(tmp_path_factory) -> Iterator[object]:
+    """A Spark Connect server on 127.0.0.1 (its driver in local[2]); stopped at the end by its process group."""
+    from stedi_assets_tests.engines.spark_servers import start_connect_server
+
+    server = start_connect_server(tmp_path_factory.mktemp("spark-connect"))
+    yield server
+    left = server.processes.stop()
+    assert left == [], f"processes of the Connect server still running in groups {left}; logs in {server.logs}"

@@ -346,6 +346,19 @@ def test_local_driver_memory_is_a_share_of_the_machine(memory_gib, expected):
     assert "spark.driver.memory" not in session_settings("spark://head:7077", {}, memory_bytes=memory_gib * 2**30)
 
 
+@pytest.mark.parametrize(
+    "master, setting",
+    [("local[2]", "spark.driver.memory"),  # locally the tasks run in the driver's heap
+     ("spark://head:7077", "spark.executor.memory"), ("yarn", "spark.executor.memory")],
+)
+def test_the_out_of_memory_line_names_where_the_tasks_run(master, setting):
+    from stedi_assets.lakehouse.engines.spark_engine import out_of_memory_message
+
+    line = out_of_memory_message("java.lang.OutOfMemoryError: Java heap space", master)
+    assert f", {setting}=" in line and f"raise {setting}, e.g. STEDI_SPARK_CONF={setting}=" in line
+    assert "\n" not in line
+
+
 @pytest.mark.spark
 def test_session_driver_memory_is_sized_from_the_machine(spark):
     from stedi_assets.lakehouse.engines.spark_engine import local_driver_memory, machine_memory_bytes

@@ -5,10 +5,14 @@ data files itself (pyiceberg then commits them to the table's Iceberg
 metadata), so the data never has to fit in the Python process; narwhals
 wraps the pyspark DataFrames, so rules.py and checks.py run unchanged.
 
-The session is started through dagster-pyspark's resource on first use and
-shared by every engine in the process (one JVM). Importing this module needs
-the ``spark`` extra (pyspark, dagster-pyspark); starting the session needs
-Java 17+.
+The session is started on first use and shared by every engine in the
+process: a classic session (its own driver JVM, ``local[*]`` or a cluster's
+master) or a Spark Connect client session (``remote``, no JVM here). Both run
+the same code: the engine uses only what the DataFrame API of both offers
+(no SparkContext, RDDs or accumulators); what is kept of the classic
+session's JVM (its death, reported in one line) is used only where there is
+one. Importing this module needs the ``spark`` extra (pyspark and its
+Connect client); a classic session needs Java 17+.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ _session_lock = threading.Lock()
 _session: SparkSession | None = None
 _settings: dict[str, str] | None = None
 """The settings the session was started with."""
+_remote: str = ""
+"""The Spark Connect URL of the session, or empty for a classic session (with its JVM in this process)."""
 
 
 # -- URIs and schemas ------------------------------------------------------------
@@ -158,7 +164,7 @@ def session_settings(master: str, conf: Mapping[str, str], memory_bytes: int | N
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}",
     }
-    if master.startswith("local"):
+    if is_local(master):
         # The default of 200 shuffle partitions makes hundreds of tiny tasks on
         # one machine; two per core keeps both cores busy.
         settings["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 1))
@@ -174,29 +180,44 @@ def session_settings(master: str, conf: Mapping[str, str], memory_bytes: int | N
     return settings
 
 
-def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
-    """The process's Spark session, started on first use.
+def is_local(master: str) -> bool:
+    """Whether ``master`` runs everything in the driver's JVM (``local``, ``local[N]``)."""
+    return master.startswith("local") and not master.startswith("local-cluster")
+
+
+def _stopped(session: SparkSession) -> bool:
+    """Whether ``session`` was stopped (a Connect session says so itself; a classic one by its context)."""
+    if _remote:
+        return session.is_stopped
+    return spark_internals.context_stopped(session.sparkContext)
+
+
+def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None, remote: str = "") -> SparkSession:
+    """The process's Spark session, started on first use: on ``master``, or a Spark Connect
+    client session of the server at ``remote`` (``sc://host:port``) when given.
 
     Every engine in the process shares it: starting a JVM takes seconds. The
     settings of the first call win; Spark cannot change most of them later.
     Once its JVM has died (out of memory, killed), every use fails with the
     one line that says why, rather than with connection errors.
     """
-    global _session, _settings
+    global _session, _settings, _remote
     with _session_lock:
         if _session is not None:
             failure = dead_jvm_message()
             if failure is not None:
                 raise EngineError(failure)
-            if not spark_internals.context_stopped(_session.sparkContext):
+            if not _stopped(_session):
                 return _session
+        if remote:
+            _session, _settings, _remote = _connect_session(remote, conf or {}), dict(conf or {}), remote
+            return _session
         java_executable()
         settings = session_settings(master, conf or {})
         try:
             session = SparkSession.builder.config(map=settings).getOrCreate()
         except PySparkException as error:
             raise EngineError(f"Spark did not start with master {master!r}: {_first_line(error)}") from None
-        session.sparkContext.setLogLevel("WARN")
         # py4j logs every failed call to a JVM that is gone, with a stack
         # trace, before the error reaches the engine; spark_errors turns
         # those errors into one line that says what happened.
@@ -205,13 +226,37 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         if _quiet_py4j not in logging.getLogger().filters:
             logging.getLogger().addFilter(_quiet_py4j)  # py4j logs this one on the root logger
         _quiet_accumulator_server(session)
-        if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+        python = settings.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON")
+        if python is None and is_local(master):
             # Python workers (the landing reader runs in them) start "python3"
             # from the PATH by default; locally they run this interpreter, so
             # they import the same installed packages as the driver.
-            session.sparkContext.pythonExec = sys.executable
-        _session, _settings = session, settings
+            python = sys.executable
+        if python is not None:
+            # The classic driver takes the workers' Python from PYSPARK_PYTHON only; a
+            # spark.pyspark.python of the settings names the cluster nodes' Python.
+            session.sparkContext.pythonExec = python
+        _session, _settings, _remote = session, settings, ""
         return session
+
+
+def _connect_session(remote: str, conf: Mapping[str, str]) -> SparkSession:
+    """A Spark Connect client session of the server at ``remote``, checked to answer.
+
+    The server's own settings (its master, memory, the workers' Python) are
+    the server's; ``conf`` can only set what a session may change at run time.
+    """
+    try:
+        session = SparkSession.builder.remote(remote).config(map=dict(conf)).getOrCreate()
+        session.version  # the first call to the server: fails here when nothing answers
+    except ImportError as missing:
+        raise EngineError(
+            f"the Spark engine needs pyspark's Connect client for {remote} ({_first_line(missing)}): "
+            "pip install 'stedi_assets[spark]'"
+        ) from None
+    except Exception as error:
+        raise EngineError(f"Spark Connect server {remote} did not answer: {_first_line(error)}") from None
+    return session
 
 
 def _quiet_py4j(record: logging.LogRecord) -> bool:
@@ -239,14 +284,14 @@ def _quiet_accumulator_server(session: SparkSession) -> None:
 
 def stop_spark_session() -> None:
     """Stop the shared session (its JVM); the next use starts a new one."""
-    global _session
+    global _session, _remote
     with _session_lock:
         if _session is not None:
-            if dead_jvm_message() is None:
+            if _remote or dead_jvm_message() is None:
                 _session.stop()
             else:
                 spark_internals.forget_dead_jvm()
-            _session = None
+            _session, _remote = None, ""
 
 
 # -- a JVM out of memory -------------------------------------------------------------
@@ -266,9 +311,14 @@ def _jvm_exit_code() -> int | None:
     return None if process is None else process.poll()
 
 
-def _memory_setting() -> tuple[str, str]:
-    """The setting to raise when the driver runs out of memory, and its value now."""
-    return "spark.driver.memory", (_settings or {}).get("spark.driver.memory", "1g")
+def _memory_setting(master: str) -> tuple[str, str]:
+    """The setting to raise when Spark runs out of memory, and its value now (Spark's default when unset).
+
+    Locally the tasks run in the driver's JVM: its heap. On a cluster, or
+    through Spark Connect, they run in the executors.
+    """
+    setting = "spark.driver.memory" if is_local(master) and not _remote else "spark.executor.memory"
+    return setting, (_settings or {}).get(setting, "1g")
 
 
 def _raised(size: str) -> str:
@@ -277,8 +327,8 @@ def _raised(size: str) -> str:
     return f"{2 * int(found.group(1))}{found.group(2)}" if found else size
 
 
-def out_of_memory_message(where: str) -> str:
-    setting, value = _memory_setting()
+def out_of_memory_message(where: str, master: str = "local[*]") -> str:
+    setting, value = _memory_setting(master)
     return (
         f"Spark ran out of memory ({where}, {setting}={value}): raise {setting}, "
         f"e.g. STEDI_SPARK_CONF={setting}={_raised(value)}"
@@ -309,6 +359,8 @@ def _lost_the_jvm(error: BaseException) -> bool:
         return True
     if isinstance(error, Py4JError) and not isinstance(error, Py4JJavaError):
         return True
+    if _remote:
+        return False  # no JVM of this process: the server answers with its errors
     # A JVM on its way out first stops its SparkContext, which cancels the
     # running job with an ordinary error ("SparkContext was shut down").
     session = _session
@@ -357,16 +409,31 @@ def spark_errors(master: str = "local[*]") -> Iterator[None]:
         failure = dead_jvm_message()
         oom = None if failure is not None else _out_of_memory(error)
         if oom is not None:
-            if master.startswith("local"):
-                failure = out_of_memory_message(oom)
-            else:
-                failure = (
-                    f"Spark ran out of memory ({oom} on the cluster): raise spark.executor.memory "
-                    "(or spark.driver.memory if the driver ran out), in STEDI_SPARK_CONF"
-                )
+            failure = out_of_memory_message(oom if is_local(master) and not _remote else f"{oom} on the cluster", master)
+        if failure is None:
+            failure = _missing_module_message(error)
         if failure is None:
             raise
         raise EngineError(failure) from None
+
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+
+
+def _missing_module_message(error: BaseException) -> str | None:
+    """One line for a Python worker that could not import a module (the package is missing on a node), or None."""
+    try:
+        text = str(error)
+    except Exception:
+        return None
+    found = _MISSING_MODULE.search(text)
+    if found is None:
+        return None
+    return (
+        f"Spark's Python workers cannot import {found.group(1)} (ModuleNotFoundError): install stedi_assets with its "
+        "'spark' extra into the Python of every node of the cluster (the one spark.pyspark.python or "
+        "PYSPARK_PYTHON names)"
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -475,16 +542,18 @@ def _file_reads(max_file_mb: int, schema: TableSchema, files: Sequence[str]):
 
 
 class SparkEngine:
-    """Computes the tables with Spark (``local[*]`` here, or a cluster given by ``master``)."""
+    """Computes the tables with Spark (``local[*]`` here, a cluster given by ``master``, or a Spark Connect
+    server given by ``remote``)."""
 
     name = "spark"
     slices_landing = False
 
     def __init__(
         self, master: str = "local[*]", conf: Mapping[str, str] | None = None,
-        max_file_mb: int = DEFAULT_MAX_FILE_MB,
+        max_file_mb: int = DEFAULT_MAX_FILE_MB, remote: str = "",
     ) -> None:
         self.master = master
+        self.remote = remote
         self.conf = dict(conf or {})
         self.max_file_mb = max_file_mb
         self._landing_records: list[DataFrame] = []
@@ -496,7 +565,7 @@ class SparkEngine:
         if _session is None:
             # This engine starts the process's session: closing the engine stops it.
             self._started_session = True
-        return spark_session(self.master, self.conf)
+        return spark_session(self.master, self.conf, self.remote)
 
     def close(self) -> None:
         """Stop the Spark session if this engine started it; one that was running before is left running."""
