@@ -43,8 +43,7 @@ def _environment(logs: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEDI_", "SPARK_", "PYSPARK_"))}
     env.update(
         SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP="127.0.0.1", SPARK_LOG_DIR=str(logs), SPARK_PID_DIR=str(logs),
-        # The daemons (master, workers) only keep books: the executors get the memory.
-        SPARK_DAEMON_MEMORY="256m", PYSPARK_PYTHON=sys.executable,
+        PYSPARK_PYTHON=sys.executable,
     )
     env.update(extra)
     return env
@@ -139,7 +138,8 @@ def start_cluster(workdir: Path, workers: int = 2, worker_memory: str = "1g") ->
     """A master and ``workers`` workers of one core each, registered with the master; stop with ``.processes.stop()``."""
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = _environment(logs)
+    # The daemons (master, workers) only keep books: the executors get the memory.
+    env = _environment(logs, SPARK_DAEMON_MEMORY="256m")
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, webui = free_port(), free_port()
     processes = Processes()
@@ -193,10 +193,11 @@ def start_connect_server(workdir: Path, master: str = "local[2]") -> ConnectServ
     port = free_port()
     # --wait: the script runs the server in the foreground (no pid file, no daemon), in this group.
     command = [
-        str(spark_home() / "sbin" / "start-connect-server.sh"), "--wait", "--master", master,
+        str(spark_home() / "sbin" / "start-connect-server.sh"), "--wait", "--master", master, "--driver-memory", "2g",
         "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
         "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}",
+        "--conf", "spark.eventLog.compress=false",
     ]
     processes = Processes()
     try:
