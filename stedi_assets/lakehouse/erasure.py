@@ -116,6 +116,8 @@ class Register:
     salt: str = ""
     emails: frozenset[str] = frozenset()
     devices: frozenset[str] = frozenset()
+    _seen: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+    """Values already judged: each distinct value is normalized and hashed once, however many files hold it."""
 
     @property
     def empty(self) -> bool:
@@ -126,7 +128,12 @@ class Register:
         if value is None:
             return False
         hashes = self.emails if kind == EMAIL else self.devices
-        return bool(hashes) and identity_digest(self.salt, kind, _key(kind, value)) in hashes
+        if not hashes:
+            return False
+        erased = self._seen.get((kind, value))
+        if erased is None:
+            erased = self._seen[(kind, value)] = identity_digest(self.salt, kind, _key(kind, value)) in hashes
+        return erased
 
     def with_identities(self, emails: Iterable[str], devices: Iterable[str]) -> Register:
         """This register with more identities (normalized already)."""
