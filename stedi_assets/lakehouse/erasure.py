@@ -64,7 +64,7 @@ from stedi_assets.lakehouse.catalog import TableNotPublishedError, catalog_error
 from stedi_assets.lakehouse.engines import LandingRead
 from stedi_assets.lakehouse.history import snapshot_files, withdrawn_customers
 from stedi_assets.lakehouse.maintenance import plain_uri, referenced_files
-from stedi_assets.lakehouse.storage import StorageError, join_uri
+from stedi_assets.lakehouse.storage import LandingError, StorageError, join_uri
 from stedi_assets.lakehouse.tables import DELIVERIES_FOLDER, RUN_ID, UPSTREAM, StaleUpdateError, commit_update, data_file_paths, write_folder
 
 if TYPE_CHECKING:
@@ -764,7 +764,7 @@ def erase_from_landing_files(
     result = TableErasure(f"{feed} landing files")
     try:
         versions = {uri: v for uri, v in lakehouse.landing_versions(feed).items() if not v.refused}
-    except Exception:  # noqa: BLE001 - no landing folder or no files: nothing to rewrite
+    except LandingError:  # no landing file of the feed: nothing to rewrite
         return result
     current = current_deliveries(read_ledger(lakehouse)[0], feed)
     unknown = any(not row["records_uri"] for row in current.values())

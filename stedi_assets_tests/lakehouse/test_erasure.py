@@ -12,7 +12,7 @@ ledger counts what it dropped), the register holds hashes only, and the audit
 check fails once a row of theirs is put back behind the lakehouse's back.
 The ``stedi erase`` command is tested on its own lakehouse; one test erases a
 person from the real data set. The Spark engine is covered in
-``engines/test_spark_erasure.py``; S3 is not covered.
+``engines/test_spark_erasure.py``, a bucket in ``s3/test_erasure_s3.py``.
 """
 
 from __future__ import annotations
