@@ -12,7 +12,7 @@ ledger counts what it dropped), the register holds hashes only, and the audit
 check fails once a row of theirs is put back behind the lakehouse's back.
 The ``stedi erase`` command is tested on its own lakehouse; one test erases a
 person from the real data set. The Spark engine is covered in
-``engines/test_spark_erasure.py``; S3 is not covered.
+``engines/test_spark_erasure.py``, a bucket in ``s3/test_erasure_s3.py``.
 """
 
 from __future__ import annotations
@@ -357,6 +357,9 @@ def test_lines_are_removed_and_the_rest_kept_byte_for_byte():
     assert without_lines(b'{"email":"bo@x.com"}\n', names) == (b'{"email":"bo@x.com"}\n', 0)
     compressed, removed = without_lines(gzip.compress(data), names)
     assert removed == 1 and gzip.decompress(compressed) == b'{"email":"bo@x.com"}\r\n\n{"email": "cy@x.com"}'
+    # The quick look at plain ASCII lines finds the same lines, escaped or full-width ones too.
+    spelled = b'{"email":"ANNA@x.com"}\n{"email":"\\u0061nna@x.com"}\n{"email":"\xef\xbd\x81nna@x.com"}\n{"email":"bo@x.com"}\n'
+    assert without_lines(spelled, names, (b"anna@x.com",)) == without_lines(spelled, names) == (b'{"email":"bo@x.com"}\n', 3)
     array, removed = without_lines(b'[{"email": "anna@x.com"}, {"email": "bo@x.com"}]', names)
     assert removed == 1 and json.loads(array) == [{"email": "bo@x.com"}]
 
