@@ -21,6 +21,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polars.testing import assert_frame_equal
+
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import TABLES
+from stedi_assets_tests.conftest import stored_table
+
 START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 30.0
 BIN = Path(sys.executable).parent
@@ -313,3 +319,26 @@ def run_deliveries(workdir: Path, reference_landing: Path, **spark_env: str) -> 
     for name in HELD_BACK:
         place_landing_file(reference_landing / name, landing / name)
     return Deliveries(landing, polars_lakehouse, spark_lakehouse, [first, step()], tables_after_first)
+
+
+def assert_runs_print_what_polars_prints(deliveries: Deliveries) -> None:
+    """Each ``stedi run`` on Spark printed what the same run on Polars printed (rows and check outcomes),
+    and the second read the delivered files only."""
+    for step in deliveries.steps:
+        assert step.spark.returncode == 0, step.spark.stdout + step.spark.stderr
+        assert step.spark.stdout == step.polars.stdout
+    second = deliveries.steps[1].spark.stdout
+    assert "WARN cross_customer_pairs" in second and "OK: every table published" in second
+    # The customer feed had nothing new.
+    assert next(line for line in second.splitlines() if line.startswith("customer_landing ")).endswith("up to date")
+
+
+def assert_tables_equal_polars(deliveries: Deliveries) -> None:
+    """Every table Spark stored equals Polars', after the first run and after the delivery."""
+    assert set(deliveries.tables_after_first) == set(TABLES)
+    for polars_table, spark_table in deliveries.tables_after_first.values():
+        assert_frame_equal(spark_table, polars_table)
+    for table in TABLES:
+        spark_table = stored_table(deliveries.spark_lakehouse, table)
+        assert spark_table.height == STEDI_REFERENCE.get(table, 0), table
+        assert_frame_equal(spark_table, stored_table(deliveries.polars_lakehouse, table))
