@@ -8,7 +8,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from stedi_assets.orchestration.assets import ZONE_ASSETS, accelerometer_landing, customer_landing, step_trainer_landing
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
-from stedi_assets.orchestration.erasure_job import erase_job
+from stedi_assets.orchestration.erasure_job import build_erase_run_cleanup_sensor, erase_job
 from stedi_assets.orchestration.feeds import FEED_KEYS, landing_feeds
 from stedi_assets.orchestration.maintenance_job import lakehouse_maintenance, lakehouse_maintenance_schedule
 from stedi_assets.orchestration.schedules import build_audit_job, build_schedules, curated_keys, with_curated_freshness
@@ -73,6 +73,7 @@ def build_definitions(overrides: Mapping[str, str] | None = None) -> Definitions
             *build_run_alert_sensors(interval),
             build_tick_alert_sensor(interval),
             build_stale_table_alert_sensor(curated_keys(assets), interval),
+            build_erase_run_cleanup_sensor(interval),
         ],
         resources=resources_for(settings),
         # One process for the whole run: a process per step pays Python and

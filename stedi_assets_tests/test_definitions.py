@@ -168,7 +168,7 @@ def test_sensors_and_the_audit_schedule_run_by_default_and_the_daily_run_does_no
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {
         "landing_sensor", "check_failure_alert_sensor", "run_failure_alert_sensor",
-        "sensor_tick_alert_sensor", "stale_table_alert_sensor",
+        "sensor_tick_alert_sensor", "stale_table_alert_sensor", "erase_run_cleanup_sensor",
     }
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["landing_sensor"].minimum_interval_seconds == 15

@@ -1,10 +1,29 @@
 """The ``erase_job``: erase people on request, from the launchpad (``stedi erase`` does the same).
 
 The library does the work (``stedi_assets.lakehouse.erasure``); this op only
-takes the emails from its config and reports what changed, masked.
+takes the emails from its config and reports what changed, masked. The run's
+config holds the emails as typed, so ``erase_run_cleanup_sensor`` deletes each
+finished run of the job from the Dagster instance (its config and its event
+log); the erasure register keeps the record, with no personal data.
 """
 
-from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, ResourceParam, job, op
+from dagster import (
+    Config,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    ResourceParam,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    job,
+    op,
+    sensor,
+)
 from pydantic import Field
 
 from stedi_assets.lakehouse.erasure import ErasureError, describe, erase
@@ -53,3 +72,30 @@ def erase_people(context: OpExecutionContext, config: EraseConfig, lakehouse: Re
 @job(description="Erase people on request (op config: emails) and keep them out of later deliveries.")
 def erase_job():
     erase_people()
+
+
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+
+
+def build_erase_run_cleanup_sensor(interval_seconds: int) -> SensorDefinition:
+    """The sensor that deletes each finished run of ``erase_job`` from the instance: its config names the
+    people erased."""
+
+    @sensor(
+        name="erase_run_cleanup_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Deletes each finished run of erase_job (its config holds the emails erased); "
+        "the erasure register keeps what was done, with one-way hashes only.",
+    )
+    def erase_run_cleanup_sensor(context: SensorEvaluationContext):
+        records = context.instance.get_run_records(RunsFilter(job_name=erase_job.name, statuses=FINISHED))
+        for record in records:
+            context.instance.delete_run(record.dagster_run.run_id)
+            context.log.info(
+                f"erase_job run {record.dagster_run.run_id} ({record.dagster_run.status.value}) deleted: "
+                "its config named the people erased"
+            )
+        return SkipReason(f"{len(records)} finished erase_job run(s) deleted")
+
+    return erase_run_cleanup_sensor

@@ -478,6 +478,42 @@ def test_erasing_a_customer_of_the_real_data_set(stedi_landing, tmp_path):
     assert _rows(lakehouse) == after
 
 
+def _instance_bytes(home: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(home.rglob("*")) if path.is_file())
+
+
+def test_a_finished_erase_job_run_is_deleted_from_the_dagster_instance(tmp_path):
+    """The run's config names the people erased: the cleanup sensor deletes each finished run, so that
+    no byte of the Dagster instance names them afterwards."""
+    from dagster import DagsterInstance, build_sensor_context
+
+    from stedi_assets.orchestration.erasure_job import build_erase_run_cleanup_sensor, erase_job
+
+    write_landing(tmp_path / "landing", simulate_landing(customers=10, seed=3))
+    lakehouse = Lakehouse(landing_uri=str(tmp_path / "landing"), lakehouse_uri=str(tmp_path / "lakehouse"))
+    assert materialize_all(lakehouse).success
+    email = lakehouse.read_table(["customer_trusted"]).sort("email").head(1).collect()["email"].item()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    job = Definitions(jobs=[erase_job], resources=resources_for(lakehouse)).resolve_job_def("erase_job")
+    sensor = build_erase_run_cleanup_sensor(30)
+    with DagsterInstance.local_temp(tempdir=str(home)) as instance:
+        result = job.execute_in_process(
+            run_config={"ops": {"erase_people": {"config": {"emails": [email]}}}}, instance=instance
+        )
+        assert result.success
+        assert email.lower().encode() in _instance_bytes(home).lower()  # the run's config, as typed
+        with build_sensor_context(instance=instance) as context:
+            outcome = sensor(context)
+        assert "1 finished erase_job run(s) deleted" in outcome.skip_message
+        assert instance.get_run_by_id(result.run_id) is None
+        assert not instance.all_logs(result.run_id)
+        # Nothing left to delete on the next tick.
+        with build_sensor_context(instance=instance) as context:
+            assert "0 finished" in sensor(context).skip_message
+    assert email.lower().encode() not in _instance_bytes(home).lower()
+
+
 def test_erase_job_takes_the_emails_from_its_config_and_logs_them_masked(small_lakehouse):
     from stedi_assets.orchestration.erasure_job import erase_job
 
