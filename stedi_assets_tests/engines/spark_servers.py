@@ -21,6 +21,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polars.testing import assert_frame_equal
+
+from stedi_assets.domain.profiles import STEDI_REFERENCE
+from stedi_assets.domain.schemas import TABLES
+from stedi_assets_tests.conftest import stored_table
+
 START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 30.0
 BIN = Path(sys.executable).parent
@@ -43,8 +49,7 @@ def _environment(logs: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEDI_", "SPARK_", "PYSPARK_"))}
     env.update(
         SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP="127.0.0.1", SPARK_LOG_DIR=str(logs), SPARK_PID_DIR=str(logs),
-        # The daemons (master, workers) only keep books: the executors get the memory.
-        SPARK_DAEMON_MEMORY="256m", PYSPARK_PYTHON=sys.executable,
+        PYSPARK_PYTHON=sys.executable,
     )
     env.update(extra)
     return env
@@ -139,7 +144,8 @@ def start_cluster(workdir: Path, workers: int = 2, worker_memory: str = "1g") ->
     """A master and ``workers`` workers of one core each, registered with the master; stop with ``.processes.stop()``."""
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = _environment(logs)
+    # The daemons (master, workers) only keep books: the executors get the memory.
+    env = _environment(logs, SPARK_DAEMON_MEMORY="256m")
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, webui = free_port(), free_port()
     processes = Processes()
@@ -193,10 +199,11 @@ def start_connect_server(workdir: Path, master: str = "local[2]") -> ConnectServ
     port = free_port()
     # --wait: the script runs the server in the foreground (no pid file, no daemon), in this group.
     command = [
-        str(spark_home() / "sbin" / "start-connect-server.sh"), "--wait", "--master", master,
+        str(spark_home() / "sbin" / "start-connect-server.sh"), "--wait", "--master", master, "--driver-memory", "2g",
         "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
         "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}",
+        "--conf", "spark.eventLog.compress=false",
     ]
     processes = Processes()
     try:
@@ -312,3 +319,26 @@ def run_deliveries(workdir: Path, reference_landing: Path, **spark_env: str) -> 
     for name in HELD_BACK:
         place_landing_file(reference_landing / name, landing / name)
     return Deliveries(landing, polars_lakehouse, spark_lakehouse, [first, step()], tables_after_first)
+
+
+def assert_runs_print_what_polars_prints(deliveries: Deliveries) -> None:
+    """Each ``stedi run`` on Spark printed what the same run on Polars printed (rows and check outcomes),
+    and the second read the delivered files only."""
+    for step in deliveries.steps:
+        assert step.spark.returncode == 0, step.spark.stdout + step.spark.stderr
+        assert step.spark.stdout == step.polars.stdout
+    second = deliveries.steps[1].spark.stdout
+    assert "WARN cross_customer_pairs" in second and "OK: every table published" in second
+    # The customer feed had nothing new.
+    assert next(line for line in second.splitlines() if line.startswith("customer_landing ")).endswith("up to date")
+
+
+def assert_tables_equal_polars(deliveries: Deliveries) -> None:
+    """Every table Spark stored equals Polars', after the first run and after the delivery."""
+    assert set(deliveries.tables_after_first) == set(TABLES)
+    for polars_table, spark_table in deliveries.tables_after_first.values():
+        assert_frame_equal(spark_table, polars_table)
+    for table in TABLES:
+        spark_table = stored_table(deliveries.spark_lakehouse, table)
+        assert spark_table.height == STEDI_REFERENCE.get(table, 0), table
+        assert_frame_equal(spark_table, stored_table(deliveries.polars_lakehouse, table))

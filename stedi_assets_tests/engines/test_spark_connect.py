@@ -11,12 +11,14 @@ covered: a hosted Connect server (EMR, Databricks), authentication tokens, TLS.
 from __future__ import annotations
 
 import pytest
-from polars.testing import assert_frame_equal
 
-from stedi_assets.domain.profiles import STEDI_REFERENCE
-from stedi_assets.domain.schemas import TABLES
-from stedi_assets_tests.conftest import stored_table
-from stedi_assets_tests.engines.spark_servers import run_deliveries, spark_conf, tasks_by_executor
+from stedi_assets_tests.engines.spark_servers import (
+    assert_runs_print_what_polars_prints,
+    assert_tables_equal_polars,
+    run_deliveries,
+    spark_conf,
+    tasks_by_executor,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -32,22 +34,11 @@ def deliveries(spark_connect_server, stedi_landing, tmp_path_factory):
 
 
 def test_each_run_prints_what_the_polars_engine_prints(deliveries):
-    for step in deliveries.steps:
-        assert step.spark.returncode == 0, step.spark.stdout + step.spark.stderr
-        assert step.spark.stdout == step.polars.stdout
-    second = deliveries.steps[1].spark.stdout
-    assert "WARN cross_customer_pairs" in second and "OK: every table published" in second
-    assert next(line for line in second.splitlines() if line.startswith("customer_landing ")).endswith("up to date")
+    assert_runs_print_what_polars_prints(deliveries)
 
 
 def test_tables_are_identical_to_the_polars_engines_after_each_delivery(deliveries):
-    assert set(deliveries.tables_after_first) == set(TABLES)
-    for table, (polars_table, spark_table) in deliveries.tables_after_first.items():
-        assert_frame_equal(spark_table, polars_table)
-    for table in TABLES:
-        spark_table = stored_table(deliveries.spark_lakehouse, table)
-        assert spark_table.height == STEDI_REFERENCE.get(table, 0), table
-        assert_frame_equal(spark_table, stored_table(deliveries.polars_lakehouse, table))
+    assert_tables_equal_polars(deliveries)
 
 
 def test_the_server_ran_the_work(spark_connect_server, deliveries):

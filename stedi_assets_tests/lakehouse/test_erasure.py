@@ -12,7 +12,7 @@ ledger counts what it dropped), the register holds hashes only, and the audit
 check fails once a row of theirs is put back behind the lakehouse's back.
 The ``stedi erase`` command is tested on its own lakehouse; one test erases a
 person from the real data set. The Spark engine is covered in
-``engines/test_spark_erasure.py``; S3 is not covered.
+``engines/test_spark_erasure.py``, a bucket in ``s3/test_erasure_s3.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from dagster import Definitions, materialize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stedi_assets.cli import main
 from stedi_assets.definitions import stedi_audit_job, zone_assets
@@ -36,6 +38,7 @@ from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets.lakehouse.erasure import (
     ErasureError,
     Register,
+    TextMatcher,
     erase,
     identity_digest,
     names_erased,
@@ -357,8 +360,55 @@ def test_lines_are_removed_and_the_rest_kept_byte_for_byte():
     assert without_lines(b'{"email":"bo@x.com"}\n', names) == (b'{"email":"bo@x.com"}\n', 0)
     compressed, removed = without_lines(gzip.compress(data), names)
     assert removed == 1 and gzip.decompress(compressed) == b'{"email":"bo@x.com"}\r\n\n{"email": "cy@x.com"}'
+    # The quick look at plain ASCII lines finds the same lines, escaped or full-width ones too.
+    spelled = b'{"email":"ANNA@x.com"}\n{"email":"\\u0061nna@x.com"}\n{"email":"\xef\xbd\x81nna@x.com"}\n{"email":"bo@x.com"}\n'
+    assert without_lines(spelled, names, (b"anna@x.com",)) == without_lines(spelled, names) == (b'{"email":"bo@x.com"}\n', 3)
     array, removed = without_lines(b'[{"email": "anna@x.com"}, {"email": "bo@x.com"}]', names)
     assert removed == 1 and json.loads(array) == [{"email": "bo@x.com"}]
+
+
+_SPELLINGS = [
+    "anna@x.com", "ANNA@X.COM", " Anna@x.com ", "anna@x.co", "anna@x.com.au", "bo@x.com", "\\u0061nna@x.com",
+    "\uff41nna@x.com", "anna\u200b@x.com", "\u00a0anna@x.com", "SN-1", " sn-1 ", "SN-10", "sn\u20131", "\\u0053N-1",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from(["email", "user", "serialNumber", "note", "customerName"]),
+            st.sampled_from(_SPELLINGS),
+            st.sampled_from(['{{"{k}":"{v}"}}', '{{"{k}": "{v}", "x": 1}}', "{k} {v}", '{{"{k}":"{v}"', ""]),
+        ),
+        max_size=12,
+    ),
+    ending=st.sampled_from(["\n", "\r\n", ""]),
+    devices=st.booleans(),
+)
+def test_the_quick_look_at_plain_lines_keeps_what_the_careful_look_keeps(lines, ending, devices):
+    """The fast path of ``without_lines`` (a plain ASCII line without the identity in lower case is kept
+    unparsed) removes exactly the lines the careful path removes, whatever the spellings."""
+    register = Register("s").with_identities([identity_of("anna@x.com")], [device_of("SN-1")] if devices else [])
+    data = ending.join(template.format(k=key, v=value) for key, value, template in lines).encode()
+    plain = (b"anna@x.com", b"sn-1") if devices else (b"anna@x.com",)
+    looked_at: list[str] = []
+    careful = TextMatcher(register, devices)
+
+    def names(text: str) -> bool:
+        looked_at.append(text)
+        return careful(text)
+
+    quick = without_lines(data, names, plain)
+    assert quick == without_lines(data, TextMatcher(register, devices))
+    # The quick path was taken: no plain ASCII line without an escape or the identity reached the matcher.
+    if not data.lstrip().startswith(b"["):
+        skippable = [
+            line for line in data.splitlines(keepends=True)
+            if line.isascii() and b"\\" not in line and not any(p in line.lower() for p in plain)
+        ]
+        assert not [text for text in looked_at if text.encode() in skippable]
+        assert len(looked_at) == len(data.splitlines(keepends=True)) - len(skippable)
 
 
 # -- the command -------------------------------------------------------------------------------

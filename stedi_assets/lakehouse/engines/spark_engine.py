@@ -713,10 +713,11 @@ class SparkEngine:
         # commit refuses files whose types differ from the table's.
         typed = frame.to_native().select([F.col(c.name).cast(SPARK_TYPES[c.type]).alias(c.name) for c in schema.columns])
         # Spark creates the folder itself and refuses to write into an existing
-        # one; each write has a new folder, so nothing is ever overwritten.
+        # one; each write has a new folder, so nothing is ever overwritten. ("error": the
+        # Connect client knows the mode by that name only; classic takes it too.)
         try:
             with self.errors():
-                typed.write.mode("errorifexists").parquet(spark_uri(directory_uri))
+                typed.write.mode("error").parquet(spark_uri(directory_uri))
         except PySparkException as error:
             raise EngineError(f"{directory_uri}: Spark could not write the table: {_first_line(error)}") from None
         # Spark also leaves _SUCCESS and checksum files; the table is the part files.
