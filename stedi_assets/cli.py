@@ -108,10 +108,9 @@ def _built_job(build: str, tables: tuple[str, ...], overrides: tuple[tuple[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance, build_reconstructable_job, execute_job
-
-    from stedi_assets.orchestration.assets import ZONE_UPSTREAM
-    from stedi_assets.orchestration.masking import mask_emails
+    # Dagster is imported only once something is out of date: a run with nothing to do plans from the
+    # catalog and the landing listing alone, with the zone graph as the domain declares it.
+    from stedi_assets.domain.zone_graph import ZONE_INPUTS
     from stedi_assets.lakehouse.planning import out_of_date
     from stedi_assets.domain.simulate import DEFAULT_CUSTOMERS, DEFAULT_SEED
     from stedi_assets.lakehouse.storage import normalize_uri
@@ -129,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"The landing zone {landing_uri} is empty: wrote {count} files of simulated STEDI data there.")
         if not lakehouse.profile:
             overrides["profile"] = ProfileName.SIMULATED.value
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    stale = out_of_date(lakehouse, ZONE_UPSTREAM, full_refresh=args.full_refresh)
+    stale = out_of_date(lakehouse, ZONE_INPUTS, full_refresh=args.full_refresh)
     summaries = {name: TableSummary() for name in TABLES}
     for name in TABLES:
         if name not in stale.tables:
@@ -139,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         print(_format_summary(summaries))
         print("OK: every table is up to date with the landing zone; nothing to run (--full-refresh rebuilds them).")
         return 0
+    from dagster import DagsterInstance, build_reconstructable_job, execute_job
+
+    from stedi_assets.orchestration.masking import mask_emails
+
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     by_reason: dict[str, list[str]] = {}
     for name, reason in stale.reasons.items():
         by_reason.setdefault(reason, []).append(name)
@@ -208,7 +211,10 @@ def _check_catalog(lakehouse) -> None:
     """Stop before anything is written when the catalog cannot be used (e.g. it lost the lakehouse's tables):
     one line here rather than one per step."""
     from stedi_assets.lakehouse.catalog import TableNotPublishedError
+    from stedi_assets.lakehouse.snapshots import holds_every_table
 
+    if holds_every_table(lakehouse.catalog_settings()):
+        return  # a local catalog holding every table has lost none: known without building it
     try:
         lakehouse.catalog(create=False)
     except TableNotPublishedError:
@@ -281,9 +287,20 @@ def _configure(args: argparse.Namespace):
 
     Raises ``SettingsError`` before anything is read or written.
     """
-    from stedi_assets.settings import read_settings
+    from stedi_assets.lakehouse.storage import is_s3_uri, normalize_uri
+    from stedi_assets.settings import SETTING_OF_FIELD, read_settings
 
     settings = read_settings(overrides=_overrides(args))
+    if not any(is_s3_uri(uri) for uri in (settings.landing_uri, settings.lakehouse_uri)):
+        # A local lakehouse needs no S3 connection: it is built without the Dagster resource (and
+        # dagster-aws, boto3) that resolves one, with the same values: a default path made absolute.
+        from stedi_assets.lakehouse.lakehouse import Lakehouse
+
+        lakehouse = Lakehouse.from_settings(settings)
+        for name in ("landing_uri", "lakehouse_uri"):
+            if not settings.in_environment(SETTING_OF_FIELD[name].variable) and not settings.overridden(name):
+                setattr(lakehouse, name, normalize_uri(getattr(lakehouse, name)))
+        return settings, lakehouse
 
     from stedi_assets.orchestration.resources import lakehouse_for
 

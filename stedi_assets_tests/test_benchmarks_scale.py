@@ -130,22 +130,33 @@ def _statuses(measurements: list[Measurement]) -> dict[str, str]:
 
 def test_targets_are_judged_on_medians_against_the_references():
     measurements = [
-        # Median 8.0 s of three runs (one slow outlier), the largest peak 1,800 MiB.
-        Measurement(100, "polars", 0, 8.0, 1_500 * MIB),
-        Measurement(100, "polars", 1, 30.0, 1_800 * MIB),
-        Measurement(100, "polars", 2, 7.0, 1_700 * MIB),
-        Measurement(100, "duckdb", 0, 6.0, 1_500 * MIB),
-        Measurement(1000, "polars", 0, 97.0, 11 * 10**9),
+        # Median 9.0 s of three runs (one slow outlier), the largest peak 1,500 MiB.
+        Measurement(100, "polars", 0, 9.0, 1_400 * MIB),
+        Measurement(100, "polars", 1, 30.0, 1_500 * MIB),
+        Measurement(100, "polars", 2, 7.0, 1_300 * MIB),
+        Measurement(100, "duckdb", 0, 5.0, 1_500 * MIB),
+        Measurement(100, "daily", 0, 2.6, 900 * MIB),
+        Measurement(1, "polars", 0, 3.8, 300 * MIB),
+        Measurement(1, "duckdb", 0, 0.4, 100 * MIB),
+        Measurement(1, "no-op", 0, 1.4, 150 * MIB),
+        Measurement(10, "polars", 0, 4.8, 500 * MIB),
+        Measurement(10, "duckdb", 0, 1.0, 300 * MIB),
+        Measurement(0, "dagster-floor", 0, 2.6, 0),
         Measurement(100, "spark", 0, 70.0, 4_000 * MIB),
         Measurement(100, "pyspark", 0, 50.0, 3_000 * MIB),
+        Measurement(1000, "duckdb", 0, 60.0, 16_000 * MIB),
+        Measurement(1000, "daily", 0, 5.9, 2_000 * MIB),
     ]
 
     assert _statuses(measurements) == {
-        "100x time <= 1.5x DuckDB": "met",  # 8.0 <= 9.0
-        "100x peak <= 1.3x DuckDB peak": "met",  # 1,800 <= 1,950
-        "1000x peak < 12 GB": "met",
-        "1000x time <= 12x the 100x time": "missed",  # 97 > 96
-        "Spark 100x <= 1.3x plain PySpark": "missed",  # 70 > 65
+        "100x daily delivery <= 0.5x DuckDB full rebuild": "missed",  # 2.6 > 2.5
+        "100x full rebuild <= 2.0x DuckDB": "met",  # 9.0 <= 10.0
+        "100x peak <= 1.0x DuckDB peak": "met",  # 1,500 <= 1,500
+        "1x full rebuild <= 1.3x (Dagster floor + DuckDB)": "met",  # 3.8 <= 1.3 x 3.0
+        "10x full rebuild <= 1.3x (Dagster floor + DuckDB)": "missed",  # 4.8 > 1.3 x 3.6
+        "1x no-op run <= 1.5 s": "met",
+        "Spark 100x <= 1.5x plain PySpark": "met",  # 70 <= 75
+        "1000x daily delivery <= 0.1x DuckDB full rebuild": "met",  # 5.9 <= 6.0
     }
 
 
@@ -155,19 +166,23 @@ def test_targets_not_measured_say_so():
     assert set(_statuses(measurements).values()) == {"not measured"}
 
 
-def test_memory_targets_are_missed_beyond_their_bound():
+def test_targets_are_missed_beyond_their_bound():
     measurements = [
-        Measurement(100, "polars", 0, 9.1, 1_951 * MIB),
-        Measurement(100, "duckdb", 0, 6.0, 1_500 * MIB),
-        Measurement(1000, "polars", 0, 50.0, 12 * 10**9),
+        Measurement(100, "polars", 0, 10.1, 1_501 * MIB),
+        Measurement(100, "duckdb", 0, 5.0, 1_500 * MIB),
+        Measurement(1, "no-op", 0, 1.51, 150 * MIB),
+        Measurement(100, "spark", 0, 76.0, 4_000 * MIB),
+        Measurement(100, "pyspark", 0, 50.0, 3_000 * MIB),
     ]
 
     statuses = _statuses(measurements)
 
-    assert statuses["100x time <= 1.5x DuckDB"] == "missed"
-    assert statuses["100x peak <= 1.3x DuckDB peak"] == "missed"
-    assert statuses["1000x peak < 12 GB"] == "missed"
-    assert statuses["1000x time <= 12x the 100x time"] == "met"
+    assert statuses["100x full rebuild <= 2.0x DuckDB"] == "missed"
+    assert statuses["100x peak <= 1.0x DuckDB peak"] == "missed"
+    assert statuses["1x no-op run <= 1.5 s"] == "missed"
+    assert statuses["Spark 100x <= 1.5x plain PySpark"] == "missed"
+    # No floor measured: the small sizes' targets cannot be judged.
+    assert statuses["1x full rebuild <= 1.3x (Dagster floor + DuckDB)"] == "not measured"
 
 
 def test_growth_table_has_a_row_per_size_and_a_dash_where_nothing_ran():

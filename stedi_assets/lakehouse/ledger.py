@@ -106,12 +106,18 @@ def read_ledger(lakehouse: Lakehouse) -> tuple[pl.DataFrame, int | None]:
     files = data_file_paths(table, snapshot_id)
     if not files:
         return empty_ledger(), snapshot_id
-    store = lakehouse.store_for(files[0])
+    return ledger_from_files(files, lakehouse.store_for(files[0]).storage_options), snapshot_id
+
+
+def ledger_from_files(files: Sequence[str], storage_options: Mapping | None = None) -> pl.DataFrame:
+    """Every row of the ledger's data ``files`` (those of one snapshot)."""
+    if not files:
+        return empty_ledger()
     # A ledger written before a column was declared has files without it: it reads as null.
     frame = pl.scan_parquet(
-        files, storage_options=store.storage_options, schema=DELIVERY_LEDGER.polars_schema, missing_columns="insert"
+        list(files), storage_options=storage_options, schema=DELIVERY_LEDGER.polars_schema, missing_columns="insert"
     )
-    return frame.collect(), snapshot_id
+    return frame.collect()
 
 
 def current_deliveries(ledger: pl.DataFrame, feed: str) -> dict[str, dict]:

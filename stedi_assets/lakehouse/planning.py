@@ -23,11 +23,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import polars as pl
+
 from stedi_assets.lakehouse.ingestion import plan_deliveries
-from stedi_assets.lakehouse.ledger import feed_deliveries, read_ledger
+from stedi_assets.lakehouse.ledger import empty_ledger, feed_deliveries, ledger_from_files, read_ledger
+from stedi_assets.lakehouse.snapshots import CurrentSnapshot, current_snapshots, data_files
 from stedi_assets.lakehouse.storage import LandingError
 from stedi_assets.lakehouse.tables import UPSTREAM
-from stedi_assets.domain.schemas import FEEDS
+from stedi_assets.domain.schemas import DELIVERY_LEDGER, FEEDS
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,7 @@ def _landing_reason(plan, known) -> str:
 def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh: bool = False) -> Staleness:
     """``upstream``: each table's input tables (from the asset graph)."""
     reasons: dict[str, str] = {}
-    # What cannot be read here (a landing zone or catalog that is not there) makes a table out
-    # of date: its step then fails on it, in one line, as a run does.
-    try:
-        ledger = read_ledger(lakehouse)[0]
-    except Exception:  # noqa: BLE001
-        ledger = None
-    snapshots: dict[str, object] = {}
-    for table in upstream:
-        try:
-            snapshot = lakehouse.load_table(table).metadata.current_snapshot()
-        except Exception:  # noqa: BLE001
-            continue
-        if snapshot is not None:
-            snapshots[table] = snapshot
+    ledger, snapshots = _read_directly(lakehouse, upstream) or _read_with_pyiceberg(lakehouse, upstream)
     landing_zone: dict[str, dict[str, str]] = {}
     for feed in FEEDS:
         landing, quarantine = f"{feed}_landing", f"{feed}_quarantine"
@@ -146,7 +136,7 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         if snapshot is None:
             reasons[table] = "not published yet"
             continue
-        recorded = snapshot.summary.additional_properties if snapshot.summary else {}
+        recorded = snapshot.properties
         settings = [k.rsplit(".", 1)[-1] for k, v in rules.items() if recorded.get(k) != v]
         newer = [u for u in sorted(inputs) if u in snapshots and recorded.get(f"{UPSTREAM}{u}") != str(snapshots[u].snapshot_id)]
         if settings:
@@ -162,5 +152,43 @@ def out_of_date(lakehouse, upstream: Mapping[str, frozenset[str]], full_refresh:
         downstream = {t for t, inputs in upstream.items() if inputs & tables} - tables
         tables |= downstream
         grew = bool(downstream)
-    rows = {t: int(s.summary.get("total-records", 0)) if s.summary else 0 for t, s in snapshots.items()}
+    rows = {t: int(s.properties.get("total-records", 0)) for t, s in snapshots.items()}
     return Staleness(frozenset(tables), reasons, rows, landing_zone)
+
+
+def _read_directly(lakehouse, tables) -> tuple[pl.DataFrame, dict[str, CurrentSnapshot]] | None:
+    """The ledger's rows and each table's current snapshot, read without pyiceberg (``snapshots``), or None
+    when that cannot be done with certainty."""
+    found = current_snapshots(lakehouse.catalog_settings(), [*tables, DELIVERY_LEDGER.name])
+    if found is None:
+        return None
+    ledger_snapshot = found.pop(DELIVERY_LEDGER.name, None)
+    if ledger_snapshot is None:
+        return empty_ledger(), found
+    files = data_files(ledger_snapshot)
+    if files is None:
+        return None
+    try:
+        return ledger_from_files(files), found
+    except Exception:  # noqa: BLE001 - pyiceberg's path reads it or says why
+        return None
+
+
+def _read_with_pyiceberg(lakehouse, tables) -> tuple[pl.DataFrame | None, dict[str, CurrentSnapshot]]:
+    """The ledger's rows (None when it cannot be read) and each table's current snapshot, through the catalog."""
+    # What cannot be read here (a landing zone or catalog that is not there) makes a table out
+    # of date: its step then fails on it, in one line, as a run does.
+    try:
+        ledger = read_ledger(lakehouse)[0]
+    except Exception:  # noqa: BLE001
+        ledger = None
+    snapshots: dict[str, CurrentSnapshot] = {}
+    for table in tables:
+        try:
+            snapshot = lakehouse.load_table(table).metadata.current_snapshot()
+        except Exception:  # noqa: BLE001
+            continue
+        if snapshot is not None:
+            properties = dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+            snapshots[table] = CurrentSnapshot(snapshot.snapshot_id, properties, snapshot.manifest_list)
+    return ledger, snapshots
