@@ -19,6 +19,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, Definitions, build_run_status_sensor_context
 
 from stedi_assets.definitions import stedi_audit_job, stedi_job, zone_assets
+from stedi_assets.orchestration.feeds import landing_feeds
 from stedi_assets.orchestration.alerts import Alert, StediAlerts, parse_smtp_url
 from stedi_assets.orchestration.audit import AUDIT_CHECKS
 from stedi_assets.orchestration.sensors import build_run_alert_sensors
@@ -245,7 +246,10 @@ def test_email_to_without_an_smtp_url_on_the_resource_is_refused():
 
 
 def run_job(lakehouse: Lakehouse, job, instance: DagsterInstance):
-    defs = Definitions(assets=zone_assets, asset_checks=AUDIT_CHECKS, jobs=[job], resources=resources_for(lakehouse))
+    # stedi_job observes the feeds before their landing steps.
+    defs = Definitions(
+        assets=[landing_feeds, *zone_assets], asset_checks=AUDIT_CHECKS, jobs=[job], resources=resources_for(lakehouse)
+    )
     return defs.resolve_job_def(job.name).execute_in_process(instance=instance, raise_on_error=False)
 
 
