@@ -41,7 +41,7 @@ import psutil
 
 from benchmarks.dagster_floor import measure_floor
 from benchmarks.duckdb_reference import TABLE_ZONES, run_reference
-from benchmarks.scale_data import scale_landing
+from benchmarks.scale_data import linked_copy, new_delivery, scale_landing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _SOURCE_IN_FOLDER = pathlib.Path("shared") / "stedi" / "landing"
@@ -371,7 +371,6 @@ def _command(
 
 def _delivery_landing(work: pathlib.Path, landing: pathlib.Path, size: int) -> pathlib.Path:
     """A copy of ``landing`` made of hard links: a new file lands in the copy alone."""
-    from benchmarks.incremental import linked_copy
 
     copy = work / "runs" / f"landing-x{size}-daily"
     linked_copy(landing, copy)
@@ -387,7 +386,6 @@ def measure_follow_ups(
     Each is checked to have done what it is measured as: the first one ran nothing, the second one
     added the new readings to the landing table.
     """
-    from benchmarks.incremental import new_delivery
 
     command, env = _command(engine, landing, lakehouse, args)
     found = []

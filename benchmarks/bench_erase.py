@@ -24,7 +24,8 @@ import shutil
 import sys
 
 from benchmarks.bench import default_source, scaled_landing
-from benchmarks.incremental import linked_copy, table_digests
+from benchmarks.incremental import table_digests
+from benchmarks.scale_data import linked_copy
 from benchmarks.spark_vs_polars import measure
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]

@@ -19,8 +19,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
 import re
+import shutil
 import time
 
 import polars as pl
@@ -158,3 +161,20 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def linked_copy(source: pathlib.Path, target: pathlib.Path) -> None:
+    """A landing zone of hard links to ``source``'s files: new files go into the copy alone."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, copy_function=os.link)
+
+
+def new_delivery(landing: pathlib.Path, readings: int, round_number: int) -> pathlib.Path:
+    """A new accelerometer file: readings of existing files, each moved past every instant of the zone."""
+    files = sorted((landing / "accelerometer").glob("*.json"))
+    frame = pl.concat([pl.read_ndjson(f) for f in files[:2]]).head(readings)
+    latest = pl.concat([pl.scan_ndjson(f).select(pl.col("timestamp").max()) for f in files]).max().collect().item()
+    moved = frame.with_columns(pl.col("timestamp") + (latest - frame["timestamp"].min() + 1 + round_number * 10**9))
+    path = landing / "accelerometer" / f"delivery-{round_number:03d}.json"
+    path.write_text("".join(json.dumps(row) + "\n" for row in moved.iter_rows(named=True)))
+    return path
