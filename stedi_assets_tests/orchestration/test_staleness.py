@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import DagsterInstance, RunRequest
+from dagster import AssetKey, DagsterInstance, RunRequest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
@@ -39,14 +39,8 @@ def ui_out_of_date(instance: DagsterInstance, overrides: dict[str, str] | None =
     """The steps of the tables the UI shows as stale or never materialized."""
     defs = build_definitions(overrides)
     resolver = get_stale_status_resolver(instance, list(defs.assets))
-    statuses = {table: resolver.get_status(_key(table)) for table in ZONE_TABLES}
+    statuses = {table: resolver.get_status(AssetKey(table)) for table in ZONE_TABLES}
     return {step_of(table) for table, status in statuses.items() if status != StaleStatus.FRESH}
-
-
-def _key(table: str):
-    from dagster import AssetKey
-
-    return AssetKey(table)
 
 
 def stedi_out_of_date(lakehouse: Lakehouse) -> set[str]:
