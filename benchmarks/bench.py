@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ngrowth (median of {args.runs} run(s) per command; peak memory of the process tree, the largest)")
     print("\n".join(growth_table(measurements, sizes, engines, json_mb)))
     found_targets = targets(measurements, engines[0])
-    print("\ntargets (stedi run, Polars engine)")
+    print(f"\ntargets (stedi run, {engines[0]} engine)")
     print("\n".join(target_lines(found_targets)))
     figures_out: dict[str, object] = {
         "counts_1x": single,
