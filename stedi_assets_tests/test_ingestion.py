@@ -64,6 +64,9 @@ def test_a_withdrawal_and_a_removal_update_every_table_as_a_full_rebuild(tmp_pat
     updates = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert updates["customer_landing"]["update"].value == "append"
     assert updates["accelerometer_landing"]["update"].value == "unchanged"
+    # The consenting customers changed: the tables of readings are recomputed whole, and say why.
+    assert updates["accelerometer_trusted"]["update"].value == "replace"
+    assert "customer_trusted changed" in updates["accelerometer_trusted"]["update_reason"].value
     assert_equals_full_rebuild(make_lakehouse, landing, root, "rebuild-1")
 
     # A step-trainer file is taken back.
@@ -127,3 +130,39 @@ def test_stedi_run_updates_only_the_tables_out_of_date(tmp_path, stedi_landing, 
 
     code, out = run_stedi(monkeypatch, capsys, *where, "--full-refresh")
     assert code == 0 and "up to date" not in statuses(out).values()
+
+
+def test_a_daily_delivery_of_readings_appends_to_the_derived_tables(tmp_path, stedi_landing, make_lakehouse):
+    landing = tmp_path / "landing"
+    shutil.copytree(stedi_landing, landing)
+    root = tmp_path / "incremental"
+    lakehouse, _ = build(make_lakehouse, landing, "incremental")
+    before = {table: stored_table(root, table) for table in TABLES}
+
+    # New readings of a curated customer, taken when their step trainer took readings: new pairs.
+    owner = before["customer_curated"].row(0, named=True)
+    times = before["step_trainer_trusted"].filter(pl.col("serialNumber") == owner["serialNumber"])["sensorReadingTime"]
+    readings = [{"user": owner["email"], "timestamp": t, "x": 9.5, "y": 9.5, "z": 9.5} for t in times.head(20)]
+    (landing / "accelerometer" / "daily.json").write_text("".join(json.dumps(r) + "\n" for r in readings))
+    result = materialize_all(lakehouse)
+
+    assert result.success
+    updates = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    derived = ("customer_trusted", "accelerometer_trusted", "customer_curated", "step_trainer_trusted", "machine_learning_curated")
+    assert {t: updates[t]["update"].value for t in derived} == {
+        "customer_trusted": "unchanged",
+        "accelerometer_trusted": "append",
+        "customer_curated": "unchanged",
+        "step_trainer_trusted": "unchanged",
+        "machine_learning_curated": "append",
+    }
+    after = {table: stored_table(root, table) for table in TABLES}
+    assert after["accelerometer_trusted"].height == before["accelerometer_trusted"].height + len(readings)
+    # Paired on time alone: each new reading pairs with every step-trainer reading taken at its time.
+    pairs = before["step_trainer_trusted"].filter(pl.col("sensorReadingTime").is_in(times.head(20).implode())).height
+    assert after["machine_learning_curated"].height == before["machine_learning_curated"].height + pairs
+    # What committed nothing kept its snapshot: customer_trusted's rows are the same files.
+    assert lakehouse.load_table("customer_trusted").metadata.current_snapshot_id == int(
+        updates["customer_trusted"]["iceberg/snapshot_id"].value
+    )
+    assert_equals_full_rebuild(make_lakehouse, landing, root, "rebuild")

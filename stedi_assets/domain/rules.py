@@ -533,6 +533,23 @@ def step_trainer_trusted(
     return readings.select(_columns_of("step_trainer_trusted") + added_columns(step_trainer_landing, "step_trainer_landing"))
 
 
+ADDITIVE_IN: dict[str, tuple[str, ...]] = {
+    "accelerometer_trusted": ("accelerometer_landing",),
+    "step_trainer_trusted": ("step_trainer_landing",),
+    "customer_curated": ("accelerometer_trusted",),
+    "machine_learning_curated": ("step_trainer_trusted", "accelerometer_trusted"),
+}
+"""Each derived table -> the inputs its rule gives rows for row by row, in order: with the other inputs
+unchanged, rows added to one of these add to the table the rows the rule gives for the added rows alone
+(a filter of an input's rows by the other inputs, a join of two inputs), and remove none. customer_curated
+gains, of those, the customers it does not hold yet (``DISTINCT_ON``). Every other input (the customers,
+the devices, the quarantine) changes which rows pass, so a change to it recomputes the table whole
+(``lakehouse.incremental``)."""
+
+DISTINCT_ON: dict[str, str] = {"customer_curated": "email"}
+"""Derived tables that hold one row per key, whose rule over added input rows may name a key they hold."""
+
+
 def device_owners(customer_curated: nw.LazyFrame) -> nw.LazyFrame:
     """Distinct (serialNumber, user) pairs: which customer (email identity) owns which device (``device``)."""
     owners = with_identity(customer_curated, "email").select(device("serialNumber"), nw.col("email").alias("user"))

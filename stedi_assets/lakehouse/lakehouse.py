@@ -10,7 +10,7 @@ it when the run ends; the ``stedi`` command builds one from the settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from stedi_assets.lakehouse.recovery import check_not_lost, open_catalog
 from stedi_assets.lakehouse.storage import FileVersion, LandingError, LocalStore, Store, is_s3_uri, join_uri, normalize_uri
 from stedi_assets.lakehouse.tables import (
     Commit,
+    TableRead,
     TableUpdate,
     check_schema,
     commit_update,
@@ -302,6 +303,19 @@ class Lakehouse:
             return PolarsEngine(max_file_mb=self.max_file_mb).scan(files, schema, store)
         return self.get_engine().scan(files, schema, store)
 
+    def read_snapshot(self, table: str, snapshot_id: int, iceberg_table=None) -> TableRead:
+        """The table at ``snapshot_id`` as the engine reads it, with the data files holding it."""
+        iceberg_table = iceberg_table or self.load_table(table)
+        schema = effective_schema(iceberg_table, TABLES[table])
+        with catalog_errors(self.catalog_settings(), table):
+            files = tuple(data_file_paths(iceberg_table, snapshot_id))
+        frame = self.get_engine().scan(list(files), schema, self.store_for(self.table_location([table])))
+        return TableRead(table, frame, snapshot_id, files, schema)
+
+    def read_files(self, read: TableRead, files: Sequence[str]) -> nw.LazyFrame:
+        """Some data files of a table, read as ``read`` was (its columns), by the engine."""
+        return self.get_engine().scan(list(files), read.schema, self.store_for(self.table_location([read.table])))
+
     def write_table(
         self, asset_path: list[str], frame: nw.LazyFrame, properties: Mapping[str, str], run_id: str
     ) -> Commit:
@@ -335,7 +349,12 @@ class Lakehouse:
         iceberg_table = self.load_table(table, create=True)
         check_schema(iceberg_table, TABLES[table], identifier)
         if update.kind == "unchanged":
-            return Commit.of(iceberg_table, identifier, committed=False)
+            if not update.record:
+                return Commit.of(iceberg_table, identifier, committed=False)
+            with catalog_errors(settings, table):
+                return commit_update(
+                    lambda: self.load_table(table), identifier, [], properties, update.base_snapshot_id, replace=False
+                )
         frame = update.replace if update.replace is not None else update.append
         # The table keeps every column it has; the frame's columns beyond them are added by the commit.
         schema = effective_schema(iceberg_table, TABLES[table])

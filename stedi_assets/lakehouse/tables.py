@@ -109,16 +109,32 @@ class TableUpdate:
     """A change planned against one snapshot of a table (``base_snapshot_id``; None: the table has none).
 
     Exactly one of: ``replace`` (the table's whole new contents), ``append``
-    (rows to add), or neither (the table stays as it is; nothing is committed).
+    (rows to add), or neither (the table stays as it is; nothing is committed
+    unless ``record``).
     """
 
     base_snapshot_id: int | None
     replace: Any = None
     append: Any = None
+    record: bool = False
+    """With neither: commit a snapshot without data anyway, to record new snapshot properties (a derived
+    table's new input snapshots, when its rows stay the same)."""
 
     @property
     def kind(self) -> str:
         return "replace" if self.replace is not None else "append" if self.append is not None else "unchanged"
+
+
+@dataclass(frozen=True)
+class TableRead:
+    """A table read at one snapshot: its rows as a lazy frame of the engine, and the data files holding them."""
+
+    table: str
+    frame: Any
+    """A narwhals LazyFrame."""
+    snapshot_id: int
+    files: tuple[str, ...]
+    schema: TableSchema
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ never published, and Dagster skips everything downstream of it.
 """
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from functools import cache, partial
+from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Any
 
 import narwhals as nw
@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
     AssetMaterialization,
     AssetSpec,
     AssetDep,
@@ -46,7 +47,8 @@ from stedi_assets.lakehouse.history import describe as describe_forgotten
 from stedi_assets.lakehouse.history import forget_withdrawn, publish_removals, withdrawn_customers
 from stedi_assets.lakehouse.ingestion import ingest_lock, plan_deliveries, plan_landing_update
 from stedi_assets.lakehouse.ledger import REFUSED, REJECTED, feed_deliveries, read_ledger, record_deliveries
-from stedi_assets.lakehouse.tables import TableUpdate
+from stedi_assets.lakehouse import incremental
+from stedi_assets.lakehouse.tables import TableRead, TableUpdate
 from stedi_assets.orchestration.feeds import DATA_VERSION_TAG, USER_PROVIDED_TAG, feed_key
 from stedi_assets.orchestration.landing import landing_metadata
 from stedi_assets.orchestration.io_manager import commit_metadata, snapshot_properties
@@ -86,17 +88,20 @@ def _materialize(
     update: TableUpdate | None = None,
     refused: Mapping[str, str] | None = None,
     added_columns: str = "",
+    derived: TableUpdate | None = None,
 ) -> Iterator[Output | AssetCheckResult]:
     """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
 
-    With an ``update`` (a landing table's) the frame is checked as it is:
-    held already when it replaces the table, lazy when rows are added to it
-    (its whole contents need not be computed to be checked).
+    With an ``update`` (a landing table's, committed here) or a ``derived``
+    update (a derived table's rows added or none, committed by the IO manager)
+    the frame is checked as it is: held already when it replaces the table,
+    lazy when rows are added to it (its whole contents need not be computed to
+    be checked). Otherwise ``frame`` is the table's new contents.
     """
     engine = lakehouse.get_engine()
     # Who has withdrawn, for a privacy table's removals and history: customer_landing read once per step.
     customer_landing = cache(lambda: lakehouse.read_table(["customer_landing"], in_process=True))
-    hold = update is None
+    hold = update is None and derived is None
     held = engine.hold(frame) if hold else frame
     try:
         check_input = CheckInput(
@@ -137,11 +142,19 @@ def _materialize(
                 metadata["added_columns"] = added_columns
             if records_read is not None:
                 metadata.update(landing_metadata(records_read, check_input.rows, quarantined, extra_metadata or {}))
+            elif extra_metadata:
+                metadata.update(extra_metadata)
             if update is None:
+                derived = derived or TableUpdate(None, replace=held)
+                metadata["update"] = derived.kind
                 # Everything emitted goes to the event log: no email address in it, whatever a value holds.
-                # Each materialization is a new snapshot, so a new data version: tables computed from
-                # this one are stale in Dagster's view until they are computed again.
-                yield masked(Output(held, metadata=metadata, data_version=DataVersion(f"run {context.run.run_id}")))
+                # Each materialization that commits is a new snapshot, so a new data version: tables
+                # computed from this one are stale in Dagster's view until they are computed again.
+                version = (
+                    _kept_data_version(context, table, derived.base_snapshot_id)
+                    if derived.kind == "unchanged" and not derived.record else DataVersion(f"run {context.run.run_id}")
+                )
+                yield masked(Output(derived, metadata=metadata, data_version=version))
             else:
                 yield commit_planned(context, lakehouse, table, update, metadata)
         for _, result in results:
@@ -152,6 +165,14 @@ def _materialize(
     finally:
         if hold:
             engine.release(held)
+
+
+def _kept_data_version(context: AssetExecutionContext, table: str, snapshot_id: int | None) -> DataVersion:
+    """The data version of the table's latest materialization: a step that commits nothing keeps it."""
+    event = context.instance.get_latest_materialization_event(AssetKey(table))
+    materialization = event.asset_materialization if event is not None else None
+    recorded = materialization.tags.get(DATA_VERSION_TAG) if materialization is not None and materialization.tags else None
+    return DataVersion(recorded or f"snapshot {snapshot_id}")
 
 
 def _publish_removals(
@@ -221,11 +242,54 @@ def _derive(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
     table: str,
-    rule: Callable[..., nw.LazyFrame],
-    **inputs: nw.LazyFrame,
+    rule: incremental.Rule,
+    reads: Mapping[str, TableRead],
+    extra: Mapping[str, nw.LazyFrame] | None = None,
+    ignored: tuple[str, ...] = (),
 ) -> Iterator[Output | AssetCheckResult]:
-    """A trusted or curated table: ``rule`` applied to the upstream tables, which its checks see too."""
-    yield from _materialize(context, lakehouse, table, rule(**inputs), inputs)
+    """A trusted or curated table: ``rule`` over the upstream tables (``reads``, and ``extra`` frames computed
+    from them), updated incrementally when its inputs only gained rows (``lakehouse.incremental``); its
+    checks judge the whole table and see the inputs too."""
+    extra = dict(extra or {})
+    whole = lambda frames: rule({**frames, **extra})  # noqa: E731
+    derivation = incremental.derive(lakehouse, table, reads, whole, ignored)
+    plan, current = derivation.plan, derivation.current
+    frames = {name: read.frame for name, read in reads.items()}
+    engine = lakehouse.get_engine()
+    if plan.kind != incremental.APPEND:
+        context.log.info(mask_emails(f"{table}: {plan.kind}: {plan.reason}"))
+    note = {"update_reason": plan.reason}
+    if plan.kind == incremental.REPLACE:
+        yield from _materialize(context, lakehouse, table, whole(frames), {**frames, **extra}, extra_metadata=note)
+        return
+    if plan.kind == incremental.UNCHANGED:
+        update = TableUpdate(plan.base_snapshot_id, record=plan.moved)
+        yield from _materialize(
+            context, lakehouse, table, current.frame, {**frames, **extra}, extra_metadata=note, derived=update,
+        )
+        return
+    held = engine.hold(derivation.rows)
+    with engine.errors():
+        adds = row_count(held)
+    if not adds:
+        # The new input rows give none: the rows stay, the new input snapshots are recorded.
+        engine.release(held)
+        reason = f"the new rows of {', '.join(plan.appended)} add no rows"
+        context.log.info(mask_emails(f"{table}: unchanged: {reason}"))
+        yield from _materialize(
+            context, lakehouse, table, current.frame, {**frames, **extra}, extra_metadata={"update_reason": reason},
+            derived=TableUpdate(plan.base_snapshot_id, record=True),
+        )
+        return
+    context.log.info(mask_emails(f"{table}: append: {plan.reason}: {adds} row(s)"))
+    try:
+        contents = nw.concat([current.frame, held], how="vertical")
+        yield from _materialize(
+            context, lakehouse, table, contents, {**frames, **extra}, extra_metadata=note,
+            derived=TableUpdate(plan.base_snapshot_id, append=held),
+        )
+    finally:
+        engine.release(held)
 
 
 class LandingConfig(Config):
@@ -385,13 +449,15 @@ def step_trainer_landing(context: AssetExecutionContext, config: LandingConfig, 
 def customer_trusted(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
-    customer_landing: nw.LazyFrame,
-    customer_quarantine: nw.LazyFrame,
+    customer_landing: TableRead,
+    customer_quarantine: TableRead,
 ):
     """One row per customer (email identity) whose current record consents and none of whose records is unreadable."""
     yield from _derive(
-        context, lakehouse, "customer_trusted", rules.customer_trusted,
-        customer_landing=customer_landing, quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
+        context, lakehouse, "customer_trusted",
+        lambda f: rules.customer_trusted(f["customer_landing"], f["quarantined_customers"]),
+        {"customer_landing": customer_landing, "customer_quarantine": customer_quarantine},
+        {"quarantined_customers": quarantined_customers(lakehouse, customer_quarantine.frame)},
     )
 
 
@@ -399,14 +465,16 @@ def customer_trusted(
 def accelerometer_trusted(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
-    accelerometer_landing: nw.LazyFrame,
-    customer_trusted: nw.LazyFrame,
+    accelerometer_landing: TableRead,
+    customer_trusted: TableRead,
 ):
     """One row per accelerometer reading of a customer in customer_trusted."""
     yield from _derive(
         context, lakehouse, "accelerometer_trusted",
-        partial(rules.accelerometer_trusted, from_consent_date=lakehouse.from_consent_date),
-        accelerometer_landing=accelerometer_landing, customer_trusted=customer_trusted,
+        lambda f: rules.accelerometer_trusted(
+            f["accelerometer_landing"], f["customer_trusted"], from_consent_date=lakehouse.from_consent_date
+        ),
+        {"accelerometer_landing": accelerometer_landing, "customer_trusted": customer_trusted},
     )
 
 
@@ -414,14 +482,16 @@ def accelerometer_trusted(
 def customer_curated(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
-    customer_trusted: nw.LazyFrame,
-    accelerometer_trusted: nw.LazyFrame,
+    customer_trusted: TableRead,
+    accelerometer_trusted: TableRead,
 ):
     """One row per consenting customer who has accelerometer readings."""
     yield from _derive(
         context, lakehouse, "customer_curated",
-        partial(rules.customer_curated, extra_columns=tuple(lakehouse.curated_extra_columns)),
-        customer_trusted=customer_trusted, accelerometer_trusted=accelerometer_trusted,
+        lambda f: rules.customer_curated(
+            f["customer_trusted"], f["accelerometer_trusted"], extra_columns=tuple(lakehouse.curated_extra_columns)
+        ),
+        {"customer_trusted": customer_trusted, "accelerometer_trusted": accelerometer_trusted},
     )
 
 
@@ -429,19 +499,25 @@ def customer_curated(
 def step_trainer_trusted(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
-    step_trainer_landing: nw.LazyFrame,
-    customer_curated: nw.LazyFrame,
-    customer_landing: nw.LazyFrame,
-    customer_trusted: nw.LazyFrame,
-    customer_quarantine: nw.LazyFrame,
+    step_trainer_landing: TableRead,
+    customer_curated: TableRead,
+    customer_landing: TableRead,
+    customer_trusted: TableRead,
+    customer_quarantine: TableRead,
 ):
     """One row per step-trainer reading of a curated customer's device that no non-consenting customer shares."""
     yield from _derive(
         context, lakehouse, "step_trainer_trusted",
-        partial(rules.step_trainer_trusted, from_consent_date=lakehouse.from_consent_date),
-        step_trainer_landing=step_trainer_landing, customer_curated=customer_curated,
-        customer_landing=customer_landing, customer_trusted=customer_trusted,
-        quarantined_customers=quarantined_customers(lakehouse, customer_quarantine),
+        lambda f: rules.step_trainer_trusted(
+            f["step_trainer_landing"], f["customer_curated"], f["customer_landing"], f["customer_trusted"],
+            from_consent_date=lakehouse.from_consent_date, quarantined_customers=f["quarantined_customers"],
+        ),
+        {
+            "step_trainer_landing": step_trainer_landing, "customer_curated": customer_curated,
+            "customer_landing": customer_landing, "customer_trusted": customer_trusted,
+            "customer_quarantine": customer_quarantine,
+        },
+        {"quarantined_customers": quarantined_customers(lakehouse, customer_quarantine.frame)},
     )
 
 
@@ -449,19 +525,23 @@ def step_trainer_trusted(
 def machine_learning_curated(
     context: AssetExecutionContext,
     lakehouse: ResourceParam[Lakehouse],
-    step_trainer_trusted: nw.LazyFrame,
-    accelerometer_trusted: nw.LazyFrame,
-    customer_curated: nw.LazyFrame,
+    step_trainer_trusted: TableRead,
+    accelerometer_trusted: TableRead,
+    customer_curated: TableRead,
 ):
     """One row per step-trainer reading paired with an accelerometer reading taken at the same time."""
     yield from _derive(
         context, lakehouse, "machine_learning_curated",
-        partial(
-            rules.machine_learning_curated, same_customer=lakehouse.same_customer,
-            extra_columns=tuple(lakehouse.curated_extra_columns),
+        lambda f: rules.machine_learning_curated(
+            f["step_trainer_trusted"], f["accelerometer_trusted"], f["customer_curated"],
+            same_customer=lakehouse.same_customer, extra_columns=tuple(lakehouse.curated_extra_columns),
         ),
-        step_trainer_trusted=step_trainer_trusted, accelerometer_trusted=accelerometer_trusted,
-        customer_curated=customer_curated,
+        {
+            "step_trainer_trusted": step_trainer_trusted, "accelerometer_trusted": accelerometer_trusted,
+            "customer_curated": customer_curated,
+        },
+        # Paired on time alone, the table does not depend on who the curated customers are.
+        ignored=() if lakehouse.same_customer else ("customer_curated",),
     )
 
 

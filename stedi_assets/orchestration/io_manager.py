@@ -1,7 +1,10 @@
 """The IO manager: each zone table is an Iceberg table; each input is read at one pinned snapshot.
 
-Writing: the engine writes the Parquet files, and one commit makes them the
-table's contents (``tables.replace_contents``). The snapshot records the run
+Writing: a derived table's step plans its update (``lakehouse.incremental``):
+new contents, which the engine writes as Parquet files and one commit makes
+the table's contents (``tables.replace_contents``); rows added, committed
+only onto the snapshot they were planned from (``tables.commit_update``); or
+none. The snapshot records how (``stedi.update``), the run
 id and, for a derived table, the snapshot of every upstream table it was
 computed from (``stedi.upstream.<table>``), so the exact inputs of any
 snapshot (e.g. the ``machine_learning_curated`` a model was trained on) can
@@ -21,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import narwhals as nw
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
-from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, Commit
+from stedi_assets.lakehouse.incremental import UPDATE
+from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, Commit, TableRead, TableUpdate
 from stedi_assets.orchestration.masking import mask_metadata
 
 if TYPE_CHECKING:
@@ -89,20 +92,24 @@ def commit_metadata(lakehouse: Lakehouse, asset_path: list[str], commit: Commit)
 
 
 class LakehouseIOManager(IOManager):
-    """Stores a derived table's frame as the Iceberg table's new contents and hands each table
-    downstream as a lazy frame. (The landing steps commit their planned updates themselves.)"""
+    """Commits a derived table's planned update (new contents, rows added, or none) and hands each
+    table downstream as a :class:`TableRead` (a lazy frame at one snapshot, with its data files).
+    (The landing steps commit their planned updates themselves.)"""
 
     def __init__(self, lakehouse: Lakehouse):
         self.lakehouse = lakehouse
         # (run id, op) -> the snapshot each input of that step was read at.
         self._reads: dict[tuple[str, str], dict[str, InputRead]] = {}
 
-    def handle_output(self, context: OutputContext, obj: nw.LazyFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: TableUpdate) -> None:
         asset_path = list(context.asset_key.path)
         reads = self._reads.pop((context.run_id, context.op_def.name), {})
-        properties = {**snapshot_properties(self.lakehouse, context.run_id)}
+        properties = {**snapshot_properties(self.lakehouse, context.run_id), UPDATE: obj.kind}
         properties.update({f"{UPSTREAM}{name}": str(read.snapshot_id) for name, read in reads.items()})
-        commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
+        if obj.kind == "replace":
+            commit = self.lakehouse.write_table(asset_path, obj.replace, properties, context.run_id)
+        else:
+            commit = self.lakehouse.apply_update(asset_path, obj, properties, context.run_id)
         metadata = commit_metadata(self.lakehouse, asset_path, commit)
         if reads:
             metadata["upstream_snapshots"] = MetadataValue.json(
@@ -116,7 +123,7 @@ class LakehouseIOManager(IOManager):
         # Paths may hold an address (a lakehouse under a user's folder): masked like all metadata.
         context.add_output_metadata(mask_metadata(metadata))
 
-    def load_input(self, context: InputContext) -> nw.LazyFrame:
+    def load_input(self, context: InputContext) -> TableRead:
         asset_path = list(context.asset_key.path)
         table = asset_path[-1]
         iceberg_table = self.lakehouse.load_table(table)
@@ -130,7 +137,7 @@ class LakehouseIOManager(IOManager):
         context.add_input_metadata(
             {"iceberg/snapshot_id": MetadataValue.text(str(snapshot_id)), "read_from_this_run": from_this_run}
         )
-        return self.lakehouse.read_table(asset_path, snapshot_id, iceberg_table=iceberg_table)
+        return self.lakehouse.read_snapshot(table, snapshot_id, iceberg_table=iceberg_table)
 
 
 @io_manager(required_resource_keys={"lakehouse"})

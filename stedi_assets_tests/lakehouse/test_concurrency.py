@@ -62,8 +62,11 @@ def test_concurrent_runs_on_a_new_lakehouse(stedi_landing, tmp_path):
     for name in TABLES:
         assert stored_table(lakehouse, name).height == STEDI_REFERENCE[name]
         # The landing steps ingest a feed one run at a time: the first reads the files, the
-        # others find them ingested and commit nothing. Each run computes the derived tables.
-        assert len(catalog.load_table(f"stedi.{name}").snapshots()) == (1 if is_landing(name) else RUNS)
+        # others find them ingested and commit nothing. A derived table is computed by each run
+        # that finds it missing or computed from other inputs; a run that finds it computed from
+        # the inputs it reads commits nothing.
+        snapshots = len(catalog.load_table(f"stedi.{name}").snapshots())
+        assert snapshots == 1 if is_landing(name) else 1 <= snapshots <= RUNS, (name, snapshots)
     ledger = stored_table(lakehouse, "delivery_ledger")
     assert ledger.height == 13 and set(ledger["status"]) == {"current"}
 

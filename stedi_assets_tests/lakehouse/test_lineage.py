@@ -29,7 +29,7 @@ from stedi_assets.lakehouse.tables import history
 from stedi_assets.lakehouse.query import QueryError, query
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets_tests.conftest import materialize_all, published_rows, stored_table
-from stedi_assets_tests.test_quarantine_assets import write_landing
+from stedi_assets_tests.test_quarantine_assets import T0, customer, write_landing
 
 def materialization_metadata(result, table: str) -> dict:
     event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table)
@@ -111,9 +111,12 @@ def test_inputs_are_pinned_to_the_runs_own_snapshots(tmp_path, make_lakehouse, m
 
 
 def test_a_partial_run_over_mixed_versions_says_so(tmp_path, make_lakehouse):
-    lakehouse = make_lakehouse(write_landing(tmp_path / "landing"))
+    landing = write_landing(tmp_path / "landing")
+    lakehouse = make_lakehouse(landing)
     assert materialize_all(lakehouse).success
-    assert materialize_all(lakehouse, selection=["customer_trusted"]).success
+    # A new consenting customer, ingested and taken into customer_trusted only.
+    (landing / "customer" / "customer-2.json").write_text(json.dumps({**customer("ann@x.com", T0), "email": "cy@x.com", "serialNumber": "serial-cy"}) + "\n")
+    assert materialize_all(lakehouse, selection=["customer_landing", "customer_quarantine", "customer_trusted"]).success
 
     # customer_trusted is now newer than the one accelerometer_trusted was computed from.
     result = materialize_all(lakehouse, selection=["customer_curated"])

@@ -11,6 +11,7 @@ without deleting any file. Glue is covered in s3/test_lakehouse.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from stedi_assets import cli
 from stedi_assets.domain.schemas import PUBLISHED
 from stedi_assets.lakehouse.lakehouse import Lakehouse
 from stedi_assets_tests.conftest import independent_catalog, materialize_all, stored_table
-from stedi_assets_tests.test_quarantine_assets import write_landing
+from stedi_assets_tests.test_quarantine_assets import T0, customer, write_landing
 
 RECOVERY = "run `stedi recover-catalog` to register the tables again from their metadata files, with their snapshots"
 
@@ -29,8 +30,13 @@ def published(tmp_path, make_lakehouse, monkeypatch) -> Lakehouse:
     """A lakehouse materialized twice: every derived table has an earlier snapshot to travel to."""
     for variable in ("STEDI_LANDING_URI", "STEDI_LAKEHOUSE_URI", "STEDI_PROFILE", "STEDI_CATALOG_URI", "STEDI_NAMESPACE"):
         monkeypatch.delenv(variable, raising=False)
-    lakehouse = make_lakehouse(write_landing(tmp_path / "landing"))
+    landing = write_landing(tmp_path / "landing")
+    lakehouse = make_lakehouse(landing)
     assert materialize_all(lakehouse).success
+    # A new consenting customer: customer_trusted, hence every derived table, is computed again.
+    (landing / "customer" / "customer-2.json").write_text(
+        json.dumps({**customer("ann@x.com", T0), "email": "cy@x.com", "serialNumber": "serial-cy"}) + "\n"
+    )
     assert materialize_all(lakehouse).success
     return lakehouse
 
