@@ -101,15 +101,19 @@ class LakehouseIOManager(IOManager):
         # (run id, op) -> the snapshot each input of that step was read at.
         self._reads: dict[tuple[str, str], dict[str, InputRead]] = {}
 
-    def handle_output(self, context: OutputContext, obj: TableUpdate) -> None:
+    def handle_output(self, context: OutputContext, obj: TableUpdate | Any) -> None:
+        """Commit a derived table's planned update; any other object (a lazy frame) becomes the table's new
+        contents, not marked as computed by its rule, so that the table's next update recomputes it whole."""
         asset_path = list(context.asset_key.path)
         reads = self._reads.pop((context.run_id, context.op_def.name), {})
-        properties = {**snapshot_properties(self.lakehouse, context.run_id), UPDATE: obj.kind}
+        properties = snapshot_properties(self.lakehouse, context.run_id)
         properties.update({f"{UPSTREAM}{name}": str(read.snapshot_id) for name, read in reads.items()})
-        if obj.kind == "replace":
-            commit = self.lakehouse.write_table(asset_path, obj.replace, properties, context.run_id)
+        if not isinstance(obj, TableUpdate):
+            commit = self.lakehouse.write_table(asset_path, obj, properties, context.run_id)
+        elif obj.kind == "replace":
+            commit = self.lakehouse.write_table(asset_path, obj.replace, {**properties, UPDATE: obj.kind}, context.run_id)
         else:
-            commit = self.lakehouse.apply_update(asset_path, obj, properties, context.run_id)
+            commit = self.lakehouse.apply_update(asset_path, obj, {**properties, UPDATE: obj.kind}, context.run_id)
         metadata = commit_metadata(self.lakehouse, asset_path, commit)
         if reads:
             metadata["upstream_snapshots"] = MetadataValue.json(

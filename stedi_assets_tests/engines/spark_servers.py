@@ -229,11 +229,22 @@ def stedi_run(landing: Path, lakehouse: Path, **env: str) -> subprocess.Complete
 
     No data-set profile: the runs before a delivery hold fewer rows than the reference counts.
     """
+    process = stedi_run_started(landing, lakehouse, **env)
+    try:
+        out, err = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def stedi_run_started(landing: Path, lakehouse: Path, **env: str) -> subprocess.Popen:
+    """``stedi run -q`` as ``stedi_run`` runs it, started and not waited for (text pipes for its output)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STEDI_", "DAGSTER_HOME", "SPARK_", "PYSPARK_"))}
-    return subprocess.run(
-        [str(BIN / "stedi"), "run", "-q"], cwd=lakehouse.parent, capture_output=True, text=True, timeout=900,
-        env={**clean, "STEDI_LANDING_URI": str(landing), "STEDI_LAKEHOUSE_URI": str(lakehouse),
-             "SPARK_LOCAL_IP": "127.0.0.1", **env},
+    return subprocess.Popen(
+        [str(BIN / "stedi"), "run", "-q"], cwd=lakehouse.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**clean, "STEDI_LANDING_URI": str(landing), "STEDI_LAKEHOUSE_URI": str(lakehouse),
+                        "SPARK_LOCAL_IP": "127.0.0.1", **env},
     )
 
 

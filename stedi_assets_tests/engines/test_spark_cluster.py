@@ -4,25 +4,33 @@ of its own (the ``spark_cluster`` fixture), driven by ``stedi run`` with ``STEDI
 On the real data set, less two files delivered afterwards: after each run the tables (landing,
 trusted, curated and quarantine) are identical to the Polars engine's over the same landing folder,
 and ``stedi run`` prints the same summary (rows and check outcomes). The work is shown to have run
-on the executors from Spark's own event log, and a node whose Python cannot import the package
-fails the run with one line. Not covered: an executor killed during a read (docs/engines.md), YARN,
-Kubernetes and S3 from the executors (no hadoop-aws jars here).
+on the executors from Spark's own event log; an executor killed (SIGKILL) while it runs a landing
+step's read is replaced and its tasks run again, the run publishing every table equal to the Polars
+engine's; and a node whose Python cannot import the package fails the run with one line. Not covered:
+YARN, Kubernetes and S3 from the executors (no hadoop-aws jars here).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from polars.testing import assert_frame_equal
 
 from stedi_assets.domain.schemas import TABLES
+from stedi_assets_tests.conftest import stored_table
 from stedi_assets_tests.engines.spark_servers import (
     assert_runs_print_what_polars_prints,
     assert_tables_equal_polars,
     run_deliveries,
     spark_conf,
     stedi_run,
+    stedi_run_started,
     tasks_by_executor,
 )
 
@@ -98,3 +106,68 @@ def test_a_node_without_the_package_fails_the_run_with_one_line(spark_cluster, s
     assert "Traceback" not in result.stderr
     # Nothing was published.
     assert [line.split()[1] for line in result.stdout.splitlines()[2:]] == ["-"] * len(TABLES)
+
+
+def executor_running_a_task(workdir: Path) -> tuple[str, str] | None:
+    """(application id, executor id) of an executor that has started a task, from the workers' executor logs."""
+    for stderr in sorted(workdir.glob("worker-*/app-*/*/stderr")):
+        if "Running task" in stderr.read_text(errors="replace"):
+            return stderr.parent.parent.name, stderr.parent.name
+    return None
+
+
+def executor_pid(application: str, executor: str) -> int | None:
+    """The process id of an executor's JVM, by its command line."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [word.decode(errors="replace") for word in argv]
+        if "org.apache.spark.executor.CoarseGrainedExecutorBackend" in words and application in words:
+            if words[words.index("--executor-id") + 1] == executor:
+                return int(entry.name)
+    return None
+
+
+def test_an_executor_killed_during_a_landing_read_is_replaced_and_the_tables_come_out_right(
+    spark_cluster, deliveries, tmp_path
+):
+    events = tmp_path / "events"
+    events.mkdir()
+    conf = spark_conf(
+        spark_pyspark_python=sys.executable, spark_sql_shuffle_partitions=SHUFFLE_PARTITIONS,
+        spark_driver_host="127.0.0.1", spark_eventLog_enabled="true", spark_eventLog_dir=events.as_uri(),
+        spark_eventLog_compress="false",
+    )
+    lakehouse = tmp_path / "lakehouse"
+    run = stedi_run_started(
+        deliveries.landing, lakehouse, STEDI_ENGINE="spark", STEDI_SPARK_MASTER=spark_cluster.master_url,
+        STEDI_SPARK_CONF=conf,
+    )
+    workdir = spark_cluster.logs.parent
+    # The first tasks of a run are its landing steps' reads: kill the executor running one, at once.
+    deadline = time.monotonic() + 300
+    killed = None
+    while killed is None and run.poll() is None and time.monotonic() < deadline:
+        found = executor_running_a_task(workdir)
+        pid = executor_pid(*found) if found else None
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            killed = found
+        time.sleep(0.05)
+    out, err = run.communicate(timeout=900)
+
+    assert killed is not None, "no executor ran a task while the run lasted"
+    # Spark saw the executor lost and ran its tasks again on another (or a new) executor.
+    lost = [
+        json.loads(line) for log in events.iterdir() for line in log.read_text().splitlines()
+        if '"SparkListenerExecutorRemoved"' in line
+    ]
+    assert [event["Executor ID"] for event in lost] == [killed[1]], lost
+    assert run.returncode == 0, out + err
+    assert "OK: every table published" in out
+    for table in TABLES:
+        assert_frame_equal(stored_table(lakehouse, table), stored_table(deliveries.polars_lakehouse, table))
