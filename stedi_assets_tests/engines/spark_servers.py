@@ -264,6 +264,16 @@ def tasks_by_executor(event_logs: Path) -> Counter:
     return ran
 
 
+def executors_removed(event_logs: Path) -> list[str]:
+    """The ids of the executors the applications of an event-log folder lost, in the order they were lost."""
+    return [
+        event["Executor ID"]
+        for log in sorted(event_logs.iterdir())
+        for event in map(json.loads, _lines(log))
+        if event.get("Event") == "SparkListenerExecutorRemoved"
+    ]
+
+
 def _lines(log: Path) -> Iterator[str]:
     files = sorted(log.iterdir()) if log.is_dir() else [log]  # rolling event logs are folders
     for part in files:

@@ -12,7 +12,6 @@ YARN, Kubernetes and S3 from the executors (no hadoop-aws jars here).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from stedi_assets_tests.conftest import stored_table
 from stedi_assets_tests.engines.spark_servers import (
     assert_runs_print_what_polars_prints,
     assert_tables_equal_polars,
+    executors_removed,
     run_deliveries,
     spark_conf,
     stedi_run,
@@ -108,12 +108,14 @@ def test_a_node_without_the_package_fails_the_run_with_one_line(spark_cluster, s
     assert [line.split()[1] for line in result.stdout.splitlines()[2:]] == ["-"] * len(TABLES)
 
 
-def executor_running_a_task(workdir: Path) -> tuple[str, str] | None:
-    """(application id, executor id) of an executor that has started a task, from the workers' executor logs."""
+def executors_running_a_task(workdir: Path) -> list[tuple[str, str]]:
+    """(application id, executor id) of each executor that has started a task, from the workers' executor logs
+    (those of earlier applications too)."""
+    found = []
     for stderr in sorted(workdir.glob("worker-*/app-*/*/stderr")):
         if "Running task" in stderr.read_text(errors="replace"):
-            return stderr.parent.parent.name, stderr.parent.name
-    return None
+            found.append((stderr.parent.parent.name, stderr.parent.name))
+    return found
 
 
 def executor_pid(application: str, executor: str) -> int | None:
@@ -152,21 +154,18 @@ def test_an_executor_killed_during_a_landing_read_is_replaced_and_the_tables_com
     deadline = time.monotonic() + 300
     killed = None
     while killed is None and run.poll() is None and time.monotonic() < deadline:
-        found = executor_running_a_task(workdir)
-        pid = executor_pid(*found) if found else None
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            killed = found
+        for found in executors_running_a_task(workdir):
+            pid = executor_pid(*found)  # None for an earlier application's executor, long gone
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = found
+                break
         time.sleep(0.05)
     out, err = run.communicate(timeout=900)
 
     assert killed is not None, "no executor ran a task while the run lasted"
     # Spark saw the executor lost and ran its tasks again on another (or a new) executor.
-    lost = [
-        json.loads(line) for log in events.iterdir() for line in log.read_text().splitlines()
-        if '"SparkListenerExecutorRemoved"' in line
-    ]
-    assert [event["Executor ID"] for event in lost] == [killed[1]], lost
+    assert executors_removed(events) == [killed[1]]
     assert run.returncode == 0, out + err
     assert "OK: every table published" in out
     for table in TABLES:
