@@ -21,6 +21,7 @@ import re
 import boto3
 import moto.settings
 import pytest
+from dagster import materialize
 
 from stedi_assets import cli
 from stedi_assets.orchestration.checks import CHECKS, check_specs
@@ -28,8 +29,9 @@ from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 from stedi_assets.domain.profiles import STEDI_REFERENCE
 from stedi_assets.lakehouse.query import query
 from stedi_assets.lakehouse.lakehouse import Lakehouse
-from stedi_assets.domain.schemas import PUBLISHED, TABLES
-from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
+from stedi_assets.definitions import zone_assets
+from stedi_assets.domain.schemas import FEEDS, PUBLISHED, TABLES
+from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows, resources_for
 from stedi_assets.lakehouse.maintenance import maintain_table, referenced_files
 from stedi_assets_tests.s3.conftest import SECRET_ACCESS_KEY, independent_glue_catalog
 from stedi_assets_tests.s3.test_store import closed_port
@@ -112,17 +114,17 @@ def test_reference_pipeline_on_s3(s3_server, s3_bucket, stedi_landing):
         assert glue_table["StorageDescriptor"]["Location"] == s3_bucket.uri("lakehouse", table.zone, name)
 
     # A second run reads no landing file again (none changed: the landing and quarantine tables keep
-    # their snapshot) and overwrites every derived table: a new snapshot, Glue follows it, the counts stay.
+    # their snapshot) and computes no derived table again (no input changed): nothing is committed,
+    # Glue still names each table's metadata, the counts stay.
     assert_reference_run(materialize_all(lakehouse))
     second = current_snapshots(s3_server.endpoint, database)
     for name in TABLES:
-        unchanged = TABLES[name].zone in ("landing", "quarantine")
-        assert (second[name] == first[name]) if unchanged else (second[name] != first[name])
+        assert second[name] == first[name], name
         assert stored_rows(s3_server.endpoint, name, database) == STEDI_REFERENCE[name]
         glue_table = glue.get_table(DatabaseName=database, Name=name)["Table"]
         iceberg_table = independent_glue_catalog(s3_server.endpoint).load_table(f"{database}.{name}")
         assert glue_table["Parameters"]["metadata_location"] == iceberg_table.metadata_location
-        assert len(iceberg_table.snapshots()) == (1 if unchanged else 2)
+        assert len(iceberg_table.snapshots()) == 1
 
 
 def test_sql_catalog_with_the_warehouse_on_s3(s3_server, s3_bucket, stedi_landing, tmp_path):
@@ -171,7 +173,6 @@ def test_server_dies_during_a_run(s3_server, s3_bucket, stedi_landing, monkeypat
     s3_bucket.upload(stedi_landing, "landing")
     assert materialize_all(s3_lakehouse(s3_bucket)).success
     before = current_snapshots(s3_server.endpoint, database_of(s3_bucket))
-
     original_write = PolarsEngine.write
 
     def write_after_the_server_died(engine, frame, schema, directory_uri, store):
@@ -182,7 +183,11 @@ def test_server_dies_during_a_run(s3_server, s3_bucket, stedi_landing, monkeypat
 
     monkeypatch.setattr(PolarsEngine, "write", write_after_the_server_died)
     try:
-        result = materialize_all(s3_lakehouse(s3_bucket))
+        # A full refresh: the landing tables are rewritten, so every derived table is computed again.
+        result = materialize(
+            zone_assets, resources=resources_for(s3_lakehouse(s3_bucket)), raise_on_error=False,
+            run_config={"ops": {f"{feed}_landing": {"config": {"full_refresh": True}} for feed in FEEDS}},
+        )
     finally:
         if not s3_server.running:
             s3_server.start()  # same port; moto kept the objects in memory
@@ -326,12 +331,17 @@ def test_recover_catalog_with_glue(s3_server, s3_bucket, tmp_path, monkeypatch, 
     # The same command as locally: Glue loses every table, then one table's current metadata object is deleted.
     from stedi_assets_tests.test_quarantine_assets import write_landing
 
-    s3_bucket.upload(write_landing(tmp_path / "landing"), "landing")
+    landing = write_landing(tmp_path / "landing")
+    s3_bucket.upload(landing, "landing")
     database = database_of(s3_bucket)
     lakehouse = Lakehouse(
         landing_uri=s3_bucket.uri("landing"), lakehouse_uri=s3_bucket.uri("lakehouse"), glue_database=database
     )
     assert materialize_all(lakehouse).success
+    # A new consenting customer: customer_trusted and every derived table gain a second snapshot.
+    customer = json.loads((landing / "customer" / "customer-1.json").read_text().splitlines()[0])
+    newcomer = {**customer, "email": "cy@x.com", "serialNumber": "serial-cy"}
+    s3_bucket.put_many({"landing/customer/customer-2.json": (json.dumps(newcomer) + "\n").encode()})
     assert materialize_all(lakehouse).success
     reader = independent_glue_catalog(s3_server.endpoint)
     before = {name: reader.load_table(f"{database}.{name}").metadata for name in PUBLISHED}
