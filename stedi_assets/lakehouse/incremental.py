@@ -40,7 +40,7 @@ import narwhals as nw
 
 from stedi_assets.domain import rules
 from stedi_assets.lakehouse.catalog import TableNotPublishedError
-from stedi_assets.lakehouse.tables import UPSTREAM, TableRead, data_file_paths
+from stedi_assets.lakehouse.tables import TableRead, data_file_paths, upstream_snapshots
 
 if TYPE_CHECKING:
     from stedi_assets.lakehouse.lakehouse import Lakehouse
@@ -64,8 +64,9 @@ class InputChange:
     """The data files of the recorded snapshot (``appended``)."""
 
 
-def input_change(iceberg_table, recorded: int | None, read: TableRead) -> InputChange:
-    """How ``read`` differs from the table's snapshot ``recorded`` (None: nothing recorded)."""
+def input_change(recorded: int | None, read: TableRead) -> InputChange:
+    """How ``read`` differs from its table's snapshot ``recorded`` (None: nothing recorded)."""
+    iceberg_table = read.iceberg_table
     if recorded is None or iceberg_table.metadata.snapshot_by_id(recorded) is None:
         return InputChange(CHANGED)
     if recorded == read.snapshot_id:
@@ -109,6 +110,7 @@ def plan_derived(
         return DerivedPlan(REPLACE, "not published yet", None)
     base = snapshot.snapshot_id
     recorded = snapshot.summary.additional_properties if snapshot.summary else {}
+    upstream = upstream_snapshots(recorded)
     if UPDATE not in recorded:
         return DerivedPlan(REPLACE, "its current snapshot was not computed by its rule (rows removed since?)", base)
     settings = [k.rsplit(".", 1)[-1] for k, v in rule_properties.items() if recorded.get(k) != v]
@@ -120,7 +122,7 @@ def plan_derived(
     ordered.update({name: change for name, change in changes.items() if name not in ordered})
     moved = [name for name, change in ordered.items() if change.kind != SAME]
     if not moved:
-        snapshots = any(recorded.get(f"{UPSTREAM}{name}") != str(read.snapshot_id) for name, read in reads.items())
+        snapshots = any(upstream.get(name) != read.snapshot_id for name, read in reads.items())
         return DerivedPlan(UNCHANGED, "no input changed", base, ordered, moved=snapshots)
     rewritten = [name for name in moved if ordered[name].kind == CHANGED or name not in additive]
     if rewritten:
@@ -157,7 +159,7 @@ def added_rows(
     rows = nw.concat(terms, how="vertical") if len(terms) > 1 else terms[0]
     key = rules.DISTINCT_ON.get(table)
     if key is not None:
-        rows = rules.rows_with_key_not_in(rules.distinct(rows), key, current, key)
+        rows = rules.rows_with_key_not_in(rows, key, current, key)
     return rows
 
 
@@ -168,17 +170,10 @@ def aligned(rows: nw.LazyFrame, columns: Sequence[str]) -> nw.LazyFrame | None:
     return rows.select(list(columns))
 
 
-def recorded_inputs(iceberg_table) -> dict[str, int]:
-    """The input snapshots the table's current snapshot records (``stedi.upstream.<table>``)."""
-    snapshot = iceberg_table.metadata.current_snapshot()
-    recorded = snapshot.summary.additional_properties if snapshot is not None and snapshot.summary else {}
-    return {k[len(UPSTREAM):]: int(v) for k, v in recorded.items() if k.startswith(UPSTREAM)}
-
-
 @dataclass(frozen=True)
 class Derivation:
-    """A derived table's plan, its rows now (``current``: None when it has none), and, for an append, the
-    rows it gains (lazy)."""
+    """A derived table's plan, its rows now (``current``: read unless it is recomputed whole), and, for an
+    append, the rows it gains (lazy)."""
 
     plan: DerivedPlan
     current: TableRead | None
@@ -194,11 +189,14 @@ def derive(
     except TableNotPublishedError:
         # Created by its first commit: a table held back by its checks is never created.
         return Derivation(DerivedPlan(REPLACE, "not published yet", None), None)
-    recorded = recorded_inputs(iceberg_table)
-    inputs = {name: input_change(lakehouse.load_table(name), recorded.get(name), read) for name, read in reads.items()}
+    snapshot = iceberg_table.metadata.current_snapshot()
+    recorded = upstream_snapshots(snapshot.summary.additional_properties if snapshot and snapshot.summary else {})
+    inputs = {name: input_change(recorded.get(name), read) for name, read in reads.items()}
     plan = plan_derived(iceberg_table, table, reads, inputs, lakehouse.rule_properties(), ignored)
-    current = lakehouse.read_snapshot(table, plan.base_snapshot_id, iceberg_table) if plan.base_snapshot_id else None
-    if plan.kind != APPEND:
+    if plan.kind == REPLACE:
+        return Derivation(plan, None)
+    current = lakehouse.read_snapshot(table, plan.base_snapshot_id, iceberg_table)
+    if plan.kind == UNCHANGED:
         return Derivation(plan, current)
     rows = aligned(added_rows(lakehouse, table, plan, reads, rule, current.frame), current.schema.column_names)
     if rows is None:

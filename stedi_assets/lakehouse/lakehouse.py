@@ -285,32 +285,32 @@ class Lakehouse:
         self, asset_path: list[str], snapshot_id: int | None = None, iceberg_table=None, in_process: bool = False,
         schema: TableSchema | None = None,
     ) -> nw.LazyFrame:
-        """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame of the engine, or of
-        Polars in this process (``in_process``: for a few columns read to judge, never to compute a table).
+        """The table at ``snapshot_id`` (default: its current snapshot) as a lazy frame (``read_snapshot``)."""
+        return self.read_snapshot(asset_path[-1], snapshot_id, iceberg_table, in_process, schema).frame
+
+    def read_snapshot(
+        self, table: str, snapshot_id: int | None = None, iceberg_table=None, in_process: bool = False,
+        schema: TableSchema | None = None,
+    ) -> TableRead:
+        """The table at ``snapshot_id`` (default: its current snapshot), with the data files holding it, as a
+        lazy frame of the engine, or of Polars in this process (``in_process``: for a few columns read to
+        judge, never to compute a table).
 
         Its columns are the table's current ones (``table_schema``), or ``schema``'s: a column a data file
         lacks (added after it was written) reads as null."""
-        table = asset_path[-1]
         iceberg_table = iceberg_table or self.load_table(table)
         schema = schema or effective_schema(iceberg_table, TABLES[table])
-        settings = self.catalog_settings()
-        with catalog_errors(settings, table):
-            files = data_file_paths(iceberg_table, snapshot_id)
-        store = self.store_for(self.table_location(asset_path))
+        with catalog_errors(self.catalog_settings(), table):
+            files = tuple(data_file_paths(iceberg_table, snapshot_id))
+        store = self.store_for(self.table_location([table]))
         if in_process:
             from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 
-            return PolarsEngine(max_file_mb=self.max_file_mb).scan(files, schema, store)
-        return self.get_engine().scan(files, schema, store)
-
-    def read_snapshot(self, table: str, snapshot_id: int, iceberg_table=None) -> TableRead:
-        """The table at ``snapshot_id`` as the engine reads it, with the data files holding it."""
-        iceberg_table = iceberg_table or self.load_table(table)
-        schema = effective_schema(iceberg_table, TABLES[table])
-        with catalog_errors(self.catalog_settings(), table):
-            files = tuple(data_file_paths(iceberg_table, snapshot_id))
-        frame = self.get_engine().scan(list(files), schema, self.store_for(self.table_location([table])))
-        return TableRead(table, frame, snapshot_id, files, schema)
+            frame = PolarsEngine(max_file_mb=self.max_file_mb).scan(list(files), schema, store)
+        else:
+            frame = self.get_engine().scan(list(files), schema, store)
+        snapshot_id = iceberg_table.metadata.current_snapshot_id if snapshot_id is None else snapshot_id
+        return TableRead(table, frame, snapshot_id, files, schema, iceberg_table)
 
     def read_files(self, read: TableRead, files: Sequence[str]) -> nw.LazyFrame:
         """Some data files of a table, read as ``read`` was (its columns), by the engine."""

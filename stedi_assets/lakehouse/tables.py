@@ -135,6 +135,8 @@ class TableRead:
     snapshot_id: int
     files: tuple[str, ...]
     schema: TableSchema
+    iceberg_table: Any
+    """The Iceberg table it was read from (its other snapshots: what changed since one of them)."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,11 @@ def data_file_paths(iceberg_table, snapshot_id: int | None = None) -> list[str]:
     return sorted(paths)
 
 
+def upstream_snapshots(properties: Mapping[str, str]) -> dict[str, int]:
+    """The upstream snapshots a snapshot's properties record (``stedi.upstream.<table>`` = snapshot id)."""
+    return {k[len(UPSTREAM):]: int(v) for k, v in properties.items() if k.startswith(UPSTREAM)}
+
+
 @dataclass(frozen=True)
 class SnapshotInfo:
     snapshot_id: int
@@ -402,7 +409,7 @@ def history(iceberg_table) -> list[SnapshotInfo]:
                 operation=summary.operation.value if summary else "",
                 run_id=extra.get(RUN_ID, ""),
                 rows=int(extra.get("total-records", 0)),
-                upstream={k[len(UPSTREAM):]: int(v) for k, v in extra.items() if k.startswith(UPSTREAM)},
+                upstream=upstream_snapshots(extra),
                 current=snapshot.snapshot_id == current,
                 added_columns=extra.get(ADDED_COLUMNS, ""),
             )

@@ -256,40 +256,34 @@ def _derive(
     plan, current = derivation.plan, derivation.current
     frames = {name: read.frame for name, read in reads.items()}
     engine = lakehouse.get_engine()
-    if plan.kind != incremental.APPEND:
-        context.log.info(mask_emails(f"{table}: {plan.kind}: {plan.reason}"))
-    note = {"update_reason": plan.reason}
-    if plan.kind == incremental.REPLACE:
-        yield from _materialize(context, lakehouse, table, whole(frames), {**frames, **extra}, extra_metadata=note)
-        return
-    if plan.kind == incremental.UNCHANGED:
-        update = TableUpdate(plan.base_snapshot_id, record=plan.moved)
-        yield from _materialize(
-            context, lakehouse, table, current.frame, {**frames, **extra}, extra_metadata=note, derived=update,
-        )
-        return
-    held = engine.hold(derivation.rows)
-    with engine.errors():
-        adds = row_count(held)
-    if not adds:
-        # The new input rows give none: the rows stay, the new input snapshots are recorded.
-        engine.release(held)
-        reason = f"the new rows of {', '.join(plan.appended)} add no rows"
-        context.log.info(mask_emails(f"{table}: unchanged: {reason}"))
-        yield from _materialize(
-            context, lakehouse, table, current.frame, {**frames, **extra}, extra_metadata={"update_reason": reason},
-            derived=TableUpdate(plan.base_snapshot_id, record=True),
-        )
-        return
-    context.log.info(mask_emails(f"{table}: append: {plan.reason}: {adds} row(s)"))
+    kind, reason, held = plan.kind, plan.reason, None
+    if kind == incremental.REPLACE:
+        contents, update = whole(frames), None
+    elif kind == incremental.UNCHANGED:
+        contents, update = current.frame, TableUpdate(plan.base_snapshot_id, record=plan.moved)
+    else:
+        held = engine.hold(derivation.rows)
+        with engine.errors():
+            adds = row_count(held)
+        if adds:
+            reason = f"{reason}: {adds} row(s)"
+            contents = nw.concat([current.frame, held], how="vertical")
+            update = TableUpdate(plan.base_snapshot_id, append=held)
+        else:
+            # The new input rows give none: the rows stay, the new input snapshots are recorded.
+            engine.release(held)
+            held = None
+            kind, reason = incremental.UNCHANGED, f"the new rows of {', '.join(plan.appended)} add no rows"
+            contents, update = current.frame, TableUpdate(plan.base_snapshot_id, record=True)
+    context.log.info(mask_emails(f"{table}: {kind}: {reason}"))
     try:
-        contents = nw.concat([current.frame, held], how="vertical")
         yield from _materialize(
-            context, lakehouse, table, contents, {**frames, **extra}, extra_metadata=note,
-            derived=TableUpdate(plan.base_snapshot_id, append=held),
+            context, lakehouse, table, contents, {**frames, **extra}, extra_metadata={"update_reason": reason},
+            derived=update,
         )
     finally:
-        engine.release(held)
+        if held is not None:
+            engine.release(held)
 
 
 class LandingConfig(Config):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from dagster import InitResourceContext, InputContext, IOManager, MetadataValue, OutputContext, io_manager
 
 from stedi_assets.lakehouse.incremental import UPDATE
-from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, Commit, TableRead, TableUpdate
+from stedi_assets.lakehouse.tables import RUN_ID, UPSTREAM, Commit, TableRead, TableUpdate, upstream_snapshots
 from stedi_assets.orchestration.masking import mask_metadata
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def pinned_snapshot(iceberg_table, run_id: str) -> tuple[int | None, bool]:
 def upstream_of(iceberg_table, snapshot_id: int) -> dict[str, int]:
     snapshot = iceberg_table.metadata.snapshot_by_id(snapshot_id)
     extra = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
-    return {k[len(UPSTREAM):]: int(v) for k, v in extra.items() if k.startswith(UPSTREAM)}
+    return upstream_snapshots(extra)
 
 
 def mismatches(reads: dict[str, InputRead]) -> list[str]:
