@@ -16,7 +16,7 @@ import narwhals as nw
 import pytest
 
 from stedi_assets.domain import rules
-from stedi_assets.orchestration.checks import CHECKS, CheckInput
+from stedi_assets.orchestration.checks import CHECKS, JUDGED_ADDED, CheckInput
 from stedi_assets.domain.schemas import FEEDS, TABLES
 from stedi_assets.domain.simulate import simulate_landing, write_landing
 from stedi_assets_tests.conftest import check_outcomes, materialize_all, published_rows
@@ -543,6 +543,33 @@ def test_a_current_record_rule_gone_wrong_blocks_customer_trusted_in_a_run(make_
     assert check_outcomes(result)[("customer_trusted", "withdrawn_out_of_history")] is True
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == "customer_trusted"]
     assert "consenting_customers_only" in str(failure.event_specific_data.error), failure.event_specific_data.error
+
+
+def test_a_broken_rule_fails_the_check_on_the_rows_an_append_adds(make_lakehouse, monkeypatch, tmp_path):
+    """On an incremental update the row-by-row privacy checks judge the rows added alone: a rule gone wrong
+    for the new readings is caught there, and the table keeps its rows."""
+    import json
+
+    landing = tmp_path / "landing"
+    write_landing(landing, simulate_landing())
+    lakehouse = make_lakehouse(landing)
+    assert materialize_all(lakehouse).success
+    before = lakehouse.current_snapshot("accelerometer_trusted")
+    stranger = {"user": "stranger@example.com", "timestamp": T0, "x": 1.0, "y": 0.0, "z": 1.0}
+    (landing / "accelerometer" / "late.json").write_text(json.dumps(stranger) + "\n")
+    monkeypatch.setattr(rules, "rows_with_key_in", lambda frame, key, reference, reference_key: frame)
+
+    result = materialize_all(lakehouse)
+
+    assert not result.success
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations()
+        if (e.asset_key.path[-1], e.check_name) == ("accelerometer_trusted", "consenting_readings_only")
+    ]
+    assert not evaluation.passed
+    assert evaluation.metadata["readings_of_non_consenting_users"].value == 1
+    assert evaluation.metadata["judged"].value == JUDGED_ADDED
+    assert lakehouse.current_snapshot("accelerometer_trusted") == before
 
 
 def test_a_held_back_co_owner_keeps_the_shared_device_out_of_every_table_in_a_run(make_lakehouse, tmp_path):

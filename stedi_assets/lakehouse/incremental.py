@@ -178,6 +178,9 @@ class Derivation:
     plan: DerivedPlan
     current: TableRead | None
     rows: nw.LazyFrame | None = None
+    ignored_same: bool = True
+    """Whether every input the rule ignores under the settings in force is the same too: the table's checks
+    see those inputs, so only then were the rows kept judged against the inputs the checks see now."""
 
 
 def derive(
@@ -196,11 +199,12 @@ def derive(
     if plan.kind == REPLACE:
         return Derivation(plan, None)
     current = lakehouse.read_snapshot(table, plan.base_snapshot_id, iceberg_table)
+    ignored_same = all(inputs[name].kind == SAME for name in ignored if name in inputs)
     if plan.kind == UNCHANGED:
-        return Derivation(plan, current)
+        return Derivation(plan, current, ignored_same=ignored_same)
     rows = aligned(added_rows(lakehouse, table, plan, reads, rule, current.frame), current.schema.column_names)
     if rows is None:
         plan = DerivedPlan(
             REPLACE, "recomputed whole: the new rows bring a column the table lacks", plan.base_snapshot_id, plan.changes
         )
-    return Derivation(plan, current, rows)
+    return Derivation(plan, current, rows, ignored_same)

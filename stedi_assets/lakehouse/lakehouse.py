@@ -10,8 +10,11 @@ it when the run ends; the ``stedi`` command builds one from the settings.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import narwhals as nw
@@ -41,14 +44,36 @@ RULES = "stedi.rules."
 """Snapshot property prefix: ``stedi.rules.<setting>`` = a rule setting the snapshot was computed with."""
 
 
-def rule_properties(consent_scope, ml_join) -> dict[str, str]:
-    """The settings that change what a derived table holds, as its snapshots record them."""
+_RULE_SOURCES = ("rules.py", "invariants.py")
+
+
+@functools.cache
+def rules_code() -> str:
+    """A digest of the source of the rules and of the privacy invariants the checks judge with.
+
+    Recorded on each derived snapshot (``stedi.rules.code``): a table computed,
+    and judged, by other code is recomputed whole and judged whole, rather than
+    updated incrementally beside rows the current code never judged.
+    """
+    domain = Path(__file__).resolve().parent.parent / "domain"
+    digest = hashlib.sha256()
+    for name in _RULE_SOURCES:
+        digest.update((domain / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _settings(consent_scope, ml_join) -> dict[str, str]:
     return {f"{RULES}consent_scope": str(consent_scope), f"{RULES}ml_join": str(ml_join)}
 
 
+def rule_properties(consent_scope, ml_join) -> dict[str, str]:
+    """The settings and the code that change what a derived table holds, as its snapshots record them."""
+    return {**_settings(consent_scope, ml_join), f"{RULES}code": rules_code()}
+
+
 def rule_version(consent_scope, ml_join) -> str:
-    """The same settings as one value: a derived table's code version in Dagster."""
-    return ";".join(f"{k.removeprefix(RULES)}={v}" for k, v in sorted(rule_properties(consent_scope, ml_join).items()))
+    """The settings as one value: a derived table's code version in Dagster."""
+    return ";".join(f"{k.removeprefix(RULES)}={v}" for k, v in sorted(_settings(consent_scope, ml_join).items()))
 
 
 def _default(name: str) -> Any:
@@ -302,19 +327,22 @@ class Lakehouse:
         schema = schema or effective_schema(iceberg_table, TABLES[table])
         with catalog_errors(self.catalog_settings(), table):
             files = tuple(data_file_paths(iceberg_table, snapshot_id))
+        frame = self._scan(table, files, schema, in_process)
+        snapshot_id = iceberg_table.metadata.current_snapshot_id if snapshot_id is None else snapshot_id
+        return TableRead(table, frame, snapshot_id, files, schema, iceberg_table)
+
+    def read_files(self, read: TableRead, files: Sequence[str], in_process: bool = False) -> nw.LazyFrame:
+        """Some data files of a table, read as ``read`` was (its columns), by the engine (or by Polars in this
+        process: ``read_snapshot``'s ``in_process``)."""
+        return self._scan(read.table, files, read.schema, in_process)
+
+    def _scan(self, table: str, files: Sequence[str], schema: TableSchema, in_process: bool) -> nw.LazyFrame:
         store = self.store_for(self.table_location([table]))
         if in_process:
             from stedi_assets.lakehouse.engines.polars_engine import PolarsEngine
 
-            frame = PolarsEngine(max_file_mb=self.max_file_mb).scan(list(files), schema, store)
-        else:
-            frame = self.get_engine().scan(list(files), schema, store)
-        snapshot_id = iceberg_table.metadata.current_snapshot_id if snapshot_id is None else snapshot_id
-        return TableRead(table, frame, snapshot_id, files, schema, iceberg_table)
-
-    def read_files(self, read: TableRead, files: Sequence[str]) -> nw.LazyFrame:
-        """Some data files of a table, read as ``read`` was (its columns), by the engine."""
-        return self.get_engine().scan(list(files), read.schema, self.store_for(self.table_location([read.table])))
+            return PolarsEngine(max_file_mb=self.max_file_mb).scan(list(files), schema, store)
+        return self.get_engine().scan(list(files), schema, store)
 
     def write_table(
         self, asset_path: list[str], frame: nw.LazyFrame, properties: Mapping[str, str], run_id: str

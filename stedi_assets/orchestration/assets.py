@@ -89,6 +89,7 @@ def _materialize(
     refused: Mapping[str, str] | None = None,
     added_columns: str = "",
     derived: TableUpdate | None = None,
+    added: nw.LazyFrame | None = None,
 ) -> Iterator[Output | AssetCheckResult]:
     """Check ``frame`` and, unless a blocking check failed, publish it, or commit ``update`` when given.
 
@@ -96,7 +97,8 @@ def _materialize(
     update (a derived table's rows added or none, committed by the IO manager)
     the frame is checked as it is: held already when it replaces the table,
     lazy when rows are added to it (its whole contents need not be computed to
-    be checked). Otherwise ``frame`` is the table's new contents.
+    be checked). Otherwise ``frame`` is the table's new contents. ``added``: the rows a derived update adds
+    (``CheckInput.added``), which the checks judged row by row judge alone.
     """
     engine = lakehouse.get_engine()
     # Who has withdrawn, for a privacy table's removals and history: customer_landing read once per step.
@@ -118,6 +120,7 @@ def _materialize(
             refused=refused or {},
             added_columns=added_columns,
             curated_extra_columns=tuple(lakehouse.curated_extra_columns),
+            added=added,
         )
         with engine.errors():
             results = [(check, check.run(check_input)) for check in CHECKS[table]]
@@ -206,7 +209,7 @@ def _history(
     now_ms = int(time.time() * 1000)
     if lakehouse.current_snapshot(table) is None:
         # Never published (held back on its first run): no history to judge yet.
-        yield masked(check_withdrawn_out_of_history(table, [], customer_landing, lakehouse.withdrawal_retention_hours, now_ms))
+        yield masked(check_withdrawn_out_of_history(table, [], lambda path: None, customer_landing, lakehouse.withdrawal_retention_hours, now_ms))
         return
     forgotten = forget_withdrawn(lakehouse, table, withdrawn_customers(customer_landing))
     if forgotten.snapshots_expired:
@@ -215,15 +218,12 @@ def _history(
     current = iceberg_table.metadata.current_snapshot_id
     ordered = sorted(iceberg_table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
     successors = {s.snapshot_id: nxt.timestamp_ms for s, nxt in zip(ordered, ordered[1:])}
-    snapshots = [
-        (
-            s.snapshot_id, successors.get(s.snapshot_id), s.snapshot_id == current,
-            lakehouse.read_table([table], s.snapshot_id, iceberg_table, in_process=True),
-        )
-        for s in ordered
-    ]
+    reads = {s.snapshot_id: lakehouse.read_snapshot(table, s.snapshot_id, iceberg_table, in_process=True) for s in ordered}
+    snapshots = [(i, successors.get(i), i == current, read.files) for i, read in reads.items()]
+    read = reads[current]
     yield masked(check_withdrawn_out_of_history(
-        table, snapshots, customer_landing, lakehouse.withdrawal_retention_hours, now_ms
+        table, snapshots, lambda path: lakehouse.read_files(read, [path], in_process=True), customer_landing,
+        lakehouse.withdrawal_retention_hours, now_ms,
     ))
 
 
@@ -276,10 +276,15 @@ def _derive(
             kind, reason = incremental.UNCHANGED, f"the new rows of {', '.join(plan.appended)} add no rows"
             contents, update = current.frame, TableUpdate(plan.base_snapshot_id, record=True)
     context.log.info(mask_emails(f"{table}: {kind}: {reason}"))
+    # The rows kept passed the blocking checks when they were committed; checks judged row by row judge the
+    # rows added alone, when every input the checks see is as it was then but for rows added.
+    added = None
+    if derivation.ignored_same and kind != incremental.REPLACE:
+        added = held if held is not None else current.frame.head(0)
     try:
         yield from _materialize(
             context, lakehouse, table, contents, {**frames, **extra}, extra_metadata={"update_reason": reason},
-            derived=update,
+            derived=update, added=added,
         )
     finally:
         if held is not None:

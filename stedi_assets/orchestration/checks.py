@@ -7,7 +7,8 @@ into check metadata as they are; samples of emails are masked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,6 +24,7 @@ from stedi_assets.lakehouse.history import HISTORY_KEYS
 ERROR = AssetCheckSeverity.ERROR
 WARN = AssetCheckSeverity.WARN
 _SAMPLE_SIZE = 5
+JUDGED_ADDED = "the rows this update added; the rows kept passed when their step published them"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class CheckInput:
     """Landing tables: the columns this materialization adds from delivered records (``name type, ...``)."""
     curated_extra_columns: tuple[str, ...] = ()
     """Curated tables: the added columns they may carry (curated_extra_columns, STEDI_CURATED_EXTRA_COLUMNS)."""
+    added: nw.LazyFrame | None = None
+    """A derived table updated incrementally (``lakehouse.incremental``): the rows this update adds (none, for
+    a table left unchanged). The rows it keeps passed every blocking check when their step committed them,
+    against the inputs as they were then; since then the inputs are the same but for rows added to those the
+    rule adds rows for row by row. A check judged row by row (``Check.row_by_row``) judges these rows alone."""
 
     @cached_property
     def rows(self) -> int:
@@ -71,12 +78,26 @@ class Check:
     evaluate: Callable[[CheckInput], Outcome]
     severity: AssetCheckSeverity = ERROR
     blocking: bool = False
+    row_by_row: bool = False
+    """The check judges each row on its own against the inputs, and a row that passes still passes when rows
+    are added to the inputs the rule adds rows for (it looks a row up in them, never for its absence): on a
+    table updated incrementally it judges the rows added alone (``CheckInput.added``). Only a blocking ERROR
+    check may be: the rows kept are known to pass it because their step published them."""
+
+    def __post_init__(self) -> None:
+        if self.row_by_row and not (self.blocking and self.severity == ERROR):
+            raise ValueError(f"{self.name}: only a blocking ERROR check can judge the rows added alone")
 
     def spec(self, table: str) -> AssetCheckSpec:
         return AssetCheckSpec(self.name, asset=table, description=self.description, blocking=self.blocking)
 
     def run(self, check_input: CheckInput) -> AssetCheckResult:
-        passed, metadata, *severity = self.evaluate(check_input)
+        judged = check_input
+        if self.row_by_row and check_input.added is not None:
+            judged = dataclasses.replace(check_input, frame=check_input.added)
+        passed, metadata, *severity = self.evaluate(judged)
+        if judged is not check_input:
+            metadata = {**metadata, "judged": JUDGED_ADDED}
         return AssetCheckResult(
             asset_key=check_input.table,
             check_name=self.name,
@@ -451,6 +472,7 @@ CONSENT_SCOPE = Check(
     "research consent date; passes trivially under any_time.",
     check_consent_scope,
     blocking=True,
+    row_by_row=True,
 )
 
 # The tables whose history is judged, and the column that says whose a row is: the contract the history
@@ -470,6 +492,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "that may be newer.",
             check_consenting_customers,
             blocking=True,
+            row_by_row=True,
         ),
         Check(
             "quarantined_records_attributed",
@@ -494,6 +517,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "Privacy: only readings whose user is a customer in customer_trusted.",
             check_consenting_readings,
             blocking=True,
+            row_by_row=True,
         ),
         CONSENT_SCOPE,
     ),
@@ -506,6 +530,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "Privacy: only customers of customer_trusted, all with research consent.",
             check_consenting_customers,
             blocking=True,
+            row_by_row=True,
         ),
         COLUMNS_AWAITING_DECISION,
     ),
@@ -518,6 +543,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "customer outside customer_trusted.",
             check_curated_devices,
             blocking=True,
+            row_by_row=True,
         ),
         CONSENT_SCOPE,
     ),
@@ -535,6 +561,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "Privacy: every row's device is a curated customer's and its reading a trusted one.",
             check_traceable,
             blocking=True,
+            row_by_row=True,
         ),
         CONSENT_SCOPE,
         Check(
@@ -575,24 +602,26 @@ def check_specs(table: str) -> list[AssetCheckSpec]:
 
 
 def check_withdrawn_out_of_history(
-    table: str, snapshots: list[tuple[int, int, bool, nw.LazyFrame]], customer_landing: nw.LazyFrame,
-    retention_hours: int, now_ms: int,
+    table: str, snapshots: list[tuple[int, int | None, bool, Sequence[str]]], read_file: Callable[[str], nw.LazyFrame],
+    customer_landing: nw.LazyFrame, retention_hours: int, now_ms: int,
 ) -> AssetCheckResult:
-    """``snapshots``: (snapshot id, commit time of the next snapshot or None, whether it is current, its rows)
-    for each snapshot kept; a snapshot superseded longer ago than the retention must hold no withdrawn customer."""
+    """``snapshots``: (snapshot id, commit time of the next snapshot or None, whether it is current, its data
+    files) for each snapshot kept; a snapshot superseded longer ago than the retention must hold no withdrawn
+    customer. A snapshot's rows are its data files' (the tables have no delete files: ``data_file_paths``), so
+    each file is judged once (``read_file``), however many snapshots hold it."""
     column, kind = HISTORY_KEYS[table]
     cutoff = now_ms - retention_hours * 3_600_000
+    judged = [(i, files) for i, at, current, files in snapshots if not current and at is not None and at <= cutoff]
+    in_file: dict[str, int] = {}
     found = {}
-    for snapshot_id, superseded_at, current, rows in snapshots:
-        if current or superseded_at is None or superseded_at > cutoff:
-            continue
-        count = row_count(invariants.rows_of_withdrawn(rows, column, kind, customer_landing))
+    for snapshot_id, files in judged:
+        for path in files:
+            if path not in in_file:
+                in_file[path] = row_count(invariants.rows_of_withdrawn(read_file(path), column, kind, customer_landing))
+        count = sum(in_file[path] for path in files)
         if count:
             found[str(snapshot_id)] = count
-    metadata = {
-        "snapshots_judged": sum(1 for _, at, current, _ in snapshots if not current and at is not None and at <= cutoff),
-        "retention_hours": retention_hours,
-    }
+    metadata = {"snapshots_judged": len(judged), "retention_hours": retention_hours}
     if found:
         metadata["snapshots_holding_withdrawn"] = MetadataValue.json(found)
         metadata["problem"] = (

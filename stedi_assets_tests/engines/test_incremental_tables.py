@@ -12,6 +12,13 @@ zone as it then is. Every table must hold the same rows.
 The incremental path must really be taken: after a delivery of new readings
 alone, accelerometer_trusted and machine_learning_curated gain rows by an
 append (never a rewrite), and the customer tables commit nothing new.
+
+The checks are held to the same standard: a check judged row by row judges
+only the rows an update adds (``checks.Check.row_by_row``), and every check's
+outcome (passed, severity, every count it reports) after each delivery equals
+its outcome on the full rebuild, where it judges every row. After new
+readings, the appended tables' row-by-row checks must really have judged the
+added rows alone.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from hypothesis import strategies as st
 
 from stedi_assets.domain.schemas import TABLES
 from stedi_assets.lakehouse.lakehouse import Lakehouse
+from stedi_assets.orchestration.checks import HISTORY_CHECKS, JUDGED_ADDED
 from stedi_assets_tests.conftest import materialize_all, stored_table
 
 T0 = 1_655_564_444_000
@@ -127,6 +135,29 @@ def updates(result) -> dict[str, str]:
     }
 
 
+HISTORY = {check.name for checks in HISTORY_CHECKS.values() for check in checks}
+
+
+def check_outcomes(result) -> dict[tuple[str, str], tuple]:
+    """Each check's outcome: passed, severity and the counts it reports (history checks aside: the two
+    lakehouses' histories differ by design)."""
+    return {
+        (e.asset_key.path[-1], e.check_name): (
+            e.passed, e.severity,
+            {k: v.value for k, v in e.metadata.items() if isinstance(v.value, int | float) and not isinstance(v.value, bool)},
+        )
+        for e in result.get_asset_check_evaluations() if e.check_name not in HISTORY
+    }
+
+
+def judged_added(result) -> set[tuple[str, str]]:
+    """The checks that judged only the rows their table's update added."""
+    return {
+        (e.asset_key.path[-1], e.check_name) for e in result.get_asset_check_evaluations()
+        if "judged" in e.metadata and e.metadata["judged"].value == JUDGED_ADDED
+    }
+
+
 def snapshots(root: Path) -> dict[str, int]:
     from stedi_assets_tests.conftest import independent_catalog
 
@@ -155,6 +186,7 @@ def assert_incremental_equals_rebuild(engine: str, rules: dict, steps: list) -> 
             updated = materialize_all(incremental)
             rebuilt = materialize_all(lakehouse(f"rebuild-{number}"))
             assert updated.success == rebuilt.success, (number, step)
+            assert check_outcomes(updated) == check_outcomes(rebuilt), (number, step, updates(updated))
             if not rebuilt.success:  # a blocking check holds a table back in both
                 continue
             for table in TABLES:
@@ -171,6 +203,7 @@ def assert_incremental_equals_rebuild(engine: str, rules: dict, steps: list) -> 
                     assert kinds["machine_learning_curated"] in ("append", "unchanged"), kinds
                 if stored_table(base / "incremental", "accelerometer_trusted").height > readings:
                     assert kinds["accelerometer_trusted"] == "append", kinds
+                    assert ("accelerometer_trusted", "consenting_readings_only") in judged_added(updated)
                 assert snapshots(base / "incremental")["customer_trusted"] == before["customer_trusted"]
 
 
