@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 from dagster import DagsterInstance, MetadataValue, Output, asset, materialize, materialize_to_memory
@@ -113,8 +114,34 @@ def _spellings(address: str) -> set[str]:
     return {address, json.dumps(address)[1:-1], json.dumps(address, ensure_ascii=False)[1:-1]}
 
 
+# A local part already of a mask's shape (at most two characters that do not end
+# in a star, then three stars; quoted: a quote, at most one character, three stars,
+# a quote) is its own mask: ``"***"@[0.0.0.0]`` or ``ab***@x.com`` shows no more
+# of itself than its mask does, and masking leaves it as it is.
+# A quoted local part is masked without the spaces and invisible characters before it.
+_OWN_MASK = re.compile(r'(?:[^*]|.[^*])?\*\*\*', re.DOTALL)
+_OWN_MASK_QUOTED = re.compile(r'"[^*]?\*\*\*"', re.DOTALL)
+
+
+def _is_its_own_mask(address: str) -> bool:
+    local = address.rpartition("@")[0]
+    quoted = local.lstrip("\u00a0\u200b\ufeff\u3000\u2060")
+    return bool(_OWN_MASK.fullmatch(local) or _OWN_MASK_QUOTED.fullmatch(quoted))
+
+
 def _unmasked(text: str, addresses: list[str]) -> list[str]:
-    return [address for address in addresses if any(spelling in text for spelling in _spellings(address))]
+    return [
+        address
+        for address in addresses
+        if not _is_its_own_mask(address) and any(spelling in text for spelling in _spellings(address))
+    ]
+
+
+def test_an_address_of_a_masks_shape_is_its_own_mask():
+    for address in ['"***"@[0.0.0.0]', "ab***@x.com", '"a***"@x.com', "***@x.com", "\u00a0***@x.com", '\u00a0"***"@x']:
+        assert _is_its_own_mask(address) and mask_emails(address) == address
+    for address in ["abc***@x.com", "a****@x.com", '"ab***"@x.com', "ann@x.com", "\u00a0ab***@x.com"]:
+        assert not _is_its_own_mask(address) and mask_emails(address) != address
 
 
 def _written_apart(part: tuple[str, str, str]) -> bool:
