@@ -19,7 +19,7 @@ import re
 import pytest
 from dagster import DagsterInstance, MetadataValue, Output, asset, materialize, materialize_to_memory
 from dagster._serdes import serialize_value
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stedi_assets.definitions import zone_assets
@@ -123,10 +123,15 @@ _OWN_MASK = re.compile(r'(?:[^*]|.[^*])?\*\*\*', re.DOTALL)
 _OWN_MASK_QUOTED = re.compile(r'"[^*]?\*\*\*"', re.DOTALL)
 
 
+# A local part of one to three stars shows nothing either, and its mask's stars
+# contain it: ``*@0`` is masked as ``***@0``.
+_STARS = re.compile(r'\*{1,3}')
+
+
 def _is_its_own_mask(address: str) -> bool:
     local = address.rpartition("@")[0]
     quoted = local.lstrip("\u00a0\u200b\ufeff\u3000\u2060")
-    return bool(_OWN_MASK.fullmatch(local) or _OWN_MASK_QUOTED.fullmatch(quoted))
+    return bool(_OWN_MASK.fullmatch(local) or _OWN_MASK_QUOTED.fullmatch(quoted) or _STARS.fullmatch(local))
 
 
 def _unmasked(text: str, addresses: list[str]) -> list[str]:
@@ -140,6 +145,8 @@ def _unmasked(text: str, addresses: list[str]) -> list[str]:
 def test_an_address_of_a_masks_shape_is_its_own_mask():
     for address in ['"***"@[0.0.0.0]', "ab***@x.com", '"a***"@x.com', "***@x.com", "\u00a0***@x.com", '\u00a0"***"@x']:
         assert _is_its_own_mask(address) and mask_emails(address) == address
+    for address in ["*@0", "**@x.com"]:
+        assert _is_its_own_mask(address) and mask_emails(address) == "***@" + address.rpartition("@")[2]
     for address in ["abc***@x.com", "a****@x.com", '"ab***"@x.com', "ann@x.com", "\u00a0ab***@x.com"]:
         assert not _is_its_own_mask(address) and mask_emails(address) != address
 
@@ -153,6 +160,7 @@ def _written_apart(part: tuple[str, str, str]) -> bool:
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(_BEFORE, addresses(), _AFTER).filter(_written_apart), min_size=1, max_size=4))
+@example([("", '\u00a0"***"@[0.0.0.0]', ""), ("", "#@[IPv6:::]\u200b", ""), ("", "*@0", "")])
 def test_no_generated_address_survives_masking_in_running_text(parts):
     # Written apart: one space at least between two addresses and their surroundings.
     text = " ".join(before + address + after for before, address, after in parts)
