@@ -114,24 +114,19 @@ def _spellings(address: str) -> set[str]:
     return {address, json.dumps(address)[1:-1], json.dumps(address, ensure_ascii=False)[1:-1]}
 
 
-# A local part already of a mask's shape (at most two characters that do not end
-# in a star, then three stars; quoted: a quote, at most one character, three stars,
-# a quote) is its own mask: ``"***"@[0.0.0.0]`` or ``ab***@x.com`` shows no more
-# of itself than its mask does, and masking leaves it as it is.
-# A quoted local part is masked without the spaces and invisible characters before it.
-_OWN_MASK = re.compile(r'(?:[^*]|.[^*])?\*\*\*', re.DOTALL)
+# A local part already of a mask's shape shows no more of itself than its mask:
+# at most two characters not ending in a star, then three stars (``ab***@x.com``),
+# or one to three stars, which the mask's stars contain (``*@0`` -> ``***@0``);
+# quoted, a quote, at most one character, three stars and a quote, after any
+# spaces and invisible characters (``"***"@[0.0.0.0]``).
+_OWN_MASK = re.compile(r'\*{1,3}|(?:[^*]|.[^*])?\*\*\*', re.DOTALL)
 _OWN_MASK_QUOTED = re.compile(r'"[^*]?\*\*\*"', re.DOTALL)
-
-
-# A local part of one to three stars shows nothing either, and its mask's stars
-# contain it: ``*@0`` is masked as ``***@0``.
-_STARS = re.compile(r'\*{1,3}')
 
 
 def _is_its_own_mask(address: str) -> bool:
     local = address.rpartition("@")[0]
     quoted = local.lstrip("\u00a0\u200b\ufeff\u3000\u2060")
-    return bool(_OWN_MASK.fullmatch(local) or _OWN_MASK_QUOTED.fullmatch(quoted) or _STARS.fullmatch(local))
+    return bool(_OWN_MASK.fullmatch(local) or _OWN_MASK_QUOTED.fullmatch(quoted))
 
 
 def _unmasked(text: str, addresses: list[str]) -> list[str]:

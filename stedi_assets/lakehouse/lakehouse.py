@@ -325,11 +325,15 @@ class Lakehouse:
         lacks (added after it was written) reads as null."""
         iceberg_table = iceberg_table or self.load_table(table)
         schema = schema or effective_schema(iceberg_table, TABLES[table])
-        with catalog_errors(self.catalog_settings(), table):
-            files = tuple(data_file_paths(iceberg_table, snapshot_id))
+        files = self.snapshot_files(table, iceberg_table, snapshot_id)
         frame = self._scan(table, files, schema, in_process)
         snapshot_id = iceberg_table.metadata.current_snapshot_id if snapshot_id is None else snapshot_id
         return TableRead(table, frame, snapshot_id, files, schema, iceberg_table)
+
+    def snapshot_files(self, table: str, iceberg_table, snapshot_id: int | None = None) -> tuple[str, ...]:
+        """The data files holding the table at ``snapshot_id`` (default: its current snapshot)."""
+        with catalog_errors(self.catalog_settings(), table):
+            return tuple(data_file_paths(iceberg_table, snapshot_id))
 
     def read_files(self, read: TableRead, files: Sequence[str], in_process: bool = False) -> nw.LazyFrame:
         """Some data files of a table, read as ``read`` was (its columns), by the engine (or by Polars in this

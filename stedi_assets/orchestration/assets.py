@@ -218,9 +218,12 @@ def _history(
     current = iceberg_table.metadata.current_snapshot_id
     ordered = sorted(iceberg_table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
     successors = {s.snapshot_id: nxt.timestamp_ms for s, nxt in zip(ordered, ordered[1:])}
-    reads = {s.snapshot_id: lakehouse.read_snapshot(table, s.snapshot_id, iceberg_table, in_process=True) for s in ordered}
-    snapshots = [(i, successors.get(i), i == current, read.files) for i, read in reads.items()]
-    read = reads[current]
+    snapshots = [
+        (s.snapshot_id, successors.get(s.snapshot_id), s.snapshot_id == current,
+         lakehouse.snapshot_files(table, iceberg_table, s.snapshot_id))
+        for s in ordered
+    ]
+    read = lakehouse.read_snapshot(table, current, iceberg_table, in_process=True)
     yield masked(check_withdrawn_out_of_history(
         table, snapshots, lambda path: lakehouse.read_files(read, [path], in_process=True), customer_landing,
         lakehouse.withdrawal_retention_hours, now_ms,

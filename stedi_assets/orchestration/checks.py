@@ -8,8 +8,7 @@ into check metadata as they are; samples of emails are masked.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import narwhals as nw
@@ -94,7 +93,7 @@ class Check:
     def run(self, check_input: CheckInput) -> AssetCheckResult:
         judged = check_input
         if self.row_by_row and check_input.added is not None:
-            judged = dataclasses.replace(check_input, frame=check_input.added)
+            judged = replace(check_input, frame=check_input.added)
         passed, metadata, *severity = self.evaluate(judged)
         if judged is not check_input:
             metadata = {**metadata, "judged": JUDGED_ADDED}

@@ -138,9 +138,9 @@ def updates(result) -> dict[str, str]:
 HISTORY = {check.name for checks in HISTORY_CHECKS.values() for check in checks}
 
 
-def check_outcomes(result) -> dict[tuple[str, str], tuple]:
-    """Each check's outcome: passed, severity and the counts it reports (history checks aside: the two
-    lakehouses' histories differ by design)."""
+def check_verdicts(result) -> dict[tuple[str, str], tuple]:
+    """Each check's verdict, more than conftest's ``check_outcomes`` (passed alone): passed, severity and the
+    counts it reports (history checks aside: the two lakehouses' histories differ by design)."""
     return {
         (e.asset_key.path[-1], e.check_name): (
             e.passed, e.severity,
@@ -186,7 +186,7 @@ def assert_incremental_equals_rebuild(engine: str, rules: dict, steps: list) -> 
             updated = materialize_all(incremental)
             rebuilt = materialize_all(lakehouse(f"rebuild-{number}"))
             assert updated.success == rebuilt.success, (number, step)
-            assert check_outcomes(updated) == check_outcomes(rebuilt), (number, step, updates(updated))
+            assert check_verdicts(updated) == check_verdicts(rebuilt), (number, step, updates(updated))
             if not rebuilt.success:  # a blocking check holds a table back in both
                 continue
             for table in TABLES:
